@@ -1,0 +1,20 @@
+# syntax=docker/dockerfile:1
+# The operator image (also carries the CLI and the reference worker).
+#   docker build -t workpool-operator:0.1.0 .
+# BASE lets air-gapped builds pass a locally produced Python base image.
+ARG BASE=python:3.11-slim
+
+FROM ${BASE} AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY operator ./operator
+RUN python -m pip wheel --no-cache-dir --wheel-dir /wheels .
+
+FROM ${BASE}
+RUN groupadd --gid 10001 workpools && useradd --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin workpools
+COPY --from=build /wheels /wheels
+RUN python -m pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+USER 10001:10001
+ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+EXPOSE 8080
+ENTRYPOINT ["workpools-operator"]

@@ -1,0 +1,1 @@
+"""Kubernetes-native work pools: Prefect's work-pool model as custom resources."""

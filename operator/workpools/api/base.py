@@ -1,0 +1,99 @@
+"""Pieces every kind shares: the object metadata we read, slot counts, reference fields."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Annotated, Any, ClassVar
+
+import pydantic
+from kube_custom_resource import schema
+from pydantic import ConfigDict, Field
+
+from workpools.api.meta import NAME_MAX, POOL_NAME_MAX
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+"""Queue, pool and worker names end up in label values, so they must be DNS labels."""
+
+
+class ObjectMeta(schema.BaseModel):
+    """The parts of metadata the operator reads; the schema never constrains metadata."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    name: str
+    namespace: str | None = None
+    uid: str | None = None
+    generation: int | None = None
+    resource_version: str | None = None
+    creation_timestamp: datetime.datetime | None = None
+    deletion_timestamp: datetime.datetime | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    owner_references: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class Resource(schema.BaseModel):
+    """Base of the four kinds: parses a whole object as read from the API server.
+
+    The class variables are the CRD facts the schema cannot carry; `crds.py` reads them.
+    """
+
+    KIND: ClassVar[str]
+    PLURAL: ClassVar[str]
+    SHORT_NAMES: ClassVar[tuple[str, ...]]
+    PRINTER_COLUMNS: ClassVar[tuple[dict[str, Any], ...]]
+    SELECTABLE_FIELDS: ClassVar[tuple[str, ...]] = ()
+    """Fields `kubectl get --field-selector` can filter on, served by the API server itself."""
+
+    api_version: str = ""
+    kind: str = ""
+    metadata: ObjectMeta
+
+
+class SlotStatus(schema.BaseModel):
+    """Concurrency slots of a pool or queue: runs in Pending, Running or Cancelling."""
+
+    active: int = Field(default=0, ge=0, description="Runs holding a slot (Pending, Running, Cancelling).")
+    limit: int | None = Field(default=None, ge=0, description="The concurrency limit; null means unlimited.")
+    open: int | None = Field(
+        default=None, ge=0, description="Slots free for admission (limit - active, at least 0); null means unlimited."
+    )
+    summary: str = Field(default="0/∞", max_length=32, description="active/limit for `kubectl get` (∞ when unlimited).")
+
+
+def immutable(message: str) -> dict[str, Any]:
+    return {"x-kubernetes-validations": [{"rule": "self == oldSelf", "message": message}]}
+
+
+PoolRef = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=POOL_NAME_MAX,
+        pattern=DNS_LABEL,
+        description="Name of the WorkPool (same namespace). Immutable.",
+        json_schema_extra=immutable("workPool is immutable; create a new object to move it to another pool"),
+    ),
+]
+
+QueueName = Annotated[str, Field(min_length=1, max_length=NAME_MAX, pattern=DNS_LABEL)]
+
+Description = Annotated[
+    str,
+    Field(min_length=1, max_length=1024, description="What this is for, in a sentence or two (1-1024 characters)."),
+]
+
+ConcurrencyLimit = Annotated[
+    int | None,
+    Field(ge=0, le=1_000_000, description="Maximum runs holding a slot at once; null or absent means unlimited."),
+]
+
+
+def to_json(model: pydantic.BaseModel, *, as_read: bool = False) -> dict[str, Any]:
+    """The model as the API server stores it: camelCase keys, null fields omitted.
+
+    `as_read`: only the fields that were present when the model was parsed (no defaults filled
+    in), i.e. exactly what the server has. Diffing a desired status against that finds every
+    field that still has to be written.
+    """
+    return pydantic.BaseModel.model_dump(model, mode="json", by_alias=True, exclude_none=True, exclude_unset=as_read)

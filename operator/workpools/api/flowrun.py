@@ -1,0 +1,115 @@
+"""FlowRun: one run to execute, admitted into a pool's and queue's slots and bound to a worker."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Annotated, Any
+
+from kube_custom_resource import schema
+from pydantic import Field
+
+from workpools.api.base import DNS_LABEL, PoolRef, QueueName, Resource
+from workpools.api.conditions import Condition, conditions_field
+from workpools.api.meta import NAME_MAX
+from workpools.api.states import StateType, transition_pairs
+
+MESSAGE_MAX = 4096
+"""status.message is bounded: a worker puts the last lines of stderr here, never more."""
+
+
+def _transition_rule() -> dict[str, str]:
+    """The CEL transition rule on status.state, generated from the state machine's table."""
+    moves = " || ".join(
+        f"(oldSelf == '{old}' && self == '{new}')" for old, new in transition_pairs() if old is not None
+    )
+    return {
+        "rule": f"self == oldSelf || {moves}",
+        "messageExpression": "'a FlowRun cannot move from ' + oldSelf + ' to ' + self",
+        "reason": "FieldValueForbidden",
+    }
+
+
+class SlotGrant(schema.BaseModel):
+    """The slot a run holds: when the current slot-holding stretch began, and in which queue."""
+
+    acquired_at: datetime.datetime = Field(description="Start of the current slot-holding stretch.")
+    queue: Annotated[str, Field(max_length=NAME_MAX, pattern=DNS_LABEL, description="The queue the slot is in.")]
+
+
+class FlowRunSpec(schema.BaseModel):
+    """Desired state of a FlowRun; owned by the user (the operator never writes it)."""
+
+    work_pool: PoolRef
+    work_queue: Annotated[
+        QueueName | None,
+        Field(
+            description="Queue in the pool; absent: the pool's default queue. Immutable once set.",
+            json_schema_extra={
+                "x-kubernetes-validations": [{"rule": "self == oldSelf", "message": "workQueue is immutable"}]
+            },
+        ),
+    ] = None
+    scheduled_time: datetime.datetime | None = Field(
+        default=None, description="Not admitted before this time; absent: when the run was created."
+    )
+    parameters: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Values for the pool's base job template variables (free-form object).",
+    )
+    command: Annotated[
+        str | None,
+        Field(
+            min_length=1,
+            max_length=4096,
+            description="Command line to run (split like a shell would, no shell); absent: the template command.",
+        ),
+    ] = None
+    cancel: bool = Field(
+        default=False, description="Request cancellation: Scheduled runs are Cancelled, active ones Cancelling."
+    )
+
+
+class FlowRunStatus(schema.BaseModel):
+    """Observed state of a FlowRun; the operator and the bound worker write it (see `api.states`)."""
+
+    state: Annotated[
+        StateType | None,
+        Field(
+            description="Prefect state type.",
+            json_schema_extra={"x-kubernetes-validations": [_transition_rule()]},
+        ),
+    ] = None
+    state_name: Annotated[
+        str | None, Field(max_length=63, description="Prefect state name, e.g. Late or AwaitingRetry.")
+    ] = None
+    worker: Annotated[
+        str | None, Field(max_length=253, description="The Worker this run is bound to (like a pod's nodeName).")
+    ] = None
+    slot: SlotGrant | None = Field(default=None, description="The slot this run holds, while it holds one.")
+    scheduled_time: datetime.datetime | None = Field(
+        default=None, description="spec.scheduledTime, or the creation time when absent."
+    )
+    start_time: datetime.datetime | None = None
+    end_time: datetime.datetime | None = None
+    message: Annotated[str | None, Field(max_length=MESSAGE_MAX, description="Why the run is in its state.")] = None
+    conditions: list[Condition] = conditions_field("run")
+    observed_generation: int | None = Field(default=None, ge=0)
+
+
+class FlowRun(Resource):
+    """One run: Scheduled until the operator admits it into a slot and binds it to a worker."""
+
+    KIND = "FlowRun"
+    PLURAL = "flowruns"
+    SHORT_NAMES = ("fr",)
+    PRINTER_COLUMNS = (
+        {"name": "Pool", "type": "string", "jsonPath": ".spec.workPool"},
+        {"name": "Queue", "type": "string", "jsonPath": ".spec.workQueue"},
+        {"name": "State", "type": "string", "jsonPath": ".status.state"},
+        {"name": "Worker", "type": "string", "jsonPath": ".status.worker"},
+        {"name": "Scheduled", "type": "date", "jsonPath": ".status.scheduledTime"},
+    )
+    SELECTABLE_FIELDS = (".spec.workPool", ".spec.workQueue", ".status.state", ".status.worker")
+
+    spec: FlowRunSpec
+    status: FlowRunStatus = Field(default_factory=FlowRunStatus)

@@ -1,0 +1,32 @@
+"""Names that identify the API: group, version, the shared category and object keys."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+GROUP = "workpools.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+#: `kubectl get workpools` (the category) lists all four kinds at once.
+CATEGORY = "workpools"
+
+#: Names of Kubernetes objects that also appear in label values are capped at 63 characters.
+NAME_MAX = 63
+#: A pool's default queue is `<pool>-default`, so a pool name leaves room for the suffix.
+DEFAULT_QUEUE_SUFFIX = "-default"
+POOL_NAME_MAX = NAME_MAX - len(DEFAULT_QUEUE_SUFFIX)
+
+
+class ObjectKey(NamedTuple):
+    """Where an object lives; the one way to key objects in maps and logs."""
+
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def default_queue_name(pool: str) -> str:
+    return f"{pool}{DEFAULT_QUEUE_SUFFIX}"

@@ -1,0 +1,81 @@
+"""Worker: one worker process; it heartbeats through its status."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Annotated
+
+from kube_custom_resource import schema
+from pydantic import Field
+
+from workpools.api.base import PoolRef, QueueName, Resource
+from workpools.api.conditions import Condition, conditions_field
+
+HEARTBEAT_INTERVAL_DEFAULT = 30
+"""Prefect's default heartbeat interval (seconds), used when spec.heartbeatIntervalSeconds is absent."""
+HEARTBEAT_INTERVAL_MAX = 3600
+QUEUES_MAX = 100
+
+
+class WorkerPhase(str, schema.Enum):
+    ONLINE = "Online"
+    OFFLINE = "Offline"
+
+
+class WorkerSpec(schema.BaseModel):
+    """Desired state of a Worker; written by the worker process itself."""
+
+    work_pool: PoolRef
+    work_queues: Annotated[
+        list[QueueName],
+        Field(
+            max_length=QUEUES_MAX,
+            description="Queues this worker serves; empty means every queue of the pool.",
+            json_schema_extra={"x-kubernetes-list-type": "set"},
+        ),
+    ] = Field(default_factory=list)
+    limit: Annotated[
+        int | None, Field(ge=1, le=100_000, description="Most runs this worker holds at once; absent: no limit.")
+    ] = None
+    heartbeat_interval_seconds: Annotated[
+        int | None,
+        Field(
+            ge=1,
+            le=HEARTBEAT_INTERVAL_MAX,
+            description=(
+                "Seconds between heartbeats (default 30). The worker is Offline when its last heartbeat is "
+                "older than 3 intervals."
+            ),
+        ),
+    ] = None
+    type: Annotated[str, Field(min_length=1, max_length=63, description="Worker type, e.g. process.")] = "process"
+    draining: bool = Field(default=False, description="Set by a stopping worker: it takes no new runs.")
+
+
+class WorkerStatus(schema.BaseModel):
+    """Observed state of a Worker: the heartbeat (worker-written) and liveness (operator-written)."""
+
+    last_heartbeat_time: datetime.datetime | None = Field(default=None, description="The heartbeat.")
+    phase: WorkerPhase | None = Field(default=None, description="Online while heartbeats are recent.")
+    conditions: list[Condition] = conditions_field("worker")
+    observed_generation: int | None = Field(default=None, ge=0)
+    assigned_runs: int = Field(default=0, ge=0, description="Runs bound to this worker that hold a slot.")
+
+
+class Worker(Resource):
+    """One worker process serving a pool."""
+
+    KIND = "Worker"
+    PLURAL = "workers"
+    SHORT_NAMES = ("wkr",)
+    PRINTER_COLUMNS = (
+        {"name": "Pool", "type": "string", "jsonPath": ".spec.workPool"},
+        {"name": "Status", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "Last Heartbeat", "type": "date", "jsonPath": ".status.lastHeartbeatTime"},
+        {"name": "Limit", "type": "integer", "jsonPath": ".spec.limit"},
+        {"name": "Runs", "type": "integer", "jsonPath": ".status.assignedRuns"},
+    )
+    SELECTABLE_FIELDS = (".spec.workPool",)
+
+    spec: WorkerSpec
+    status: WorkerStatus = Field(default_factory=WorkerStatus)

@@ -1,0 +1,97 @@
+"""WorkQueue: a prioritized queue of runs inside one pool."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Annotated
+
+from kube_custom_resource import schema
+from pydantic import Field
+
+from workpools.api.base import ConcurrencyLimit, Description, PoolRef, Resource, SlotStatus
+from workpools.api.conditions import Condition, conditions_field
+
+PRIORITY_MAX = 1_000_000
+
+
+class QueuePhase(str, schema.Enum):
+    READY = "Ready"
+    NOT_READY = "NotReady"
+    PAUSED = "Paused"
+
+
+class WorkQueueSpec(schema.BaseModel):
+    """Desired state of a WorkQueue; owned by the user (the operator never writes it)."""
+
+    work_pool: PoolRef
+    priority: Annotated[
+        int | None,
+        Field(
+            ge=1,
+            le=PRIORITY_MAX,
+            description=(
+                "Lower runs first (1 is the highest). Unique per pool: when two queues ask for the same value, "
+                "the one asking last takes it and the other runs one step lower (see status.effectivePriority). "
+                "Absent: the first free value when the queue is first seen."
+            ),
+        ),
+    ] = None
+    concurrency_limit: ConcurrencyLimit = None
+    paused: bool = Field(default=False, description="Stop admitting runs from this queue.")
+    description: Description | None = None
+
+
+class WorkQueueStatus(schema.BaseModel):
+    """Observed state of a WorkQueue; written by the operator only."""
+
+    phase: QueuePhase | None = Field(
+        default=None, description="Paused if spec.paused; else Ready when an Online worker serves it; else NotReady."
+    )
+    conditions: list[Condition] = conditions_field("queue")
+    observed_generation: int | None = Field(default=None, ge=0)
+    effective_priority: int | None = Field(
+        default=None, ge=1, description="The priority admission uses: spec.priority unless another queue holds it."
+    )
+    requested_priority: int | None = Field(
+        default=None,
+        ge=1,
+        description="spec.priority, or the value assigned when the queue was first seen without one.",
+    )
+    priority_requested_at: datetime.datetime | None = Field(
+        default=None,
+        description="When the operator first saw the current requested priority; later requests win collisions.",
+    )
+    slots: SlotStatus = Field(default_factory=SlotStatus)
+    scheduled_runs: int = Field(default=0, ge=0, description="Runs in this queue waiting in Scheduled.")
+    last_polled: datetime.datetime | None = Field(
+        default=None, description="Latest heartbeat of a worker serving this queue (written at most every 30 s)."
+    )
+
+
+class WorkQueue(Resource):
+    """A prioritized queue in one pool; runs name it in spec.workQueue."""
+
+    KIND = "WorkQueue"
+    PLURAL = "workqueues"
+    SHORT_NAMES = ("wq",)
+    PRINTER_COLUMNS = (
+        {"name": "Pool", "type": "string", "jsonPath": ".spec.workPool"},
+        {
+            "name": "Priority",
+            "type": "integer",
+            "jsonPath": ".status.effectivePriority",
+            "description": "Effective priority (lower runs first)",
+        },
+        {"name": "Status", "type": "string", "jsonPath": ".status.phase"},
+        {
+            "name": "Slots",
+            "type": "string",
+            "jsonPath": ".status.slots.summary",
+            "description": "Active slots / concurrency limit",
+        },
+        {"name": "Scheduled", "type": "integer", "jsonPath": ".status.scheduledRuns"},
+    )
+    SELECTABLE_FIELDS = (".spec.workPool",)
+
+    spec: WorkQueueSpec
+    status: WorkQueueStatus = Field(default_factory=WorkQueueStatus)

@@ -1,0 +1,247 @@
+"""The one module that talks to the Kubernetes API (through the official client's asyncio API).
+
+Everything above it — the operator, the worker, the CLI — calls these few verbs with plain
+dicts and gets `workpools.client.errors` back, never the library's exceptions. Keeping the
+surface this small is what lets us swap the underlying library in one place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+from kubernetes.aio import client as k8s
+from kubernetes.aio import config as k8s_config
+from kubernetes.aio.client.exceptions import ApiException
+
+from workpools.client import errors
+
+Body = dict[str, Any]
+
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"
+
+
+@dataclass(frozen=True)
+class ResourceType:
+    """Where a kind lives in the API: enough to build every URL for it."""
+
+    group: str
+    version: str
+    plural: str
+    kind: str
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+
+EVENTS = ResourceType("", "v1", "events", "Event")
+
+
+def _translate(error: ApiException, rt: ResourceType, namespace: str, name: str) -> errors.WorkpoolsError:
+    """Map an HTTP status from the API server onto our error tree, keeping the server's message."""
+    message, causes = str(error.reason or "error"), []
+    try:
+        status = json.loads(error.body or "{}")
+        message = status.get("message") or message
+        causes = [c.get("message", "") for c in (status.get("details") or {}).get("causes", [])]
+    except (TypeError, ValueError):
+        pass
+    where = {"kind": rt.kind, "namespace": namespace, "name": name, "status": int(error.status or 0)}
+    if error.status == 404:
+        return errors.NotFound(message, **where)  # type: ignore[arg-type]
+    if error.status == 409:
+        cls = errors.AlreadyExists if "already exists" in message else errors.Conflict
+        return cls(message, **where)  # type: ignore[arg-type]
+    if error.status == 422:
+        return errors.Invalid(message, causes=causes, **where)  # type: ignore[arg-type]
+    if error.status == 403:
+        return errors.Forbidden(message, **where)  # type: ignore[arg-type]
+    return errors.ApiError(message, **where)  # type: ignore[arg-type]
+
+
+class Transport:
+    """An open connection to one API server. Create with `await Transport.connect()`; `await close()`."""
+
+    def __init__(self, api_client: k8s.ApiClient):
+        self._api = api_client
+        self._custom = k8s.CustomObjectsApi(api_client)
+        self._core = k8s.CoreV1Api(api_client)
+
+    @classmethod
+    async def connect(cls, kubeconfig: str | Path | None = None, context: str | None = None) -> Transport:
+        """Kubeconfig (argument, then $KUBECONFIG, then ~/.kube/config), else the in-cluster service account."""
+        configuration = k8s.Configuration()
+        path = kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or None
+        default = Path.home() / ".kube" / "config"
+        if path or default.exists():
+            await k8s_config.load_kube_config(
+                config_file=str(path or default),
+                context=context,
+                client_configuration=configuration,
+                persist_config=False,
+            )
+        else:
+            k8s_config.load_incluster_config(client_configuration=configuration)
+        return cls(k8s.ApiClient(configuration))
+
+    async def close(self) -> None:
+        await self._api.close()
+
+    async def __aenter__(self) -> Transport:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- verbs ---------------------------------------------------------------------------------
+
+    async def get(self, rt: ResourceType, namespace: str, name: str) -> Body:
+        try:
+            return cast(
+                Body, await self._custom.get_namespaced_custom_object(rt.group, rt.version, namespace, rt.plural, name)
+            )
+        except ApiException as e:
+            raise _translate(e, rt, namespace, name) from e
+
+    async def list_page(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        limit: int | None = None,
+        continue_token: str | None = None,
+    ) -> tuple[list[Body], str | None]:
+        """One page of a LIST, and the token for the next (None on the last page)."""
+        kwargs: dict[str, Any] = {
+            "label_selector": label_selector,
+            "field_selector": field_selector,
+            "limit": limit,
+            "var_continue": continue_token,
+        }
+        kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        result: Body
+        try:
+            if namespace is None:
+                result = cast(
+                    Body, await self._custom.list_cluster_custom_object(rt.group, rt.version, rt.plural, **kwargs)
+                )
+            else:
+                result = cast(
+                    Body,
+                    await self._custom.list_namespaced_custom_object(
+                        rt.group, rt.version, namespace, rt.plural, **kwargs
+                    ),
+                )
+        except ApiException as e:
+            raise _translate(e, rt, namespace or "", "") from e
+        items: list[Body] = result.get("items", [])
+        for item in items:  # LIST items omit apiVersion/kind; put them back so bodies are whole
+            item.setdefault("apiVersion", rt.api_version)
+            item.setdefault("kind", rt.kind)
+        return items, (result.get("metadata") or {}).get("continue") or None
+
+    async def list_all(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        page_size: int = 500,
+    ) -> AsyncIterator[Body]:
+        """Every matching object, fetched page by page with continue tokens."""
+        token: str | None = None
+        while True:
+            items, token = await self.list_page(
+                rt,
+                namespace,
+                label_selector=label_selector,
+                field_selector=field_selector,
+                limit=page_size,
+                continue_token=token,
+            )
+            for item in items:
+                yield item
+            if token is None:
+                return
+
+    async def create(self, rt: ResourceType, namespace: str, body: Body, *, field_manager: str | None = None) -> Body:
+        name = body.get("metadata", {}).get("name", "")
+        try:
+            if rt == EVENTS:
+                event = await self._core.create_namespaced_event(namespace, body)  # type: ignore[arg-type]
+                return event.to_dict()
+            return cast(
+                Body,
+                await self._custom.create_namespaced_custom_object(
+                    rt.group, rt.version, namespace, rt.plural, body, field_manager=field_manager
+                ),
+            )
+        except ApiException as e:
+            raise _translate(e, rt, namespace, name) from e
+
+    async def patch(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        patch: Body | list[Body],
+        *,
+        status: bool = False,
+        resource_version: str | None = None,
+        content_type: str = MERGE_PATCH,
+        field_manager: str | None = None,
+        force: bool | None = None,
+    ) -> Body:
+        """PATCH the object, or its status subresource when `status` is true.
+
+        With `resource_version`, the write succeeds only on that exact version of the object
+        (optimistic concurrency): a stale decision raises `Conflict` instead of landing.
+        """
+        if resource_version is not None:
+            if content_type == JSON_PATCH:
+                assert isinstance(patch, list)
+                patch = [{"op": "test", "path": "/metadata/resourceVersion", "value": resource_version}, *patch]
+            else:
+                assert isinstance(patch, dict)
+                patch = {**patch, "metadata": {**patch.get("metadata", {}), "resourceVersion": resource_version}}
+        call = (
+            self._custom.patch_namespaced_custom_object_status
+            if status
+            else self._custom.patch_namespaced_custom_object
+        )
+        try:
+            return cast(
+                Body,
+                await call(
+                    rt.group,
+                    rt.version,
+                    namespace,
+                    rt.plural,
+                    name,
+                    patch,
+                    field_manager=field_manager,
+                    force=force,
+                    _content_type=content_type,
+                ),
+            )
+        except ApiException as e:
+            error = _translate(e, rt, namespace, name)
+            if isinstance(error, errors.Invalid) and content_type == JSON_PATCH and "test operation" in error.message:
+                raise errors.Conflict(error.message, kind=rt.kind, namespace=namespace, name=name) from e
+            raise error from e
+
+    async def delete(self, rt: ResourceType, namespace: str, name: str) -> None:
+        try:
+            await self._custom.delete_namespaced_custom_object(rt.group, rt.version, namespace, rt.plural, name)
+        except ApiException as e:
+            raise _translate(e, rt, namespace, name) from e

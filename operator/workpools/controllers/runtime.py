@@ -1,0 +1,30 @@
+"""What the handlers share for the operator's lifetime, built once at startup."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from workpools.cache.store import Store
+from workpools.cache.wakeups import Wakeups
+from workpools.client.transport import Transport
+
+FIELD_MANAGER = "workpools-operator"
+"""Field manager of every write the operator makes; managedFields show exactly what it owns."""
+
+
+def utc_now() -> datetime.datetime:
+    # Kubernetes timestamps have second precision; truncating keeps round trips equal.
+    return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+
+
+@dataclass
+class Runtime:
+    transport: Transport
+    store: Store
+    wakeups: Wakeups
+    clock: Callable[[], datetime.datetime] = utc_now
+    instance: str = field(default_factory=lambda: os.environ.get("POD_NAME") or socket.gethostname())

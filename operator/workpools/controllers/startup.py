@@ -1,0 +1,80 @@
+"""Operator startup and shutdown: kopf's settings, the shared runtime, the primed store."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from workpools.api.meta import ObjectKey
+from workpools.cache.store import Store
+from workpools.cache.wakeups import Wakeups
+from workpools.client.resources import FLOWRUNS, WORKERS, WORKPOOLS, WORKQUEUES
+from workpools.client.transport import Transport
+from workpools.controllers.pools import reconcile_pool
+from workpools.controllers.runtime import FIELD_MANAGER, Runtime
+from workpools.controllers.scope import Scope
+
+logger = logging.getLogger(__name__)
+
+
+@kopf.on.startup()
+async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    # Only low-level handlers are used, so kopf never writes to our objects; its own events stay off.
+    settings.posting.enabled = False
+    settings.posting.reporting_component = FIELD_MANAGER
+    # CRDs are installed by the user (kubectl apply -k / Argo CD), not discovered at runtime.
+    settings.scanning.disabled = True
+    # Paginated initial LISTs keep memory flat with many runs; bookmarks keep watches alive.
+    settings.watching.chunk_size = 500
+    settings.watching.connect_timeout = 10
+    settings.watching.server_timeout = 300
+    settings.networking.request_timeout = 60
+
+    transport = await Transport.connect()
+    store = Store()
+    runtime: Runtime
+
+    async def reconcile(pool: ObjectKey) -> None:
+        await reconcile_pool(runtime, pool)
+
+    runtime = Runtime(transport=transport, store=store, wakeups=Wakeups(reconcile))
+    memo.runtime = runtime
+    await prime(runtime, Scope.from_environment())
+    runtime.wakeups.enable()
+
+
+async def prime(rt: Runtime, scope: Scope) -> None:
+    """Fill the store with a full LIST of every kind before any pool is reconciled.
+
+    Without it a pool could be reconciled before its queues were seen, and the operator would
+    act on half a picture (e.g. re-create a default queue that exists).
+    """
+    for resource in (WORKPOOLS, WORKQUEUES, WORKERS, FLOWRUNS):
+        for namespace in scope.list_namespaces():
+            async for body in rt.transport.list_all(resource, namespace):
+                rt.wakeups.wake(*rt.store.put(body))
+    logger.info(
+        "store primed: %d pools, %d queues, %d workers, %d runs",
+        len(rt.store.pools),
+        len(rt.store.queues.by_key),
+        len(rt.store.workers.by_key),
+        len(rt.store.runs.by_key),
+    )
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    runtime: Runtime | None = getattr(memo, "runtime", None)
+    if runtime is not None:
+        await runtime.wakeups.stop()
+        await runtime.transport.close()
+
+
+@kopf.on.probe(id="reconcilers")
+async def reconcilers_probe(memo: kopf.Memo, **_: Any) -> str:
+    runtime: Runtime | None = getattr(memo, "runtime", None)
+    if runtime is None or not runtime.wakeups.enabled:
+        raise kopf.TemporaryError("still priming the store")
+    return "ok"

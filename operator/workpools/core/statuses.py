@@ -1,0 +1,137 @@
+"""Desired status of each kind, derived from what the cache knows; and the events transitions cause.
+
+Every function is pure: `now` comes in as an argument, the current status comes in as a model,
+and the result says what the status should be. The controller writes it only if it differs.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from workpools.api.base import SlotStatus
+from workpools.api.conditions import Condition, ConditionStatus, ConditionType, Reason
+from workpools.api.workpool import PoolPhase, WorkerCounts, WorkPoolStatus
+from workpools.core import slots
+
+EVENT_MESSAGE_MAX = 1024
+"""Kubernetes truncates longer Event messages; we cut them ourselves, on one line."""
+
+
+class EventType(StrEnum):
+    NORMAL = "Normal"
+    WARNING = "Warning"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One Kubernetes Event to post about an object: a CamelCase reason and a one-line message."""
+
+    type: EventType
+    reason: str
+    message: str
+
+    def __post_init__(self) -> None:
+        line = " ".join(self.message.split())
+        if len(line) > EVENT_MESSAGE_MAX:
+            line = line[: EVENT_MESSAGE_MAX - 1] + "…"
+        object.__setattr__(self, "message", line)
+
+
+def set_condition(
+    conditions: Sequence[Condition],
+    type_: ConditionType,
+    status: bool,
+    reason: Reason,
+    message: str,
+    *,
+    generation: int | None,
+    now: datetime.datetime,
+) -> list[Condition]:
+    """`conditions` with one condition set; lastTransitionTime moves only when the status flips."""
+    wanted = ConditionStatus.TRUE if status else ConditionStatus.FALSE
+    current = next((c for c in conditions if c.type == type_.value), None)
+    since = current.last_transition_time if current is not None and current.status == wanted else now
+    new = Condition(
+        type=type_.value,
+        status=wanted,
+        reason=reason.value,
+        message=message,
+        observed_generation=generation,
+        last_transition_time=since,
+    )
+    return [new if c.type == type_.value else c for c in conditions] if current else [*conditions, new]
+
+
+def slot_status(counts: slots.Slots) -> SlotStatus:
+    """`status.slots` of a pool or queue, with the `active/limit` text `kubectl get` shows."""
+    limit = "∞" if counts.limit is None else str(counts.limit)
+    return SlotStatus(active=counts.active, limit=counts.limit, open=counts.open, summary=f"{counts.active}/{limit}")
+
+
+def pool_phase(*, paused: bool, workers_online: int) -> PoolPhase:
+    """Paused iff spec.paused; otherwise Ready iff at least one worker is Online."""
+    if paused:
+        return PoolPhase.PAUSED
+    return PoolPhase.READY if workers_online > 0 else PoolPhase.NOT_READY
+
+
+def pool_status(
+    current: WorkPoolStatus,
+    *,
+    generation: int | None,
+    paused: bool,
+    default_queue: str,
+    queues: int,
+    workers: WorkerCounts,
+    slot_counts: slots.Slots,
+    now: datetime.datetime,
+) -> WorkPoolStatus:
+    phase = pool_phase(paused=paused, workers_online=workers.online)
+    ready_reason, ready_message = {
+        PoolPhase.READY: (Reason.READY, f"{workers.online} of {workers.total} workers online"),
+        PoolPhase.NOT_READY: (Reason.NO_ONLINE_WORKER, "no worker is online"),
+        PoolPhase.PAUSED: (Reason.PAUSED, "the pool is paused"),
+    }[phase]
+    conditions = set_condition(
+        current.conditions,
+        ConditionType.READY,
+        phase is PoolPhase.READY,
+        ready_reason,
+        ready_message,
+        generation=generation,
+        now=now,
+    )
+    conditions = set_condition(
+        conditions,
+        ConditionType.PAUSED,
+        paused,
+        Reason.PAUSED if paused else Reason.NOT_PAUSED,
+        "spec.paused is true" if paused else "spec.paused is false",
+        generation=generation,
+        now=now,
+    )
+    return current.model_copy(
+        update={
+            "phase": phase,
+            "conditions": conditions,
+            "observed_generation": generation,
+            "default_queue": default_queue,
+            "slots": slot_status(slot_counts),
+            "workers": workers,
+            "queues": queues,
+            "last_transition_time": now if phase != current.phase else current.last_transition_time,
+        }
+    )
+
+
+def pool_events(old: WorkPoolStatus, new: WorkPoolStatus, *, name: str) -> list[Event]:
+    """Events for a pool's status change: Created on first sight, then one per phase transition."""
+    if old.observed_generation is None:
+        return [Event(EventType.NORMAL, "Created", f"WorkPool {name} created; default queue {new.default_queue}")]
+    if new.phase != old.phase and new.phase is not None:
+        phase = new.phase.value
+        return [Event(EventType.NORMAL, phase, f"WorkPool {name} is now {phase}")]
+    return []

@@ -1,0 +1,92 @@
+"""Fixtures for every test layer.
+
+unit/         pure functions, no server: nothing here is used.
+integration/  a real control plane (started locally, or $KUBECONFIG's cluster), the manifests
+              installed, the operator running as its ServiceAccount, a namespace per test.
+e2e/          the same cluster, driven through kubectl and the README's commands.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.kube import Kubectl
+from tests.support.operator import OPERATOR_ACCOUNT, OPERATOR_NAMESPACE, OperatorProcess, service_account_kubeconfig
+from tools.controlplane.cluster import ControlPlane, binaries
+
+ROOT = Path(__file__).resolve().parent.parent
+CLUSTER_LAYERS = ("integration", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if any(f"tests/{layer}/" in item.nodeid for layer in CLUSTER_LAYERS):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def kubectl(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kubectl]:
+    """kubectl for the cluster under test: $KUBECONFIG's, or a local control plane started for the session."""
+    bin_dir = binaries()  # kubectl of the pinned release, whatever is preinstalled
+    given = os.environ.get("KUBECONFIG")
+    plane: ControlPlane | None = None
+    if given:
+        kubeconfig = Path(given.split(os.pathsep)[0])
+    else:
+        plane = ControlPlane(tmp_path_factory.mktemp("controlplane"), bin_dir=bin_dir)
+        plane.start()
+        kubeconfig = plane.kubeconfig
+    kubectl = Kubectl(kubeconfig, binary=str(bin_dir / "kubectl"))
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        version = kubectl.json("version")["serverVersion"]["gitVersion"]
+        where = f"local control plane in {plane.workdir}" if plane else f"KUBECONFIG={kubeconfig}"
+        reporter.write_line(f"kube-apiserver {version} ({where})")
+    try:
+        yield kubectl
+    finally:
+        if plane is not None:
+            plane.stop()
+
+
+@pytest.fixture(scope="session")
+def installed(kubectl: Kubectl) -> Kubectl:
+    """manifests/ applied server-side (the operator Deployment scaled to zero: the tests run it)."""
+    kubectl("apply", "--server-side", "--force-conflicts", "-k", str(ROOT / "tools/local-install"))
+    kubectl(
+        "wait",
+        "--for=condition=Established",
+        "crd",
+        "-l",
+        "app.kubernetes.io/part-of=workpool-operator",
+        "--timeout=60s",
+    )
+    return kubectl
+
+
+@pytest.fixture(scope="session")
+def operator(installed: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    """The operator, running cluster-wide as its ServiceAccount: missing RBAC makes tests fail."""
+    workdir = tmp_path_factory.mktemp("operator")
+    kubeconfig = service_account_kubeconfig(installed, OPERATOR_NAMESPACE, OPERATOR_ACCOUNT, workdir / "kubeconfig")
+    process = OperatorProcess(kubeconfig, workdir / "operator.log")
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+@pytest.fixture
+def namespace(installed: Kubectl, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace for one test, deleted afterwards (objects go with it, via the namespace controller)."""
+    stem = "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:40].strip("-")
+    name = f"{stem}-{uuid.uuid4().hex[:5]}"
+    installed("create", "namespace", name)
+    yield name
+    installed("delete", "namespace", name, "--wait=false")

@@ -1,0 +1,98 @@
+"""The operator as a real process, logged in as its ServiceAccount (the RBAC that manifests/ ships)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.support.kube import Kubectl
+from tests.support.waiting import wait_for
+
+OPERATOR_NAMESPACE = "workpools-system"
+OPERATOR_ACCOUNT = "workpools-operator"
+
+
+def service_account_kubeconfig(kubectl: Kubectl, namespace: str, account: str, path: Path) -> Path:
+    """A kubeconfig that authenticates as `namespace/account` with a token from the TokenRequest API."""
+    token = kubectl("create", "token", account, "-n", namespace, "--duration=24h").strip()
+    admin = json.loads(kubectl("config", "view", "--raw", "--minify", "-o", "json"))
+    cluster = admin["clusters"][0]
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [cluster],
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [{"name": account, "context": {"cluster": cluster["name"], "user": account}}],
+        "current-context": account,
+    }
+    path.write_text(json.dumps(config))
+    path.chmod(0o600)
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class OperatorProcess:
+    """`python -m workpools`, started and stopped like the Deployment would (SIGTERM), or killed."""
+
+    kubeconfig: Path
+    log_path: Path
+    namespaces: tuple[str, ...] = ()
+    process: subprocess.Popen[bytes] | None = None
+    port: int = field(default_factory=_free_port)
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "WORKPOOLS_HEALTH_ENDPOINT": f"http://127.0.0.1:{self.port}/healthz",
+            "WORKPOOLS_NAMESPACES": ",".join(self.namespaces),
+            "PYTHONUNBUFFERED": "1",
+        }
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "workpools"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        wait_for(self.healthy, timeout=60, what="the operator's health endpoint")
+
+    def healthy(self) -> bool:
+        assert self.process is not None
+        assert self.process.poll() is None, f"operator exited:\n{self.log_tail()}"
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def log_tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])

@@ -1,0 +1,5 @@
+import sys
+
+from tools.controlplane.cluster import main
+
+sys.exit(main())

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine or a warm one: installs what is missing (Python deps,
+# the Go-built control plane, cached outside the clone), then lint, types, CRD drift and pytest.
+# Extra arguments go to pytest, e.g. `tools/test.sh tests/unit -x`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source tools/python-env.sh
+bin_dir=$(bash tools/controlplane/build.sh)
+export PATH="$bin_dir:$PATH"
+
+echo "== ruff" && ruff check operator tools tests && ruff format --check operator tools tests
+echo "== mypy" && mypy
+echo "== import layers" && lint-imports --no-cache >/dev/null && echo "layers kept"
+echo "== pytest"
+status=0
+python -m pytest "$@" || status=$?
+if [[ $status == 5 ]]; then
+  echo "pytest collected no tests: that is a failure here" >&2
+  exit 1
+fi
+exit "$status"
