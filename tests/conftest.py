@@ -42,11 +42,11 @@ def kubectl(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         plane.start()
         kubeconfig = plane.kubeconfig
     kubectl = Kubectl(kubeconfig, binary=str(bin_dir / "kubectl"))
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        version = kubectl.json("version")["serverVersion"]["gitVersion"]
-        where = f"local control plane in {plane.workdir}" if plane else f"KUBECONFIG={kubeconfig}"
-        reporter.write_line(f"kube-apiserver {version} ({where})")
+    version = kubectl.json("version")["serverVersion"]["gitVersion"]
+    where = f"local control plane in {plane.workdir}" if plane else f"KUBECONFIG={kubeconfig}"
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled():  # CI logs must show which API server the tests ran against
+        print(f"\nkube-apiserver {version} ({where})", flush=True)
     try:
         yield kubectl
     finally:

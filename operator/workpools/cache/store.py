@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -12,6 +11,7 @@ from workpools.api.meta import ObjectKey
 from workpools.api.worker import Worker
 from workpools.api.workpool import WorkPool
 from workpools.api.workqueue import WorkQueue
+from workpools.core.plan import SpecChange
 
 Member = WorkQueue | Worker | FlowRun
 M = TypeVar("M", WorkQueue, Worker, FlowRun)
@@ -74,26 +74,36 @@ class Members(Generic[M]):
 
 @dataclass
 class Store:
-    """Everything the operator knows, as last seen on the watch streams."""
+    """Everything the operator knows, as last seen on the watch streams.
+
+    Besides the current objects it keeps, per pool, what happened since the pool's reconciler
+    last ran (specs replaced by a newer generation, objects deleted), because a level-based pass
+    cannot see those in the current state and they are what `Updated` and `Deleted` events say.
+    """
 
     pools: dict[ObjectKey, WorkPool] = field(default_factory=dict)
-    deleted_pools: dict[ObjectKey, WorkPool] = field(default_factory=dict)
-    """Pools deleted since their reconciler last ran (it posts their `Deleted` event)."""
     queues: Members[WorkQueue] = field(default_factory=Members)
     workers: Members[Worker] = field(default_factory=Members)
     runs: Members[FlowRun] = field(default_factory=Members)
+    changes: defaultdict[ObjectKey, list[SpecChange]] = field(default_factory=lambda: defaultdict(list))
+    deletions: defaultdict[ObjectKey, list[WorkPool | WorkQueue]] = field(default_factory=lambda: defaultdict(list))
 
     def put(self, body: dict[str, Any]) -> set[ObjectKey]:
         """Record an added or modified object; returns the pools to reconcile."""
-        kind = body["kind"]
+        kind, key = body["kind"], key_of(body)
         if kind == "WorkPool":
-            pool, key = WorkPool.model_validate(body), key_of(body)
-            old = self.pools.get(key)
-            if old is None or not is_older(pool.metadata.resource_version, old.metadata.resource_version):
-                self.pools[key] = pool
+            pool, old = WorkPool.model_validate(body), self.pools.get(key)
+            if old is not None and is_older(pool.metadata.resource_version, old.metadata.resource_version):
+                return set()
+            self.pools[key] = pool
+            self._note_change(key, old, pool)
             return {key}
         members: Members[Any] = self._members(kind)
-        return members.put(_MODELS[kind].model_validate(body))
+        obj, previous = _MODELS[kind].model_validate(body), members.by_key.get(key)
+        touched = members.put(obj)
+        if isinstance(obj, WorkQueue) and touched:
+            self._note_change(ObjectKey(key.namespace, obj.spec.work_pool), previous, obj)
+        return touched
 
     def remove(self, body: dict[str, Any]) -> set[ObjectKey]:
         """Forget a deleted object; returns the pools to reconcile."""
@@ -101,16 +111,22 @@ class Store:
         if kind == "WorkPool":
             gone = self.pools.pop(key, None)
             if gone is not None:
-                self.deleted_pools[key] = gone
+                self.deletions[key].append(gone)
             return {key}
-        return self._members(kind).remove(key)
+        members: Members[Any] = self._members(kind)
+        obj = members.by_key.get(key)
+        touched = members.remove(key)
+        if isinstance(obj, WorkQueue):
+            self.deletions[ObjectKey(key.namespace, obj.spec.work_pool)].append(obj)
+        return touched
 
-    def pool_keys(self) -> Iterator[ObjectKey]:
-        """Every pool that exists or is referenced by something."""
-        seen = set(self.pools)
-        for members in (self.queues, self.workers, self.runs):
-            seen.update(members.by_pool)
-        return iter(sorted(seen))
+    def take_news(self, pool: ObjectKey) -> tuple[list[SpecChange], list[WorkPool | WorkQueue]]:
+        """What changed and what was deleted in `pool` since the last call (the reconciler's inbox)."""
+        return self.changes.pop(pool, []), self.deletions.pop(pool, [])
+
+    def _note_change(self, pool: ObjectKey, old: WorkPool | WorkQueue | None, new: WorkPool | WorkQueue) -> None:
+        if old is not None and (new.metadata.generation or 0) > (old.metadata.generation or 0):
+            self.changes[pool].append(SpecChange(new.KIND, new.metadata.name, old.spec, new.spec))
 
     def _members(self, kind: str) -> Members[Any]:
         members: dict[str, Members[Any]] = {"WorkQueue": self.queues, "Worker": self.workers, "FlowRun": self.runs}

@@ -43,6 +43,9 @@ class ResourceType:
 
 EVENTS = ResourceType("", "v1", "events", "Event")
 
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+"""Where a pod finds its own namespace (mounted with the service account token)."""
+
 
 def _translate(error: ApiException, rt: ResourceType, namespace: str, name: str) -> errors.WorkpoolsError:
     """Map an HTTP status from the API server onto our error tree, keeping the server's message."""
@@ -69,27 +72,34 @@ def _translate(error: ApiException, rt: ResourceType, namespace: str, name: str)
 class Transport:
     """An open connection to one API server. Create with `await Transport.connect()`; `await close()`."""
 
-    def __init__(self, api_client: k8s.ApiClient):
+    def __init__(self, api_client: k8s.ApiClient, namespace: str = "default"):
         self._api = api_client
+        self.namespace = namespace
+        """The namespace kubectl would use with this configuration; callers default to it."""
         self._custom = k8s.CustomObjectsApi(api_client)
         self._core = k8s.CoreV1Api(api_client)
 
     @classmethod
     async def connect(cls, kubeconfig: str | Path | None = None, context: str | None = None) -> Transport:
-        """Kubeconfig (argument, then $KUBECONFIG, then ~/.kube/config), else the in-cluster service account."""
+        """Kubeconfig (argument, then $KUBECONFIG, then ~/.kube/config), else the in-cluster service account.
+
+        `namespace` becomes the context's namespace, or the service account's, else `default`, as with kubectl.
+        """
         configuration = k8s.Configuration()
         path = kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or None
         default = Path.home() / ".kube" / "config"
         if path or default.exists():
-            await k8s_config.load_kube_config(
+            loader = await k8s_config.load_kube_config(
                 config_file=str(path or default),
                 context=context,
                 client_configuration=configuration,
                 persist_config=False,
             )
+            namespace = loader.current_context["context"].get("namespace")
         else:
             k8s_config.load_incluster_config(client_configuration=configuration)
-        return cls(k8s.ApiClient(configuration))
+            namespace = SERVICE_ACCOUNT_NAMESPACE.read_text().strip() if SERVICE_ACCOUNT_NAMESPACE.exists() else None
+        return cls(k8s.ApiClient(configuration), namespace or "default")
 
     async def close(self) -> None:
         await self._api.close()

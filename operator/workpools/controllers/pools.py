@@ -11,45 +11,44 @@ from typing import Any
 
 from workpools.api.base import Resource, to_json
 from workpools.api.meta import API_VERSION, ObjectKey, default_queue_name
-from workpools.api.workpool import WorkerCounts, WorkPool
+from workpools.api.workpool import WorkPool
 from workpools.client import errors
 from workpools.client.events import post_event
 from workpools.client.patches import merge_patch
 from workpools.client.resources import WORKPOOLS, WORKQUEUES
 from workpools.client.transport import ResourceType
 from workpools.controllers.runtime import FIELD_MANAGER, Runtime
-from workpools.core import slots, statuses
+from workpools.core.plan import plan_pool
 from workpools.core.statuses import Event, EventType
 
 logger = logging.getLogger(__name__)
 
 
 async def reconcile_pool(rt: Runtime, key: ObjectKey) -> None:
-    now = rt.clock()
-    gone = rt.store.deleted_pools.pop(key, None)
-    if gone is not None:
-        await _post(rt, gone, Event(EventType.NORMAL, "Deleted", f"WorkPool {key.name} deleted"))
-    pool = rt.store.pools.get(key)
-    if pool is None:
-        return
-    queues = rt.store.queues.of(key)
-    default_queue = default_queue_name(key.name)
-    if not any(q.metadata.name == default_queue for q in queues):
-        await _create_default_queue(rt, pool, recreated=pool.status.default_queue is not None)
-    status = statuses.pool_status(
-        pool.status,
-        generation=pool.metadata.generation,
-        paused=pool.spec.paused,
-        default_queue=default_queue,
-        queues=max(len(queues), 1),
-        workers=WorkerCounts(),
-        slot_counts=slots.Slots(0, pool.spec.concurrency_limit),
-        now=now,
+    """One pass for one pool: decide with `core.plan`, then apply the plan."""
+    store = rt.store
+    pool = store.pools.get(key)
+    changes, deletions = store.take_news(key)
+    plan = plan_pool(
+        pool_name=key.name,
+        pool=pool,
+        queues=store.queues.of(key),
+        workers=store.workers.of(key),
+        runs=store.runs.of(key),
+        changes=changes,
+        deletions=deletions,
+        now=rt.clock(),
     )
-    events = statuses.pool_events(pool.status, status, name=key.name)
-    await _write_status(rt, WORKPOOLS, pool, to_json(status))
-    for event in events:
-        await _post(rt, pool, event)
+    if pool is not None and plan.create_default_queue:
+        await _create_default_queue(rt, pool, recreated=pool.status.default_queue is not None)
+    if pool is not None and plan.pool_status is not None:
+        await _write_status(rt, WORKPOOLS, pool, to_json(plan.pool_status))
+    for queue in store.queues.of(key):
+        wanted = plan.queue_statuses.get(queue.metadata.name)
+        if wanted is not None:
+            await _write_status(rt, WORKQUEUES, queue, to_json(wanted))
+    for obj, event in plan.events:
+        await _post(rt, obj, event)
 
 
 def default_queue_manifest(pool: WorkPool) -> dict[str, Any]:

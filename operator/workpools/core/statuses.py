@@ -87,8 +87,10 @@ def pool_status(
     queues: int,
     workers: WorkerCounts,
     slot_counts: slots.Slots,
+    invalid: str = "",
     now: datetime.datetime,
 ) -> WorkPoolStatus:
+    """`invalid` says what is wrong with a spec the schema accepted (empty: nothing)."""
     phase = pool_phase(paused=paused, workers_online=workers.online)
     ready_reason, ready_message = {
         PoolPhase.READY: (Reason.READY, f"{workers.online} of {workers.total} workers online"),

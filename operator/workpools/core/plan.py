@@ -1,0 +1,318 @@
+"""What a pool and its queues should look like now: statuses, events, and the default queue.
+
+`plan_pool` is the whole decision of one reconcile pass, as a pure function of what the store
+holds. The controller applies the plan: it creates the default queue if asked to, writes each
+status that differs from the object's, and posts the events.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from workpools.api.base import Resource
+from workpools.api.conditions import ConditionType, Reason
+from workpools.api.flowrun import FlowRun
+from workpools.api.meta import default_queue_name
+from workpools.api.states import SLOT_HOLDING, StateType
+from workpools.api.worker import Worker, WorkerPhase
+from workpools.api.workpool import WorkerCounts, WorkPool, WorkPoolSpec, WorkPoolStatus
+from workpools.api.workqueue import QueuePhase, WorkQueue, WorkQueueStatus
+from workpools.core import priorities, slots, templates
+from workpools.core.statuses import Event, EventType, pool_events, pool_status, set_condition, slot_status
+
+
+@dataclass(frozen=True)
+class SpecChange:
+    """A spec the store saw replaced by a newer generation: the source of `Updated` events."""
+
+    kind: str
+    name: str
+    old: BaseModel
+    new: BaseModel
+
+
+@dataclass
+class PoolPlan:
+    """One pass's decisions: statuses to make true, events to post (about which object), a queue to create."""
+
+    pool_status: WorkPoolStatus | None = None
+    queue_statuses: dict[str, WorkQueueStatus] = field(default_factory=dict)
+    events: list[tuple[Resource, Event]] = field(default_factory=list)
+    create_default_queue: bool = False
+
+
+def plan_pool(
+    *,
+    pool_name: str,
+    pool: WorkPool | None,
+    queues: Sequence[WorkQueue],
+    workers: Sequence[Worker],
+    runs: Sequence[FlowRun],
+    changes: Sequence[SpecChange] = (),
+    deletions: Sequence[WorkPool | WorkQueue] = (),
+    now: datetime.datetime,
+) -> PoolPlan:
+    plan = PoolPlan()
+    for gone in deletions:
+        plan.events.append((gone, Event(EventType.NORMAL, "Deleted", f"{gone.KIND} {gone.metadata.name} deleted")))
+    online = [w for w in workers if w.status.phase is WorkerPhase.ONLINE]
+    holders = [r for r in runs if r.status.state in SLOT_HOLDING]
+    active_by_queue = Counter(_queue_of(r, pool_name) for r in holders)
+    waiting_by_queue = Counter(_queue_of(r, pool_name) for r in runs if r.status.state in (None, StateType.SCHEDULED))
+
+    if pool is not None:
+        default_queue = default_queue_name(pool_name)
+        plan.create_default_queue = pool.metadata.deletion_timestamp is None and not any(
+            q.metadata.name == default_queue for q in queues
+        )
+        problems = _template_problems(pool.spec)
+        plan.pool_status = pool_status(
+            pool.status,
+            generation=pool.metadata.generation,
+            paused=pool.spec.paused,
+            default_queue=default_queue,
+            queues=len(queues) + plan.create_default_queue,
+            workers=WorkerCounts(online=len(online), total=len(workers)),
+            slot_counts=slots.Slots(len(holders), pool.spec.concurrency_limit),
+            invalid=problems,
+            now=now,
+        )
+        plan.events += [(pool, e) for e in pool_events(pool.status, plan.pool_status, name=pool_name)]
+        if problems and not _invalid(pool.status.conditions):
+            plan.events.append((pool, Event(EventType.WARNING, Reason.TEMPLATE_INVALID, problems)))
+
+    effective, requests = _effective_priorities(queues, now)
+    holder_of = {value: name for name, value in effective.items()}
+    for queue in queues:
+        name = queue.metadata.name
+        request = requests[name]
+        status = _queue_status(
+            queue,
+            pool_exists=pool is not None,
+            served=any(_serves(w, name) for w in online),
+            effective=effective[name],
+            request=request,
+            holder=holder_of.get(request.requested) if effective[name] != request.requested else None,
+            active=active_by_queue[name],
+            scheduled=waiting_by_queue[name],
+            now=now,
+        )
+        plan.queue_statuses[name] = status
+        plan.events += [(queue, e) for e in _queue_events(queue, status, pool_name=pool_name)]
+
+    current: dict[tuple[str, str], Resource] = {(q.KIND, q.metadata.name): q for q in queues}
+    if pool is not None:
+        current[pool.KIND, pool_name] = pool
+    for change in changes:
+        message = describe_changes(change.old, change.new)
+        target = current.get((change.kind, change.name))
+        if message and target is not None:
+            plan.events.append(
+                (target, Event(EventType.NORMAL, "Updated", f"{change.kind} {change.name} updated: {message}"))
+            )
+    return plan
+
+
+# -- priorities ----------------------------------------------------------------------------------
+
+
+def _effective_priorities(
+    queues: Sequence[WorkQueue], now: datetime.datetime
+) -> tuple[dict[str, int], dict[str, priorities.PriorityRequest]]:
+    """Each queue's request (spec, else the value it was given) and the replayed effective priorities.
+
+    A queue seen for the first time without spec.priority takes the first value free at that
+    moment and keeps it (in status.requestedPriority), like Prefect's create. A queue whose
+    spec.priority is removed keeps its last requested value: nothing moves.
+    """
+    requests: dict[str, priorities.PriorityRequest] = {}
+    newcomers = []
+    for queue in queues:
+        kept, since = queue.status.requested_priority, queue.status.priority_requested_at
+        wanted = queue.spec.priority if queue.spec.priority is not None else kept
+        if wanted is None:
+            newcomers.append(queue)
+            continue
+        seen = since if kept == wanted and since is not None else now
+        requests[queue.metadata.name] = priorities.PriorityRequest(queue.metadata.name, wanted, seen)
+    for queue in sorted(newcomers, key=lambda q: (q.metadata.creation_timestamp or now, q.metadata.name)):
+        taken = priorities.resolve(requests.values()).values()
+        name = queue.metadata.name
+        requests[name] = priorities.PriorityRequest(name, priorities.first_free_priority(taken), now)
+    return priorities.resolve(requests.values()), requests
+
+
+# -- queues --------------------------------------------------------------------------------------
+
+
+def _queue_status(
+    queue: WorkQueue,
+    *,
+    pool_exists: bool,
+    served: bool,
+    effective: int,
+    request: priorities.PriorityRequest,
+    holder: str | None,
+    active: int,
+    scheduled: int,
+    now: datetime.datetime,
+) -> WorkQueueStatus:
+    current, generation = queue.status, queue.metadata.generation
+    if queue.spec.paused:
+        phase, reason, message = QueuePhase.PAUSED, Reason.PAUSED, "the queue is paused"
+    elif not pool_exists:
+        phase, reason, message = (
+            QueuePhase.NOT_READY,
+            Reason.POOL_NOT_FOUND,
+            f"WorkPool {queue.spec.work_pool} not found",
+        )
+    elif served:
+        phase, reason, message = QueuePhase.READY, Reason.READY, "an online worker serves this queue"
+    else:
+        phase, reason, message = QueuePhase.NOT_READY, Reason.NO_ONLINE_WORKER, "no online worker serves this queue"
+
+    conditions = set_condition(
+        current.conditions,
+        ConditionType.READY,
+        phase is QueuePhase.READY,
+        reason,
+        message,
+        generation=generation,
+        now=now,
+    )
+    conditions = set_condition(
+        conditions,
+        ConditionType.PAUSED,
+        queue.spec.paused,
+        Reason.PAUSED if queue.spec.paused else Reason.NOT_PAUSED,
+        "spec.paused is true" if queue.spec.paused else "spec.paused is false",
+        generation=generation,
+        now=now,
+    )
+    conflict = f"priority {request.requested} is held by queue {holder}; effective priority {effective}"
+    conditions = set_condition(
+        conditions,
+        ConditionType.PRIORITY_CONFLICT,
+        holder is not None,
+        Reason.PRIORITY_TAKEN if holder else Reason.PRIORITY_HELD,
+        conflict if holder else f"effective priority {effective} is the requested one",
+        generation=generation,
+        now=now,
+    )
+    conditions = set_condition(
+        conditions,
+        ConditionType.POOL_NOT_FOUND,
+        not pool_exists,
+        Reason.POOL_NOT_FOUND if not pool_exists else Reason.POOL_FOUND,
+        f"WorkPool {queue.spec.work_pool} " + ("does not exist" if not pool_exists else "exists"),
+        generation=generation,
+        now=now,
+    )
+    return current.model_copy(
+        update={
+            "phase": phase,
+            "conditions": conditions,
+            "observed_generation": generation,
+            "effective_priority": effective,
+            "requested_priority": request.requested,
+            "priority_requested_at": request.seen,
+            "slots": slot_status(slots.Slots(active, queue.spec.concurrency_limit)),
+            "scheduled_runs": scheduled,
+        }
+    )
+
+
+def _queue_events(queue: WorkQueue, new: WorkQueueStatus, *, pool_name: str) -> list[Event]:
+    old, name = queue.status, queue.metadata.name
+    if old.observed_generation is None:
+        return [
+            Event(
+                EventType.NORMAL,
+                "Created",
+                f"WorkQueue {name} created in pool {pool_name} with priority {new.effective_priority}",
+            )
+        ]
+    events = []
+    if new.phase != old.phase and new.phase is not None:
+        events.append(Event(EventType.NORMAL, new.phase.value, f"WorkQueue {name} is now {new.phase.value}"))
+    for type_ in (ConditionType.PRIORITY_CONFLICT, ConditionType.POOL_NOT_FOUND):
+        before, after = _condition(old.conditions, type_), _condition(new.conditions, type_)
+        newly_true = after is not None and after.status == "True"
+        if newly_true and (before is None or before.status != "True" or before.message != after.message):
+            events.append(Event(EventType.WARNING, type_.value, after.message))
+    return events
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def describe_changes(old: BaseModel, new: BaseModel) -> str:
+    """`field: old → new` for each user-visible spec field that changed, on one line.
+
+    Phase-changing fields (paused) are left out: they have events of their own. The base job
+    template is summarised, never dumped.
+    """
+    parts = []
+    for name, info in type(new).model_fields.items():
+        if name == "paused":
+            continue
+        before, after = getattr(old, name), getattr(new, name)
+        if before == after:
+            continue
+        label = info.alias or name
+        if name == "base_job_template":
+            parts.append(f"{label}: {_summarise_template(before)} → {_summarise_template(after)}")
+        else:
+            parts.append(f"{label}: {_show(before)} → {_show(after)}")
+    return "; ".join(parts)
+
+
+def _summarise_template(template: Any) -> str:
+    if template is None:
+        return "none"
+    names = sorted(templates.declared_variables(template.variables))
+    return f"{len(names)} variables ({', '.join(names)})" if names else "no variables"
+
+
+def _show(value: object) -> str:
+    if value is None:
+        return "unset"
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 80 else text[:79] + "…"
+
+
+def _template_problems(spec: WorkPoolSpec) -> str:
+    template = spec.base_job_template
+    if template is None:
+        return ""
+    missing = templates.undeclared_variables(template.job_configuration, template.variables)
+    if not missing:
+        return ""
+    names = ", ".join(f"{{{{ {name} }}}}" for name in missing)
+    return f"baseJobTemplate uses {names} but variables.properties does not declare it"
+
+
+def _invalid(conditions: Sequence[Any]) -> bool:
+    found = _condition(conditions, ConditionType.INVALID)
+    return found is not None and found.status == "True"
+
+
+def _condition(conditions: Sequence[Any], type_: ConditionType) -> Any:
+    return next((c for c in conditions if c.type == type_.value), None)
+
+
+def _serves(worker: Worker, queue: str) -> bool:
+    return not worker.spec.work_queues or queue in worker.spec.work_queues
+
+
+def _queue_of(run: FlowRun, pool_name: str) -> str:
+    return run.spec.work_queue or default_queue_name(pool_name)
+
+
+__all__ = ["PoolPlan", "SpecChange", "describe_changes", "plan_pool"]

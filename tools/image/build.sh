@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Build the operator image without any container registry: a Debian bookworm + python3.11 base is
+# made locally with debootstrap (Debian's mirror is the one network source it needs), imported into
+# buildah's store, and passed to the repo's Dockerfile as BASE. pip inside the build reaches PyPI.
+#
+#   sudo tools/image/build.sh            # prints the image reference on stdout, progress on stderr
+#   tools/image/build.sh --print-tag     # the reference it would build, nothing else
+#
+# Needs root (rootful buildah; debootstrap and chroot), buildah, and debootstrap on a cold cache.
+# The base rootfs tarball is cached in ${WORKPOOLS_CACHE_DIR:-${XDG_CACHE_HOME:-~/.cache}/workpools}/image/,
+# keyed by a hash of its recipe; a second run reuses it, the imported base and buildah's layer cache.
+#
+# Environment:
+#   WORKPOOLS_IMAGE            image reference to build (default localhost/workpool-operator:<version>)
+#   WORKPOOLS_DEBIAN_MIRROR    Debian mirror for debootstrap (default: the first deb.debian.org-style
+#                              URI in /etc/apt/sources.list*, else http://deb.debian.org/debian)
+#   WORKPOOLS_IMAGE_STORAGE    buildah storage driver (default: overlay, falling back to vfs)
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+
+die() { echo "build.sh: $*" >&2; exit 2; }
+say() { echo "build.sh: $*" >&2; }
+
+version=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$root/pyproject.toml" | head -1)
+image=${WORKPOOLS_IMAGE:-localhost/workpool-operator:$version}
+if [[ ${1:-} == --print-tag ]]; then echo "$image"; exit 0; fi
+
+# --- The base image recipe. Any change here changes the cache key, so a new base is made. ----------
+suite=bookworm
+packages=(python3 python3-pip python-is-python3 ca-certificates)
+recipe_version=1
+recipe_key=$(printf '%s\n' "$recipe_version" "$suite" "${packages[@]}" "$(sed -n '/^make_base_rootfs()/,/^}/p' "$0")" \
+  | sha256sum | cut -c1-12)
+base_image=localhost/workpools-base:$suite-python3-$recipe_key
+
+cache_dir=${WORKPOOLS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/workpools}/image
+base_tar=$cache_dir/$suite-python3-$recipe_key.tar
+
+# --- Tools. ------------------------------------------------------------------------------------------
+[[ $(id -u) == 0 ]] || die "must run as root (rootful buildah, debootstrap and chroot); try: sudo $0"
+command -v buildah >/dev/null || die "buildah is required and not on PATH (Debian: apt-get install buildah)"
+if [[ ! -f $base_tar ]]; then
+  command -v debootstrap >/dev/null \
+    || die "debootstrap is required to make the base image (Debian: apt-get install debootstrap)"
+fi
+for tool in tar chroot mount umount sha256sum; do
+  command -v "$tool" >/dev/null || die "$tool is required and not on PATH"
+done
+
+# buildah: rootful, chroot isolation (no container runtime or network namespace needed; RUN steps
+# share the host's network, which is how pip reaches PyPI here). Overlay storage when the kernel
+# has it, vfs otherwise.
+export BUILDAH_ISOLATION=chroot
+storage=${WORKPOOLS_IMAGE_STORAGE:-}
+if [[ -z $storage ]]; then
+  if grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null; then storage=overlay; else storage=vfs; fi
+fi
+bah() { buildah --storage-driver "$storage" "$@"; }
+
+mirror=${WORKPOOLS_DEBIAN_MIRROR:-}
+if [[ -z $mirror ]]; then
+  mirror=$(grep -hsoE '^(URIs:|deb) +\S+/debian/?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null \
+    | awk '{print $2}' | head -1)
+  mirror=${mirror:-http://deb.debian.org/debian}
+fi
+mirror=${mirror%/}
+
+make_base_rootfs() {
+  # $1: an empty directory. Debian minbase + python3.11 with pip, trimmed like python:*-slim.
+  local rootfs=$1
+  debootstrap --variant=minbase "$suite" "$rootfs" "$mirror" >"$rootfs.debootstrap.log" 2>&1 \
+    || { tail -20 "$rootfs.debootstrap.log" >&2; die "debootstrap $suite from $mirror failed (log above)"; }
+  cat >"$rootfs/etc/apt/sources.list" <<EOF
+deb $mirror $suite main
+deb $mirror $suite-updates main
+deb ${mirror}-security $suite-security main
+EOF
+  cp /etc/resolv.conf "$rootfs/etc/resolv.conf"
+  mount -t proc proc "$rootfs/proc"
+  local status=0
+  chroot "$rootfs" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive LC_ALL=C sh -c "
+      set -e
+      apt-get update
+      apt-get -y upgrade
+      apt-get install -y --no-install-recommends ${packages[*]}
+      apt-get clean
+  " >"$rootfs.apt.log" 2>&1 || status=$?
+  umount "$rootfs/proc"
+  if [[ $status != 0 ]]; then
+    tail -20 "$rootfs.apt.log" >&2
+    die "apt-get inside the base rootfs failed (log above; mirror $mirror)"
+  fi
+  # The image is its own Python environment, as in python:*-slim: pip installs without PEP 668's guard.
+  rm -f "$rootfs"/usr/lib/python3*/EXTERNALLY-MANAGED
+  # Trim what a slim image leaves out; keep the copyright files.
+  rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/* "$rootfs"/var/cache/debconf/*-old \
+    "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* "$rootfs"/usr/share/locale/* \
+    "$rootfs"/usr/share/doc-base "$rootfs"/var/log/*.log "$rootfs"/var/log/apt/* "$rootfs"/tmp/* \
+    "$rootfs"/root/.cache
+  find "$rootfs/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete
+  find "$rootfs/usr/share/doc" -mindepth 1 -type d -empty -delete
+  : >"$rootfs/etc/resolv.conf"
+  echo workpools >"$rootfs/etc/hostname"
+}
+
+# --- 1. The base rootfs tarball (cached). --------------------------------------------------------
+t0=$(date +%s)
+if [[ -f $base_tar ]]; then
+  say "base rootfs: cached $base_tar"
+else
+  say "base rootfs: debootstrap $suite from $mirror, with ${packages[*]} (first run: about a minute)"
+  mkdir -p "$cache_dir"
+  work=$(mktemp -d "$cache_dir/.rootfs.XXXXXX")
+  cleanup() { mountpoint -q "$work/rootfs/proc" 2>/dev/null && umount "$work/rootfs/proc"; rm -rf "$work"; }
+  trap cleanup EXIT
+  mkdir "$work/rootfs"
+  make_base_rootfs "$work/rootfs"
+  tar --numeric-owner --xattrs --sort=name --mtime=@0 -C "$work/rootfs" -cf "$work/rootfs.tar" .
+  mv "$work/rootfs.tar" "$base_tar"
+  cleanup
+  trap - EXIT
+  say "base rootfs: $(du -h "$base_tar" | cut -f1) in $base_tar ($(($(date +%s) - t0))s)"
+fi
+
+# --- 2. The base image in buildah's store (imported once per recipe). -------------------------------
+if bah inspect --type image "$base_image" >/dev/null 2>&1; then
+  say "base image: $base_image (already imported)"
+else
+  say "base image: importing $base_tar as $base_image"
+  ctr=$(bah from --quiet scratch)
+  trap 'bah rm "$ctr" >/dev/null 2>&1 || true' EXIT
+  bah add --quiet "$ctr" "$base_tar" / >/dev/null
+  bah config --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin --env LANG=C.UTF-8 \
+    --cmd python3 --label org.opencontainers.image.description="Debian $suite minbase + python3 (workpools)" \
+    "$ctr"
+  bah commit --quiet --rm "$ctr" "$base_image" >/dev/null
+  trap - EXIT
+fi
+
+# --- 3. The operator image, from the repo's Dockerfile. ---------------------------------------------
+say "image: building $image (BASE=$base_image, storage $storage, isolation chroot)"
+t1=$(date +%s)
+bah build --layers --isolation chroot --build-arg "BASE=$base_image" -t "$image" -f "$root/Dockerfile" "$root" >&2 \
+  || die "buildah build failed (output above)"
+size=$(bah inspect --type image --format '{{.Size}}' "$image" 2>/dev/null || true)
+say "image: $image built in $(($(date +%s) - t1))s${size:+, $((size / 1024 / 1024)) MiB uncompressed}"
+echo "$image"
