@@ -12,8 +12,11 @@ RUN python -m pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM ${BASE}
 RUN groupadd --gid 10001 workpools && useradd --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin workpools
+# --no-index: the runtime stage needs no network (every dependency was built into /wheels above).
+# (COPY rather than RUN --mount=from=build: buildah 1.28 reuses a cached RUN step even when the
+# mounted wheels changed, which would ship a stale operator.)
 COPY --from=build /wheels /wheels
-RUN python -m pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+RUN python -m pip install --no-cache-dir --no-index /wheels/*.whl && rm -rf /wheels
 USER 10001:10001
 ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 EXPOSE 8080

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from tests.support.kube import Kubectl
+from tests.support.objects import pool
 from tests.support.operator import OperatorProcess
 from tests.support.waiting import wait_for
-
-
-def pool(name: str, **spec: Any) -> dict[str, Any]:
-    return {"apiVersion": "workpools.dev/v1alpha1", "kind": "WorkPool", "metadata": {"name": name}, "spec": spec}
 
 
 def test_applied_pool_gets_status_and_printer_columns(

@@ -9,18 +9,29 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_for(probe: Callable[[], T | None], *, timeout: float = 30.0, interval: float = 0.2, what: str = "") -> T:
-    """Call `probe` until it returns something truthy, and return that; fail after `timeout` seconds.
+_TRUTHY = object()
 
-    The failure message shows the last value seen (or the last exception), so a timeout explains itself.
+
+def wait_for(
+    probe: Callable[[], T | None],
+    *,
+    equals: object = _TRUTHY,
+    timeout: float = 30.0,
+    interval: float = 0.2,
+    what: str = "",
+) -> T:
+    """Call `probe` until it returns something truthy (or equal to `equals`), and return that.
+
+    Fails after `timeout` seconds; the message shows the last value seen (or the last exception),
+    so a timeout explains itself.
     """
     deadline = time.monotonic() + timeout
     last: object = None
     while True:
         try:
             value = probe()
-            if value:
-                return value
+            if (value == equals) if equals is not _TRUTHY else value:
+                return value  # type: ignore[return-value]
             last = value
         except AssertionError as error:
             last = error

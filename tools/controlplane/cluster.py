@@ -272,7 +272,8 @@ class ControlPlane:
             "--controllers=garbagecollector,namespace,clusterrole-aggregation",
             "--leader-elect=false",
             "--secure-port=0",
-            "--use-service-account-credentials=false",
+            # Each controller acts as its own ServiceAccount with its bootstrap role, as in a real cluster.
+            "--use-service-account-credentials=true",
         )
 
     # -- readiness ---------------------------------------------------------------------------

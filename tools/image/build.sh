@@ -15,6 +15,10 @@
 #   WORKPOOLS_DEBIAN_MIRROR    Debian mirror for debootstrap (default: the first deb.debian.org-style
 #                              URI in /etc/apt/sources.list*, else http://deb.debian.org/debian)
 #   WORKPOOLS_IMAGE_STORAGE    buildah storage driver (default: overlay, falling back to vfs)
+#   WORKPOOLS_IMAGE_CA_BUNDLE  a CA bundle bind-mounted (read-only, never into a layer) over the build's
+#                              /etc/ssl/certs/ca-certificates.crt during RUN steps, for networks whose
+#                              HTTPS goes through an intercepting proxy (default: the host's bundle,
+#                              /etc/ssl/certs/ca-certificates.crt, when it exists; empty: none)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -61,8 +65,8 @@ bah() { buildah --storage-driver "$storage" "$@"; }
 
 mirror=${WORKPOOLS_DEBIAN_MIRROR:-}
 if [[ -z $mirror ]]; then
-  mirror=$(grep -hsoE '^(URIs:|deb) +\S+/debian/?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/* 2>/dev/null \
-    | awk '{print $2}' | head -1)
+  mirror=$({ grep -hsoE '^(URIs:|deb) +\S+/debian/?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
+    /etc/apt/sources.list.d/*.sources || true; } | awk '{print $2}' | head -1)
   mirror=${mirror:-http://deb.debian.org/debian}
 fi
 mirror=${mirror%/}
@@ -140,10 +144,25 @@ else
 fi
 
 # --- 3. The operator image, from the repo's Dockerfile. ---------------------------------------------
-say "image: building $image (BASE=$base_image, storage $storage, isolation chroot)"
+ca_bundle=${WORKPOOLS_IMAGE_CA_BUNDLE-/etc/ssl/certs/ca-certificates.crt}
+volumes=()
+if [[ -n $ca_bundle ]]; then
+  [[ -f $ca_bundle ]] || die "WORKPOOLS_IMAGE_CA_BUNDLE=$ca_bundle: no such file"
+  volumes=(--volume "$ca_bundle:/etc/ssl/certs/ca-certificates.crt:ro")
+fi
+say "image: building $image (BASE=$base_image, storage $storage, isolation chroot${ca_bundle:+, CA bundle $ca_bundle})"
 t1=$(date +%s)
-bah build --layers --isolation chroot --build-arg "BASE=$base_image" -t "$image" -f "$root/Dockerfile" "$root" >&2 \
+bah build --layers --isolation chroot "${volumes[@]}" --build-arg "BASE=$base_image" -t "$image" \
+  -f "$root/Dockerfile" "$root" >&2 \
   || die "buildah build failed (output above)"
-size=$(bah inspect --type image --format '{{.Size}}' "$image" 2>/dev/null || true)
-say "image: $image built in $(($(date +%s) - t1))s${size:+, $((size / 1024 / 1024)) MiB uncompressed}"
+size=$(bah images --noheading --format '{{.Size}}' "$image" 2>/dev/null | head -1 || true)
+say "image: $image built in $(($(date +%s) - t1))s${size:+, $size uncompressed}"
+
+# --- 4. Smoke check: the operator imports, as uid 10001 on a read-only root, with no network. -------
+if command -v podman >/dev/null && [[ ${WORKPOOLS_IMAGE_SMOKE:-1} != 0 ]]; then
+  "$here/podman.sh" --storage-driver "$storage" run --rm --read-only --network none --entrypoint python "$image" \
+    -c 'import os, kopf, workpools.controllers; assert os.getuid() == 10001, os.getuid()' >&2 \
+    || die "smoke check failed: the image's python cannot import the operator (output above)"
+  say "image: smoke check passed (imports as uid 10001, read-only root)"
+fi
 echo "$image"

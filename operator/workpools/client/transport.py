@@ -47,6 +47,11 @@ SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/
 """Where a pod finds its own namespace (mounted with the service account token)."""
 
 
+def _service_account_namespace() -> str | None:
+    # A few bytes from a local file, read once at connect: not worth a thread.
+    return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() if SERVICE_ACCOUNT_NAMESPACE.exists() else None
+
+
 def _translate(error: ApiException, rt: ResourceType, namespace: str, name: str) -> errors.WorkpoolsError:
     """Map an HTTP status from the API server onto our error tree, keeping the server's message."""
     message, causes = str(error.reason or "error"), []
@@ -98,7 +103,7 @@ class Transport:
             namespace = loader.current_context["context"].get("namespace")
         else:
             k8s_config.load_incluster_config(client_configuration=configuration)
-            namespace = SERVICE_ACCOUNT_NAMESPACE.read_text().strip() if SERVICE_ACCOUNT_NAMESPACE.exists() else None
+            namespace = _service_account_namespace()
         return cls(k8s.ApiClient(configuration), namespace or "default")
 
     async def close(self) -> None:
@@ -135,7 +140,7 @@ class Transport:
             "label_selector": label_selector,
             "field_selector": field_selector,
             "limit": limit,
-            "var_continue": continue_token,
+            "_continue": continue_token,
         }
         kwargs = {k: v for k, v in kwargs.items() if v is not None}
         result: Body

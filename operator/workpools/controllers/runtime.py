@@ -17,8 +17,9 @@ FIELD_MANAGER = "workpools-operator"
 
 
 def utc_now() -> datetime.datetime:
-    # Kubernetes timestamps have second precision; truncating keeps round trips equal.
-    return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    # Microseconds matter: the order in which queue priority requests were first seen is kept
+    # in status timestamps, and two requests a few milliseconds apart must not tie.
+    return datetime.datetime.now(datetime.UTC)
 
 
 @dataclass

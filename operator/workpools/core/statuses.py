@@ -115,6 +115,15 @@ def pool_status(
         generation=generation,
         now=now,
     )
+    conditions = set_condition(
+        conditions,
+        ConditionType.INVALID,
+        bool(invalid),
+        Reason.TEMPLATE_INVALID if invalid else Reason.VALID,
+        invalid or "the spec is usable",
+        generation=generation,
+        now=now,
+    )
     return current.model_copy(
         update={
             "phase": phase,
