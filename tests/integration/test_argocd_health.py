@@ -122,7 +122,15 @@ def test_workpool(installed: Kubectl, operator: OperatorProcess, namespace: str)
 
 def test_workqueue(installed: Kubectl, operator: OperatorProcess, namespace: str) -> None:
     create(installed, namespace, "WorkPool", "etl")
-    created = create(installed, namespace, "WorkQueue", "etl-critical", workPool="etl", priority=1)
+    default = wait_for(
+        lambda: (q := installed.try_get("wq", "etl-default", namespace)) and q.get("status", {}).get("phase") and q,
+        what="the operator's default queue with a phase",
+    )
+    assert evaluate(default) == Health(
+        "Healthy", "No worker online yet; runs wait in this queue until a worker serving it starts"
+    )
+
+    created = create(installed, namespace, "WorkQueue", "etl-critical", workPool="etl", priority=2)
     assert evaluate(created) == Health("Progressing", "Waiting for the operator to observe generation 1")
 
     def queue_status(**status: Any) -> Any:
@@ -131,7 +139,7 @@ def test_workqueue(installed: Kubectl, operator: OperatorProcess, namespace: str
     not_ready = queue_status(
         observedGeneration=1,
         phase="NotReady",
-        effectivePriority=1,
+        effectivePriority=2,
         conditions=[condition("Ready", "False", "NoOnlineWorker", "no online worker serves this queue")],
     )
     assert evaluate(not_ready) == Health(
@@ -139,14 +147,14 @@ def test_workqueue(installed: Kubectl, operator: OperatorProcess, namespace: str
     )
     conflict = queue_status(
         phase="Ready",
-        effectivePriority=2,
+        effectivePriority=3,
         conditions=[
             condition("Ready", "True", "WorkerOnline", "served by 1 online worker"),
-            condition("PriorityConflict", "True", "PriorityTaken", "priority 1 is held by queue etl-hot; runs at 2"),
+            condition("PriorityConflict", "True", "PriorityTaken", "priority 2 is held by queue etl-hot; runs at 3"),
         ],
     )
     assert evaluate(conflict) == Health(
-        "Healthy", "served by 1 online worker; priority 1 is held by queue etl-hot; runs at 2"
+        "Healthy", "served by 1 online worker; priority 2 is held by queue etl-hot; runs at 3"
     )
 
     edited = spec_patch(installed, namespace, "wq", "etl-critical", paused=True)

@@ -160,7 +160,7 @@ say "image: $image built in $(($(date +%s) - t1))s${size:+, $size uncompressed}"
 
 # --- 4. Smoke check: the operator imports, as uid 10001 on a read-only root, with no network. -------
 if command -v podman >/dev/null && [[ ${WORKPOOLS_IMAGE_SMOKE:-1} != 0 ]]; then
-  "$here/podman.sh" --storage-driver "$storage" run --rm --read-only --network none --entrypoint python "$image" \
+  WORKPOOLS_IMAGE_STORAGE=$storage "$here/podman.sh" run --rm --read-only --network none --entrypoint python "$image" \
     -c 'import os, kopf, workpools.controllers; assert os.getuid() == 10001, os.getuid()' >&2 \
     || die "smoke check failed: the image's python cannot import the operator (output above)"
   say "image: smoke check passed (imports as uid 10001, read-only root)"

@@ -1,0 +1,132 @@
+"""`plan_pool`: statuses and events of a pool and its queues, decided without any server.
+
+Aspects: first sight (Created, default queue); events only on real transitions; a settled pool
+plans no events and the same statuses (idempotence, also as a property); Updated messages;
+the Invalid condition; PoolNotFound; Deleted events.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tests.builders import T0
+from workpools.api.workpool import WorkPool
+from workpools.api.workqueue import WorkQueue
+from workpools.core.plan import PoolPlan, SpecChange, plan_pool
+
+
+def wp(name: str = "p", generation: int = 1, **spec: Any) -> WorkPool:
+    return WorkPool.model_validate({"kind": "WorkPool", "metadata": {"name": name, "namespace": "ns",
+                                                                     "generation": generation}, "spec": spec})
+
+
+def wq(name: str, pool: str = "p", generation: int = 1, **spec: Any) -> WorkQueue:
+    return WorkQueue.model_validate({"kind": "WorkQueue", "metadata": {"name": name, "namespace": "ns",
+                                                                       "generation": generation,
+                                                                       "creationTimestamp": T0},
+                                     "spec": {"workPool": pool, **spec}})
+
+
+def plan(pool: WorkPool | None, queues: list[WorkQueue], minutes: int = 0, **kw: Any) -> PoolPlan:
+    return plan_pool(pool_name="p", pool=pool, queues=queues, workers=[], runs=[], now=T0 + timedelta(minutes=minutes),
+                     **kw)
+
+
+def settle(pool: WorkPool | None, queues: list[WorkQueue], result: PoolPlan) -> tuple[Any, list[WorkQueue]]:
+    """The objects as they are after the controller wrote the plan's statuses."""
+    if pool is not None and result.pool_status is not None:
+        pool = pool.model_copy(update={"status": result.pool_status})
+    return pool, [q.model_copy(update={"status": result.queue_statuses[q.metadata.name]}) for q in queues]
+
+
+def events(result: PoolPlan) -> list[tuple[str, str, str]]:
+    return [(obj.metadata.name, e.type.value, e.reason) for obj, e in result.events]
+
+
+def test_a_new_pool_is_created_not_ready_and_asks_for_its_default_queue() -> None:
+    result = plan(wp(), [])
+    assert result.create_default_queue
+    assert result.pool_status is not None
+    assert result.pool_status.phase == "NotReady"
+    assert result.pool_status.default_queue == "p-default"
+    assert events(result) == [("p", "Normal", "Created")]
+
+
+def test_a_settled_pool_plans_no_events_and_the_same_statuses() -> None:
+    pool, queues = wp(), [wq("p-default"), wq("q", priority=3)]
+    first = plan(pool, queues)
+    pool, queues = settle(pool, queues, first)
+    second = plan(pool, queues, minutes=5)
+    assert events(second) == []
+    assert second.pool_status == pool.status
+    assert second.queue_statuses == {q.metadata.name: q.status for q in queues}
+
+
+def test_pausing_emits_one_paused_event_and_resuming_one_not_ready() -> None:
+    pool, queues = settle(wp(), [wq("p-default")], plan(wp(), [wq("p-default")]))
+    paused = plan(wp(generation=2, paused=True).model_copy(update={"status": pool.status}), queues, minutes=1)
+    assert events(paused) == [("p", "Normal", "Paused")]
+    pool, queues = settle(wp(generation=2, paused=True), queues, paused)
+    resumed = plan(wp(generation=3).model_copy(update={"status": pool.status}), queues, minutes=2)
+    assert events(resumed) == [("p", "Normal", "NotReady")]
+
+
+def test_a_spec_change_becomes_one_updated_event_listing_each_field() -> None:
+    pool, queues = settle(wp(), [], plan(wp(), []))
+    old = wp(concurrencyLimit=3, description="nightly").spec
+    new = wp(concurrencyLimit=5, description="hourly", paused=True).spec
+    result = plan(pool, queues, changes=[SpecChange("WorkPool", "p", old, new)])
+    (updated,) = [e for _, e in result.events if e.reason == "Updated"]
+    assert updated.message == "WorkPool p updated: description: 'nightly' → 'hourly'; concurrencyLimit: 3 → 5"
+
+
+def test_a_changed_template_is_summarised_not_dumped() -> None:
+    pool, _ = settle(wp(), [], plan(wp(), []))
+    template = {"job_configuration": {"command": "x" * 5000}, "variables": {"properties": {"a": {}, "b": {}}}}
+    new = wp(baseJobTemplate=template).spec
+    result = plan(pool, [], changes=[SpecChange("WorkPool", "p", wp().spec, new)])
+    (updated,) = [e for _, e in result.events if e.reason == "Updated"]
+    assert updated.message == "WorkPool p updated: baseJobTemplate: none → 2 variables (a, b)"
+
+
+def test_an_undeclared_variable_is_invalid_with_one_warning() -> None:
+    template = {"job_configuration": {"command": "run {{ flow }}"}, "variables": {}}
+    first = plan(wp(baseJobTemplate=template), [])
+    assert ("p", "Warning", "TemplateInvalid") in events(first)
+    assert first.pool_status is not None
+    invalid = next(c for c in first.pool_status.conditions if c.type == "Invalid")
+    assert (invalid.status, invalid.message) == (
+        "True", "baseJobTemplate uses {{ flow }} but variables.properties does not declare it")
+    pool, _ = settle(wp(baseJobTemplate=template), [], first)
+    assert events(plan(pool, [], minutes=1)) == []
+
+
+def test_queues_of_a_missing_pool_report_pool_not_found_once() -> None:
+    first = plan(None, [wq("q", priority=2)])
+    assert first.pool_status is None
+    assert not first.create_default_queue
+    status = first.queue_statuses["q"]
+    assert status.phase == "NotReady"
+    assert next(c for c in status.conditions if c.type == "PoolNotFound").status == "True"
+    _, queues = settle(None, [wq("q", priority=2)], first)
+    assert events(plan(None, queues, minutes=1)) == []
+
+
+def test_deletions_become_deleted_events() -> None:
+    result = plan(None, [], deletions=[wp(), wq("q")])
+    assert events(result) == [("p", "Normal", "Deleted"), ("q", "Normal", "Deleted")]
+
+
+@given(st.lists(st.integers(min_value=1, max_value=6) | st.none(), min_size=1, max_size=6))
+def test_planning_is_idempotent_for_any_queues(requests: list[int | None]) -> None:
+    queues = [wq(f"q{i}", **({} if p is None else {"priority": p})) for i, p in enumerate(requests)]
+    pool, settled = settle(wp(), queues, plan(wp(), queues))
+    again = plan(pool, settled, minutes=10)
+    assert events(again) == []
+    assert again.queue_statuses == {q.metadata.name: q.status for q in settled}
+    values = [s.effective_priority for s in again.queue_statuses.values()]
+    assert len(set(values)) == len(values)
