@@ -8,7 +8,7 @@ source tools/python-env.sh
 bin_dir=$(bash tools/controlplane/build.sh)
 export PATH="$bin_dir:$PATH"
 
-echo "== ruff" && ruff check operator tools tests && ruff format --check operator tools tests
+echo "== ruff" && ruff check operator tools tests examples && ruff format --check operator tools tests examples
 echo "== mypy" && mypy
 echo "== import layers" && lint-imports --no-cache >/dev/null && echo "layers kept"
 echo "== pytest"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,7 +26,7 @@ from workpools.api.workpool import WorkPool
 from workpools.api.workqueue import WorkQueue
 from workpools.client import errors
 from workpools.client.transport import Body, ResourceType, Transport
-from workpools.client.workpools import FIELD_MANAGER, WorkpoolsClient
+from workpools.client.workpools import DEFAULT_PAGE_SIZE, FIELD_MANAGER, WorkpoolsClient
 from workpools.core.priorities import DuplicatePriorityError
 
 T = TypeVar("T")
@@ -49,13 +49,13 @@ class Client:
 
     kubeconfig: Path
     namespace: str | None
-    page_size: int = 500
-    pages: list[tuple[str, str | None, int]] | None = None
+    page_size: int = DEFAULT_PAGE_SIZE
+    pages: list[tuple[str, str | None, int]] = field(default_factory=list)
 
     def __call__(self, call: Callable[[WorkpoolsClient], Awaitable[T]]) -> T:
         async def session() -> T:
             transport = await PageCountingTransport.connect(self.kubeconfig)
-            transport.pages = self.pages if self.pages is not None else []
+            transport.pages = self.pages
             async with WorkpoolsClient(transport, self.namespace, page_size=self.page_size) as client:
                 return await call(client)
 
@@ -76,7 +76,7 @@ def wait_effective_priorities(kubectl: Kubectl, namespace: str, expected: dict[s
         items = kubectl.json("get", "wq", "-n", namespace)["items"]
         return {q["metadata"]["name"]: q.get("status", {}).get("effectivePriority") for q in items}
 
-    wait_for(lambda: current() == expected or None, what=f"effective priorities {expected}")
+    wait_for(lambda: current() == expected, what=f"effective priorities {expected}")
 
 
 def test_read_work_pool_returns_the_model_with_its_status(
@@ -198,8 +198,8 @@ def test_lists_follow_continue_tokens_and_let_the_server_select_a_pools_queues(
     wait_for(
         lambda: len(installed.json("get", "wq", "-n", namespace)["items"]) == 13, what="7 default queues + 6 queues"
     )
-    pages: list[tuple[str, str | None, int]] = []
-    paged = Client(installed.kubeconfig, namespace, page_size=3, pages=pages)
+    paged = Client(installed.kubeconfig, namespace, page_size=3)
+    pages = paged.pages
 
     assert names(paged(lambda c: c.read_work_pools())) == pool_names
     assert pages == [("workpools", None, 3), ("workpools", None, 3), ("workpools", None, 1)]

@@ -31,6 +31,8 @@ class ConditionType(enum.StrEnum):
     """The WorkPool named in spec.workPool does not exist (anymore)."""
     INVALID = "Invalid"
     """The spec is accepted by the schema but cannot be used (e.g. an undeclared template variable)."""
+    QUEUE_NOT_FOUND = "QueueNotFound"
+    """Worker: some queues in spec.workQueues are not queues of its pool (it still serves the others)."""
     ADMITTED = "Admitted"
     """Run: it holds a slot and is bound to a worker (False carries the reason it waits)."""
 
@@ -47,6 +49,8 @@ class Reason(enum.StrEnum):
     POOL_NOT_FOUND = "PoolNotFound"
     POOL_FOUND = "PoolFound"
     QUEUE_NOT_FOUND = "QueueNotFound"
+    QUEUES_FOUND = "QueuesFound"
+    HEARTBEAT_MISSED = "HeartbeatMissed"
     PRIORITY_TAKEN = "PriorityTaken"
     PRIORITY_HELD = "PriorityHeld"
     TEMPLATE_INVALID = "TemplateInvalid"

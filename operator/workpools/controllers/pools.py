@@ -6,6 +6,7 @@ a pass over an unchanged pool makes no API call at all.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -15,10 +16,10 @@ from workpools.api.workpool import WorkPool
 from workpools.client import errors
 from workpools.client.events import post_event
 from workpools.client.patches import merge_patch
-from workpools.client.resources import WORKPOOLS, WORKQUEUES
+from workpools.client.resources import WORKERS, WORKPOOLS, WORKQUEUES
 from workpools.client.transport import ResourceType
 from workpools.controllers.runtime import FIELD_MANAGER, Runtime
-from workpools.core.plan import plan_pool
+from workpools.core.plan import PoolState, plan_pool
 from workpools.core.statuses import Event, EventType
 
 logger = logging.getLogger(__name__)
@@ -29,26 +30,35 @@ async def reconcile_pool(rt: Runtime, key: ObjectKey) -> None:
     store = rt.store
     pool = store.pools.get(key)
     changes, deletions = store.take_news(key)
-    plan = plan_pool(
-        pool_name=key.name,
+    state = PoolState(
+        name=key.name,
         pool=pool,
         queues=store.queues.of(key),
         workers=store.workers.of(key),
         runs=store.runs.of(key),
-        changes=changes,
-        deletions=deletions,
         now=rt.clock(),
     )
+    plan = plan_pool(state, changes=changes, deletions=deletions)
     if pool is not None and plan.create_default_queue:
         await _create_default_queue(rt, pool, recreated=pool.status.default_queue is not None)
+    stale: set[tuple[str, str]] = set()
+    for name in plan.delete_workers:
+        await _delete_worker(rt, key.namespace, name)
     if pool is not None and plan.pool_status is not None:
         await _write_status(rt, WORKPOOLS, pool, to_json(plan.pool_status))
-    for queue in store.queues.of(key):
-        wanted = plan.queue_statuses.get(queue.metadata.name)
-        if wanted is not None:
+    for queue in state.queues:  # the versions the plan was decided on, not newer ones
+        if (wanted := plan.queue_statuses.get(queue.metadata.name)) is not None:
             await _write_status(rt, WORKQUEUES, queue, to_json(wanted))
+    for worker in state.workers:
+        wanted_worker = plan.worker_statuses.get(worker.metadata.name)
+        # The worker writes its heartbeat into the same status: decide on the exact version we read.
+        if wanted_worker is not None and not await _write_status(
+            rt, WORKERS, worker, to_json(wanted_worker), precondition=True
+        ):
+            stale.add((worker.KIND, worker.metadata.name))
     for obj, event in plan.events:
-        await _post(rt, obj, event)
+        if (obj.KIND, obj.metadata.name) not in stale:  # its status will be re-decided, events with it
+            await _post(rt, obj, event)
 
 
 def default_queue_manifest(pool: WorkPool) -> dict[str, Any]:
@@ -96,17 +106,38 @@ async def _create_default_queue(rt: Runtime, pool: WorkPool, *, recreated: bool)
         )
 
 
-async def _write_status(rt: Runtime, resource: ResourceType, obj: Resource, desired: dict[str, Any]) -> None:
-    """Patch status to `desired` if it differs; the response goes into the store at once."""
+async def _write_status(
+    rt: Runtime, resource: ResourceType, obj: Resource, desired: dict[str, Any], *, precondition: bool = False
+) -> bool:
+    """Patch status to `desired` if it differs; the response goes into the store at once.
+
+    With `precondition`, the write lands only on the version the decision was made from; False
+    means it changed meanwhile: the watch event that brings the new version wakes the pool again.
+    """
     current = to_json(obj.status, as_read=True)  # type: ignore[attr-defined]
     patch = merge_patch(current, desired)
     if not patch:
-        return
+        return True
     meta = obj.metadata
-    updated = await rt.transport.patch(
-        resource, meta.namespace or "", meta.name, {"status": patch}, status=True, field_manager=FIELD_MANAGER
-    )
+    try:
+        updated = await rt.transport.patch(
+            resource,
+            meta.namespace or "",
+            meta.name,
+            {"status": patch},
+            status=True,
+            field_manager=FIELD_MANAGER,
+            resource_version=meta.resource_version if precondition else None,
+        )
+    except (errors.Conflict, errors.NotFound):
+        return False
     rt.store.put(updated)
+    return True
+
+
+async def _delete_worker(rt: Runtime, namespace: str, name: str) -> None:
+    with contextlib.suppress(errors.NotFound):  # already gone: what we wanted
+        await rt.transport.delete(WORKERS, namespace, name)
 
 
 async def _post(rt: Runtime, obj: Resource, event: Event) -> None:
@@ -115,7 +146,7 @@ async def _post(rt: Runtime, obj: Resource, event: Event) -> None:
         await post_event(
             rt.transport,
             api_version=API_VERSION,
-            kind=obj.kind,
+            kind=obj.KIND,
             namespace=meta.namespace or "",
             name=meta.name,
             uid=meta.uid,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -15,6 +16,7 @@ from workpools.client.transport import Transport
 from workpools.controllers.pools import reconcile_pool
 from workpools.controllers.runtime import FIELD_MANAGER, Runtime
 from workpools.controllers.scope import Scope
+from workpools.controllers.timers import run_timers
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +45,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     memo.runtime = runtime
     await prime(runtime, Scope.from_environment())
     runtime.wakeups.enable()
+    memo.timers = asyncio.create_task(run_timers(runtime), name="timers")
 
 
 async def prime(rt: Runtime, scope: Scope) -> None:
@@ -66,6 +69,9 @@ async def prime(rt: Runtime, scope: Scope) -> None:
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
+    timers: asyncio.Task[None] | None = getattr(memo, "timers", None)
+    if timers is not None:
+        timers.cancel()
     runtime: Runtime | None = getattr(memo, "runtime", None)
     if runtime is not None:
         await runtime.wakeups.stop()

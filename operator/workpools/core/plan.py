@@ -11,6 +11,7 @@ import datetime
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from pydantic import BaseModel
@@ -20,10 +21,10 @@ from workpools.api.conditions import ConditionType, Reason
 from workpools.api.flowrun import FlowRun
 from workpools.api.meta import default_queue_name
 from workpools.api.states import SLOT_HOLDING, StateType
-from workpools.api.worker import Worker, WorkerPhase
+from workpools.api.worker import Worker, WorkerPhase, WorkerStatus
 from workpools.api.workpool import WorkerCounts, WorkPool, WorkPoolSpec, WorkPoolStatus
 from workpools.api.workqueue import QueuePhase, WorkQueue, WorkQueueStatus
-from workpools.core import priorities, slots, templates
+from workpools.core import liveness, priorities, slots, templates
 from workpools.core.statuses import Event, EventType, pool_events, pool_status, set_condition, slot_status
 
 
@@ -39,84 +40,203 @@ class SpecChange:
 
 @dataclass
 class PoolPlan:
-    """One pass's decisions: statuses to make true, events to post (about which object), a queue to create."""
+    """One pass's decisions: statuses to make true, events to post (about which object), writes to make."""
 
     pool_status: WorkPoolStatus | None = None
     queue_statuses: dict[str, WorkQueueStatus] = field(default_factory=dict)
+    worker_statuses: dict[str, WorkerStatus] = field(default_factory=dict)
     events: list[tuple[Resource, Event]] = field(default_factory=list)
     create_default_queue: bool = False
+    delete_workers: list[str] = field(default_factory=list)
+    """Workers Offline for longer than the pool's workerTTLAfterOfflineSeconds."""
+
+
+@dataclass(frozen=True)
+class PoolState:
+    """What the store holds for one pool (which may be gone while its members remain), at `now`."""
+
+    name: str
+    pool: WorkPool | None
+    queues: Sequence[WorkQueue]
+    workers: Sequence[Worker]
+    runs: Sequence[FlowRun]
+    now: datetime.datetime
+
+    @cached_property
+    def holders(self) -> list[FlowRun]:
+        """Runs holding a slot of this pool."""
+        return [r for r in self.runs if r.status.state in SLOT_HOLDING]
 
 
 def plan_pool(
-    *,
-    pool_name: str,
-    pool: WorkPool | None,
-    queues: Sequence[WorkQueue],
-    workers: Sequence[Worker],
-    runs: Sequence[FlowRun],
-    changes: Sequence[SpecChange] = (),
-    deletions: Sequence[WorkPool | WorkQueue] = (),
-    now: datetime.datetime,
+    state: PoolState, *, changes: Sequence[SpecChange] = (), deletions: Sequence[WorkPool | WorkQueue] = ()
 ) -> PoolPlan:
     plan = PoolPlan()
     for gone in deletions:
         plan.events.append((gone, Event(EventType.NORMAL, "Deleted", f"{gone.KIND} {gone.metadata.name} deleted")))
-    online = [w for w in workers if w.status.phase is WorkerPhase.ONLINE]
-    holders = [r for r in runs if r.status.state in SLOT_HOLDING]
-    active_by_queue = Counter(_queue_of(r, pool_name) for r in holders)
-    waiting_by_queue = Counter(_queue_of(r, pool_name) for r in runs if r.status.state in (None, StateType.SCHEDULED))
+    online = _plan_workers(plan, state)
+    if state.pool is not None:
+        _plan_pool(plan, state, state.pool, online)
+    _plan_queues(plan, state, online)
+    _plan_updates(plan, state, changes)
+    return plan
 
-    if pool is not None:
-        default_queue = default_queue_name(pool_name)
-        plan.create_default_queue = pool.metadata.deletion_timestamp is None and not any(
-            q.metadata.name == default_queue for q in queues
-        )
-        problems = _template_problems(pool.spec)
-        plan.pool_status = pool_status(
-            pool.status,
-            generation=pool.metadata.generation,
-            paused=pool.spec.paused,
-            default_queue=default_queue,
-            queues=len(queues) + plan.create_default_queue,
-            workers=WorkerCounts(online=len(online), total=len(workers)),
-            slot_counts=slots.Slots(len(holders), pool.spec.concurrency_limit),
-            invalid=problems,
-            now=now,
-        )
-        plan.events += [(pool, e) for e in pool_events(pool.status, plan.pool_status, name=pool_name)]
-        if problems and not _invalid(pool.status.conditions):
-            plan.events.append((pool, Event(EventType.WARNING, Reason.TEMPLATE_INVALID, problems)))
 
-    effective, requests = _effective_priorities(queues, now)
+def _plan_workers(plan: PoolPlan, state: PoolState) -> list[Worker]:
+    """Each worker's phase from its heartbeat; the expired ones to delete. Returns the Online ones."""
+    pool, now = state.pool, state.now
+    ttl = pool.spec.worker_ttl_after_offline_seconds if pool is not None else None
+    assigned = Counter(r.status.worker for r in state.holders if r.status.worker)
+    queue_names = {q.metadata.name for q in state.queues}
+    online = []
+    for worker in state.workers:
+        name = worker.metadata.name
+        if pool is not None and liveness.expired(worker, ttl, now):
+            plan.delete_workers.append(name)
+            plan.events.append(
+                (pool, Event(EventType.NORMAL, "WorkerDeleted", f"deleted Worker {name}: Offline for more than {ttl}s"))
+            )
+            continue
+        status = _worker_status(
+            worker, pool_exists=pool is not None, queue_names=queue_names, assigned=assigned[name], now=now
+        )
+        plan.worker_statuses[name] = status
+        if status.phase is WorkerPhase.ONLINE:
+            online.append(worker)
+        if status.phase is not worker.status.phase and (worker.status.phase, status.phase) != (
+            None,
+            WorkerPhase.OFFLINE,
+        ):
+            online_now = status.phase is WorkerPhase.ONLINE
+            plan.events.append(
+                (
+                    worker,
+                    Event(
+                        EventType.NORMAL if online_now else EventType.WARNING,
+                        "WorkerOnline" if online_now else "WorkerOffline",
+                        _ready_message(worker, online=online_now),
+                    ),
+                )
+            )
+    return online
+
+
+def _plan_pool(plan: PoolPlan, state: PoolState, pool: WorkPool, online: Sequence[Worker]) -> None:
+    default_queue = default_queue_name(state.name)
+    plan.create_default_queue = pool.metadata.deletion_timestamp is None and not any(
+        q.metadata.name == default_queue for q in state.queues
+    )
+    problems = _template_problems(pool.spec)
+    plan.pool_status = pool_status(
+        pool.status,
+        generation=pool.metadata.generation,
+        paused=pool.spec.paused,
+        default_queue=default_queue,
+        queues=len(state.queues) + plan.create_default_queue,
+        workers=WorkerCounts(online=len(online), total=len(state.workers) - len(plan.delete_workers)),
+        slot_counts=slots.Slots(len(state.holders), pool.spec.concurrency_limit),
+        invalid=problems,
+        now=state.now,
+    )
+    plan.events += [(pool, e) for e in pool_events(pool.status, plan.pool_status, name=state.name)]
+    if problems and not _invalid(pool.status.conditions):
+        plan.events.append((pool, Event(EventType.WARNING, Reason.TEMPLATE_INVALID, problems)))
+
+
+def _plan_queues(plan: PoolPlan, state: PoolState, online: Sequence[Worker]) -> None:
+    active_by_queue = Counter(_queue_of(r, state.name) for r in state.holders)
+    waiting = Counter(_queue_of(r, state.name) for r in state.runs if r.status.state in (None, StateType.SCHEDULED))
+    effective, requests = _effective_priorities(state.queues, state.now)
     holder_of = {value: name for name, value in effective.items()}
-    for queue in queues:
+    for queue in state.queues:
         name = queue.metadata.name
         request = requests[name]
+        serving = [w for w in online if _serves(w, name)]
         status = _queue_status(
             queue,
-            pool_exists=pool is not None,
-            served=any(_serves(w, name) for w in online),
+            pool_exists=state.pool is not None,
+            served=bool(serving),
             effective=effective[name],
             request=request,
             holder=holder_of.get(request.requested) if effective[name] != request.requested else None,
             active=active_by_queue[name],
-            scheduled=waiting_by_queue[name],
-            now=now,
+            scheduled=waiting[name],
+            last_polled=liveness.last_polled(queue.status.last_polled, liveness.latest_heartbeat(serving)),
+            now=state.now,
         )
         plan.queue_statuses[name] = status
-        plan.events += [(queue, e) for e in _queue_events(queue, status, pool_name=pool_name)]
+        plan.events += [(queue, e) for e in _queue_events(queue, status, pool_name=state.name)]
 
-    current: dict[tuple[str, str], Resource] = {(q.KIND, q.metadata.name): q for q in queues}
-    if pool is not None:
-        current[pool.KIND, pool_name] = pool
+
+def _plan_updates(plan: PoolPlan, state: PoolState, changes: Sequence[SpecChange]) -> None:
+    current: dict[tuple[str, str], Resource] = {(q.KIND, q.metadata.name): q for q in state.queues}
+    if state.pool is not None:
+        current[state.pool.KIND, state.name] = state.pool
     for change in changes:
         message = describe_changes(change.old, change.new)
         target = current.get((change.kind, change.name))
         if message and target is not None:
-            plan.events.append(
-                (target, Event(EventType.NORMAL, "Updated", f"{change.kind} {change.name} updated: {message}"))
-            )
-    return plan
+            event = Event(EventType.NORMAL, "Updated", f"{change.kind} {change.name} updated: {message}")
+            plan.events.append((target, event))
+
+
+# -- workers -------------------------------------------------------------------------------------
+
+
+def _worker_status(
+    worker: Worker, *, pool_exists: bool, queue_names: set[str], assigned: int, now: datetime.datetime
+) -> WorkerStatus:
+    current, generation = worker.status, worker.metadata.generation
+    phase = liveness.phase(worker, now)
+    online = phase is WorkerPhase.ONLINE
+    conditions = set_condition(
+        current.conditions,
+        ConditionType.READY,
+        online,
+        Reason.WORKER_ONLINE if online else Reason.HEARTBEAT_MISSED,
+        _ready_message(worker, online=online),
+        generation=generation,
+        now=now,
+    )
+    unknown = sorted(set(worker.spec.work_queues) - queue_names) if pool_exists else []
+    conditions = set_condition(
+        conditions,
+        ConditionType.QUEUE_NOT_FOUND,
+        bool(unknown),
+        Reason.QUEUE_NOT_FOUND if unknown else Reason.QUEUES_FOUND,
+        f"not queues of pool {worker.spec.work_pool}: {', '.join(unknown)}"
+        if unknown
+        else "every queue it serves exists",
+        generation=generation,
+        now=now,
+    )
+    conditions = set_condition(
+        conditions,
+        ConditionType.POOL_NOT_FOUND,
+        not pool_exists,
+        Reason.POOL_NOT_FOUND if not pool_exists else Reason.POOL_FOUND,
+        f"WorkPool {worker.spec.work_pool} " + ("does not exist" if not pool_exists else "exists"),
+        generation=generation,
+        now=now,
+    )
+    return current.model_copy(
+        update={
+            "phase": phase,
+            "conditions": conditions,
+            "observed_generation": generation,
+            "assigned_runs": assigned,
+        }
+    )
+
+
+def _ready_message(worker: Worker, *, online: bool) -> str:
+    last = worker.status.last_heartbeat_time
+    if last is None:
+        return "no heartbeat yet"
+    interval = int(liveness.heartbeat_interval(worker).total_seconds())
+    if online:
+        return f"last heartbeat {last.isoformat()} (every {interval}s)"
+    return f"no heartbeat since {last.isoformat()} (more than {liveness.OFFLINE_AFTER_INTERVALS} x {interval}s)"
 
 
 # -- priorities ----------------------------------------------------------------------------------
@@ -161,6 +281,7 @@ def _queue_status(
     holder: str | None,
     active: int,
     scheduled: int,
+    last_polled: datetime.datetime | None,
     now: datetime.datetime,
 ) -> WorkQueueStatus:
     current, generation = queue.status, queue.metadata.generation
@@ -224,6 +345,7 @@ def _queue_status(
             "priority_requested_at": request.seen,
             "slots": slot_status(slots.Slots(active, queue.spec.concurrency_limit)),
             "scheduled_runs": scheduled,
+            "last_polled": last_polled,
         }
     )
 
@@ -315,4 +437,4 @@ def _queue_of(run: FlowRun, pool_name: str) -> str:
     return run.spec.work_queue or default_queue_name(pool_name)
 
 
-__all__ = ["PoolPlan", "SpecChange", "describe_changes", "plan_pool"]
+__all__ = ["PoolPlan", "PoolState", "SpecChange", "describe_changes", "plan_pool"]

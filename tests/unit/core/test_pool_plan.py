@@ -16,24 +16,28 @@ from hypothesis import strategies as st
 from tests.builders import T0
 from workpools.api.workpool import WorkPool
 from workpools.api.workqueue import WorkQueue
-from workpools.core.plan import PoolPlan, SpecChange, plan_pool
+from workpools.core.plan import PoolPlan, PoolState, SpecChange, plan_pool
 
 
 def wp(name: str = "p", generation: int = 1, **spec: Any) -> WorkPool:
-    return WorkPool.model_validate({"kind": "WorkPool", "metadata": {"name": name, "namespace": "ns",
-                                                                     "generation": generation}, "spec": spec})
+    return WorkPool.model_validate(
+        {"kind": "WorkPool", "metadata": {"name": name, "namespace": "ns", "generation": generation}, "spec": spec}
+    )
 
 
 def wq(name: str, pool: str = "p", generation: int = 1, **spec: Any) -> WorkQueue:
-    return WorkQueue.model_validate({"kind": "WorkQueue", "metadata": {"name": name, "namespace": "ns",
-                                                                       "generation": generation,
-                                                                       "creationTimestamp": T0},
-                                     "spec": {"workPool": pool, **spec}})
+    return WorkQueue.model_validate(
+        {
+            "kind": "WorkQueue",
+            "metadata": {"name": name, "namespace": "ns", "generation": generation, "creationTimestamp": T0},
+            "spec": {"workPool": pool, **spec},
+        }
+    )
 
 
 def plan(pool: WorkPool | None, queues: list[WorkQueue], minutes: int = 0, **kw: Any) -> PoolPlan:
-    return plan_pool(pool_name="p", pool=pool, queues=queues, workers=[], runs=[], now=T0 + timedelta(minutes=minutes),
-                     **kw)
+    state = PoolState(name="p", pool=pool, queues=queues, workers=[], runs=[], now=T0 + timedelta(minutes=minutes))
+    return plan_pool(state, **kw)
 
 
 def settle(pool: WorkPool | None, queues: list[WorkQueue], result: PoolPlan) -> tuple[Any, list[WorkQueue]]:
@@ -100,7 +104,9 @@ def test_an_undeclared_variable_is_invalid_with_one_warning() -> None:
     assert first.pool_status is not None
     invalid = next(c for c in first.pool_status.conditions if c.type == "Invalid")
     assert (invalid.status, invalid.message) == (
-        "True", "baseJobTemplate uses {{ flow }} but variables.properties does not declare it")
+        "True",
+        "baseJobTemplate uses {{ flow }} but variables.properties does not declare it",
+    )
     pool, _ = settle(wp(baseJobTemplate=template), [], first)
     assert events(plan(pool, [], minutes=1)) == []
 

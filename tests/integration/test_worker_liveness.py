@@ -1,0 +1,218 @@
+"""Workers and heartbeats on a real control plane, the heartbeats sent with the worker's own RBAC.
+
+Aspects: first heartbeat → Online and pool Ready (one event each); silence → Offline and pool
+NotReady within 3 × interval + 5 s; resume → Online again; a paused pool stays Paused; steady
+heartbeats leave the pool untouched and write a queue at most once per 30 s; TTL deletion; the
+worker Role allows heartbeats and nothing more; bad input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.kube import Kubectl, KubectlError
+from tests.support.objects import condition, pool, queue
+from tests.support.operator import OperatorProcess, service_account_kubeconfig
+from tests.support.waiting import wait_for
+from workpools.client import errors
+from workpools.client.heartbeats import Heartbeat
+from workpools.client.transport import Transport
+
+WORKER_RBAC = """
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: worker}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: workpools-worker}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: workpools-worker}
+subjects: [{kind: ServiceAccount, name: worker}]
+"""
+
+
+@pytest.fixture
+def worker_kubeconfig(installed: Kubectl, namespace: str, tmp_path: Path) -> Path:
+    """Credentials of a worker in `namespace`: the shipped workpools-worker ClusterRole, bound there only."""
+    installed.apply(WORKER_RBAC, namespace=namespace)
+    return service_account_kubeconfig(installed, namespace, "worker", tmp_path / "worker.kubeconfig")
+
+
+class Beats:
+    """Heartbeats sent from the test, as the worker process would send them."""
+
+    def __init__(self, kubeconfig: Path, namespace: str, pool: str, name: str, **options: Any):
+        self.loop = asyncio.new_event_loop()
+        self.transport = self.loop.run_until_complete(Transport.connect(kubeconfig))
+        self.heartbeat = Heartbeat(self.transport, namespace=namespace, pool=pool, name=name, **options)
+
+    def beat(self) -> Any:
+        return self.loop.run_until_complete(self.heartbeat.beat())
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.transport.close())
+        self.loop.close()
+
+
+@pytest.fixture
+def beats(worker_kubeconfig: Path, namespace: str) -> Iterator[Any]:
+    made: list[Beats] = []
+
+    def make(pool: str, name: str, **options: Any) -> Beats:
+        made.append(Beats(worker_kubeconfig, namespace, pool, name, **options))
+        return made[-1]
+
+    yield make
+    for b in made:
+        b.close()
+
+
+def reasons(kubectl: Kubectl, namespace: str, name: str) -> Counter[str]:
+    return Counter(e["reason"] for e in kubectl.events(namespace, name))
+
+
+def phase(kubectl: Kubectl, resource: str, name: str, namespace: str) -> str | None:
+    return ((kubectl.try_get(resource, name, namespace) or {}).get("status") or {}).get("phase")
+
+
+def test_heartbeats_drive_worker_and_pool_phases_with_one_event_per_transition(
+    installed: Kubectl, operator: OperatorProcess, namespace: str, beats: Any
+) -> None:
+    installed.apply(pool("p"), namespace=namespace)
+    wait_for(lambda: phase(installed, "wp", "p", namespace), equals="NotReady", what="a NotReady pool")
+    worker = beats("p", "w1", interval=1)
+
+    worker.beat()
+    wait_for(lambda: phase(installed, "wkr", "w1", namespace), equals="Online", what="the worker Online")
+    wait_for(lambda: phase(installed, "wp", "p", namespace), equals="Ready", what="the pool Ready")
+    installed("wait", "--for=condition=Ready", "wp/p", "wq/p-default", "-n", namespace, "--timeout=10s")
+    status = installed.get("wp", "p", namespace)["status"]
+    assert status["workers"] == {"online": 1, "total": 1}
+
+    silent_at = time.monotonic()  # no more beats: Offline after 3 × 1 s, seen within 5 s more
+    wait_for(
+        lambda: phase(installed, "wkr", "w1", namespace), equals="Offline", timeout=3 + 5 + 2, what="the worker Offline"
+    )
+    assert time.monotonic() - silent_at <= 3 + 5
+    wait_for(lambda: phase(installed, "wp", "p", namespace), equals="NotReady", what="the pool NotReady")
+
+    worker.beat()
+    wait_for(lambda: phase(installed, "wp", "p", namespace), equals="Ready", what="the pool Ready again")
+    wait_for(
+        lambda: reasons(installed, namespace, "w1"),
+        equals={"WorkerOnline": 2, "WorkerOffline": 1},
+        what="one event per worker transition",
+    )
+    wait_for(
+        lambda: reasons(installed, namespace, "p"),
+        equals={"Created": 1, "Ready": 2, "NotReady": 1},
+        what="one event per pool transition",
+    )
+
+
+def test_a_paused_pool_stays_paused_while_workers_come_and_go(
+    installed: Kubectl, operator: OperatorProcess, namespace: str, beats: Any
+) -> None:
+    installed.apply(pool("p", paused=True), namespace=namespace)
+    wait_for(lambda: phase(installed, "wp", "p", namespace), equals="Paused", what="a Paused pool")
+    beats("p", "w1", interval=1).beat()
+    wait_for(lambda: phase(installed, "wkr", "w1", namespace), equals="Online", what="the worker Online")
+    wait_for(lambda: phase(installed, "wkr", "w1", namespace), equals="Offline", timeout=10, what="Offline")
+    assert phase(installed, "wp", "p", namespace) == "Paused"
+    assert reasons(installed, namespace, "p") == {"Created": 1}
+
+
+def test_steady_heartbeats_leave_the_pool_alone_and_write_a_queue_at_most_every_30s(
+    installed: Kubectl, operator: OperatorProcess, namespace: str, beats: Any
+) -> None:
+    installed.apply(pool("p"), queue("q", "p", priority=2), namespace=namespace)
+    worker = beats("p", "w1", interval=1)
+    worker.beat()
+    wait_for(lambda: phase(installed, "wq", "q", namespace), equals="Ready", what="the queue Ready")
+    wait_for(lambda: installed.get("wq", "q", namespace)["status"].get("lastPolled"), what="lastPolled")
+    pool_version = installed.get("wp", "p", namespace)["metadata"]["resourceVersion"]
+    queue_versions = {installed.get("wq", "q", namespace)["metadata"]["resourceVersion"]}
+    for _ in range(8):  # 8 heartbeats, 1 s apart, as the worker would send them
+        time.sleep(1)
+        worker.beat()
+        queue_versions.add(installed.get("wq", "q", namespace)["metadata"]["resourceVersion"])
+    assert installed.get("wp", "p", namespace)["metadata"]["resourceVersion"] == pool_version
+    assert len(queue_versions) == 1, "lastPolled moved within 30 s"
+    assert phase(installed, "wkr", "w1", namespace) == "Online"
+
+
+def test_offline_workers_are_deleted_after_the_pool_ttl(
+    installed: Kubectl, operator: OperatorProcess, namespace: str, beats: Any
+) -> None:
+    installed.apply(pool("p", workerTTLAfterOfflineSeconds=2), namespace=namespace)
+    beats("p", "w1", interval=1).beat()
+    wait_for(lambda: phase(installed, "wkr", "w1", namespace), equals="Offline", timeout=10, what="Offline")
+    wait_for(lambda: installed.try_get("wkr", "w1", namespace) is None, timeout=10, what="the worker deleted")
+    deleted = [e for e in installed.events(namespace, "p") if e["reason"] == "WorkerDeleted"]
+    assert [e["message"] for e in deleted] == ["deleted Worker w1: Offline for more than 2s"]
+    wait_for(
+        lambda: installed.get("wp", "p", namespace)["status"]["workers"],
+        equals={"online": 0, "total": 0},
+        what="the pool's worker count",
+    )
+
+
+def test_the_worker_role_allows_heartbeats_and_nothing_more(
+    installed: Kubectl, operator: OperatorProcess, namespace: str, worker_kubeconfig: Path, beats: Any
+) -> None:
+    installed.apply(pool("p"), namespace=namespace)
+    beats("p", "w1").beat()
+    as_worker = Kubectl(worker_kubeconfig, binary=installed.binary)
+    with pytest.raises(KubectlError, match="forbidden"):
+        as_worker("patch", "wp", "p", "-n", namespace, "--type=merge", "-p", '{"spec": {"paused": true}}')
+    with pytest.raises(KubectlError, match="forbidden"):
+        as_worker(
+            "patch",
+            "wp",
+            "p",
+            "-n",
+            namespace,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            '{"status": {"phase": "Paused"}}',
+        )
+    installed("create", "namespace", f"{namespace}-x")
+    try:
+        installed.apply(pool("p"), namespace=f"{namespace}-x")
+        with pytest.raises(KubectlError, match="forbidden"):
+            as_worker("get", "wkr", "-n", f"{namespace}-x")
+    finally:
+        installed("delete", "namespace", f"{namespace}-x", "--wait=false")
+
+
+def test_bad_worker_input(installed: Kubectl, operator: OperatorProcess, namespace: str, beats: Any) -> None:
+    with pytest.raises(errors.PoolNotFound) as missing:
+        beats("nope", "w0").beat()
+    assert (missing.value.kind, missing.value.name) == ("WorkPool", "nope")
+
+    installed.apply(pool("p"), namespace=namespace)
+    with pytest.raises(errors.Invalid, match="heartbeatIntervalSeconds"):
+        beats("p", "w-zero", interval=0).beat()
+    with pytest.raises(errors.Invalid, match="heartbeatIntervalSeconds"):
+        beats("p", "w-huge", interval=86_400).beat()
+
+    beats("p", "w1", queues=["p-default", "ghost"]).beat()
+    unknown = wait_for(
+        lambda: (
+            (c := condition(installed.get("wkr", "w1", namespace), "QueueNotFound")) and c["status"] == "True" and c
+        ),
+        what="QueueNotFound on the worker",
+    )
+    assert unknown["message"] == "not queues of pool p: ghost"
+    assert phase(installed, "wkr", "w1", namespace) == "Online"
+
+    installed("delete", "wp", "p", "-n", namespace)  # its workers go with it (ownerReference)
+    wait_for(lambda: installed.try_get("wkr", "w1", namespace) is None, what="the worker garbage-collected")
