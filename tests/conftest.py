@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.support.kube import Kubectl
 from tests.support.operator import OPERATOR_ACCOUNT, OPERATOR_NAMESPACE, OperatorProcess, service_account_kubeconfig
+from tests.support.workers import SimulatedWorker
 from tools.controlplane.cluster import ControlPlane, binaries
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,3 +92,37 @@ def namespace(installed: Kubectl, request: pytest.FixtureRequest) -> Iterator[st
     installed("create", "namespace", name)
     yield name
     installed("delete", "namespace", name, "--wait=false")
+
+
+WORKER_RBAC = """
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: worker}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: workpools-worker}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: workpools-worker}
+subjects: [{kind: ServiceAccount, name: worker}]
+"""
+
+
+@pytest.fixture
+def worker_kubeconfig(installed: Kubectl, namespace: str, tmp_path: Path) -> Path:
+    """Credentials of a worker in `namespace`: the shipped workpools-worker ClusterRole, bound there only."""
+    installed.apply(WORKER_RBAC, namespace=namespace)
+    return service_account_kubeconfig(installed, namespace, "worker", tmp_path / "worker.kubeconfig")
+
+
+@pytest.fixture
+def workers(worker_kubeconfig: Path, namespace: str) -> Iterator[Callable[..., SimulatedWorker]]:
+    """Make simulated workers: `workers("pool", "w1", interval=1, limit=2)`; closed after the test."""
+    made: list[SimulatedWorker] = []
+
+    def make(pool: str, name: str, **options: Any) -> SimulatedWorker:
+        made.append(SimulatedWorker(worker_kubeconfig, namespace, pool, name, **options))
+        return made[-1]
+
+    yield make
+    for worker in made:
+        worker.close()

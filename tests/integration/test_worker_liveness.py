@@ -8,10 +8,8 @@ worker Role allows heartbeats and nothing more; bad input.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,59 +17,9 @@ import pytest
 
 from tests.support.kube import Kubectl, KubectlError
 from tests.support.objects import condition, pool, queue
-from tests.support.operator import OperatorProcess, service_account_kubeconfig
+from tests.support.operator import OperatorProcess
 from tests.support.waiting import wait_for
 from workpools.client import errors
-from workpools.client.heartbeats import Heartbeat
-from workpools.client.transport import Transport
-
-WORKER_RBAC = """
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: worker}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {name: workpools-worker}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: workpools-worker}
-subjects: [{kind: ServiceAccount, name: worker}]
-"""
-
-
-@pytest.fixture
-def worker_kubeconfig(installed: Kubectl, namespace: str, tmp_path: Path) -> Path:
-    """Credentials of a worker in `namespace`: the shipped workpools-worker ClusterRole, bound there only."""
-    installed.apply(WORKER_RBAC, namespace=namespace)
-    return service_account_kubeconfig(installed, namespace, "worker", tmp_path / "worker.kubeconfig")
-
-
-class Beats:
-    """Heartbeats sent from the test, as the worker process would send them."""
-
-    def __init__(self, kubeconfig: Path, namespace: str, pool: str, name: str, **options: Any):
-        self.loop = asyncio.new_event_loop()
-        self.transport = self.loop.run_until_complete(Transport.connect(kubeconfig))
-        self.heartbeat = Heartbeat(self.transport, namespace=namespace, pool=pool, name=name, **options)
-
-    def beat(self) -> Any:
-        return self.loop.run_until_complete(self.heartbeat.beat())
-
-    def close(self) -> None:
-        self.loop.run_until_complete(self.transport.close())
-        self.loop.close()
-
-
-@pytest.fixture
-def beats(worker_kubeconfig: Path, namespace: str) -> Iterator[Any]:
-    made: list[Beats] = []
-
-    def make(pool: str, name: str, **options: Any) -> Beats:
-        made.append(Beats(worker_kubeconfig, namespace, pool, name, **options))
-        return made[-1]
-
-    yield make
-    for b in made:
-        b.close()
 
 
 def reasons(kubectl: Kubectl, namespace: str, name: str) -> Counter[str]:
@@ -83,11 +31,11 @@ def phase(kubectl: Kubectl, resource: str, name: str, namespace: str) -> str | N
 
 
 def test_heartbeats_drive_worker_and_pool_phases_with_one_event_per_transition(
-    installed: Kubectl, operator: OperatorProcess, namespace: str, beats: Any
+    installed: Kubectl, operator: OperatorProcess, namespace: str, workers: Any
 ) -> None:
     installed.apply(pool("p"), namespace=namespace)
     wait_for(lambda: phase(installed, "wp", "p", namespace), equals="NotReady", what="a NotReady pool")
-    worker = beats("p", "w1", interval=1)
+    worker = workers("p", "w1", interval=1)
 
     worker.beat()
     wait_for(lambda: phase(installed, "wkr", "w1", namespace), equals="Online", what="the worker Online")
@@ -118,11 +66,11 @@ def test_heartbeats_drive_worker_and_pool_phases_with_one_event_per_transition(
 
 
 def test_a_paused_pool_stays_paused_while_workers_come_and_go(
-    installed: Kubectl, operator: OperatorProcess, namespace: str, beats: Any
+    installed: Kubectl, operator: OperatorProcess, namespace: str, workers: Any
 ) -> None:
     installed.apply(pool("p", paused=True), namespace=namespace)
     wait_for(lambda: phase(installed, "wp", "p", namespace), equals="Paused", what="a Paused pool")
-    beats("p", "w1", interval=1).beat()
+    workers("p", "w1", interval=1).beat()
     wait_for(lambda: phase(installed, "wkr", "w1", namespace), equals="Online", what="the worker Online")
     wait_for(lambda: phase(installed, "wkr", "w1", namespace), equals="Offline", timeout=10, what="Offline")
     assert phase(installed, "wp", "p", namespace) == "Paused"
@@ -130,10 +78,10 @@ def test_a_paused_pool_stays_paused_while_workers_come_and_go(
 
 
 def test_steady_heartbeats_leave_the_pool_alone_and_write_a_queue_at_most_every_30s(
-    installed: Kubectl, operator: OperatorProcess, namespace: str, beats: Any
+    installed: Kubectl, operator: OperatorProcess, namespace: str, workers: Any
 ) -> None:
     installed.apply(pool("p"), queue("q", "p", priority=2), namespace=namespace)
-    worker = beats("p", "w1", interval=1)
+    worker = workers("p", "w1", interval=1)
     worker.beat()
     wait_for(lambda: phase(installed, "wq", "q", namespace), equals="Ready", what="the queue Ready")
     wait_for(lambda: installed.get("wq", "q", namespace)["status"].get("lastPolled"), what="lastPolled")
@@ -149,10 +97,10 @@ def test_steady_heartbeats_leave_the_pool_alone_and_write_a_queue_at_most_every_
 
 
 def test_offline_workers_are_deleted_after_the_pool_ttl(
-    installed: Kubectl, operator: OperatorProcess, namespace: str, beats: Any
+    installed: Kubectl, operator: OperatorProcess, namespace: str, workers: Any
 ) -> None:
     installed.apply(pool("p", workerTTLAfterOfflineSeconds=2), namespace=namespace)
-    beats("p", "w1", interval=1).beat()
+    workers("p", "w1", interval=1).beat()
     wait_for(lambda: phase(installed, "wkr", "w1", namespace), equals="Offline", timeout=10, what="Offline")
     wait_for(lambda: installed.try_get("wkr", "w1", namespace) is None, timeout=10, what="the worker deleted")
     deleted = [e for e in installed.events(namespace, "p") if e["reason"] == "WorkerDeleted"]
@@ -165,10 +113,10 @@ def test_offline_workers_are_deleted_after_the_pool_ttl(
 
 
 def test_the_worker_role_allows_heartbeats_and_nothing_more(
-    installed: Kubectl, operator: OperatorProcess, namespace: str, worker_kubeconfig: Path, beats: Any
+    installed: Kubectl, operator: OperatorProcess, namespace: str, worker_kubeconfig: Path, workers: Any
 ) -> None:
     installed.apply(pool("p"), namespace=namespace)
-    beats("p", "w1").beat()
+    workers("p", "w1").beat()
     as_worker = Kubectl(worker_kubeconfig, binary=installed.binary)
     with pytest.raises(KubectlError, match="forbidden"):
         as_worker("patch", "wp", "p", "-n", namespace, "--type=merge", "-p", '{"spec": {"paused": true}}')
@@ -193,18 +141,18 @@ def test_the_worker_role_allows_heartbeats_and_nothing_more(
         installed("delete", "namespace", f"{namespace}-x", "--wait=false")
 
 
-def test_bad_worker_input(installed: Kubectl, operator: OperatorProcess, namespace: str, beats: Any) -> None:
+def test_bad_worker_input(installed: Kubectl, operator: OperatorProcess, namespace: str, workers: Any) -> None:
     with pytest.raises(errors.PoolNotFound) as missing:
-        beats("nope", "w0").beat()
+        workers("nope", "w0").beat()
     assert (missing.value.kind, missing.value.name) == ("WorkPool", "nope")
 
     installed.apply(pool("p"), namespace=namespace)
     with pytest.raises(errors.Invalid, match="heartbeatIntervalSeconds"):
-        beats("p", "w-zero", interval=0).beat()
+        workers("p", "w-zero", interval=0).beat()
     with pytest.raises(errors.Invalid, match="heartbeatIntervalSeconds"):
-        beats("p", "w-huge", interval=86_400).beat()
+        workers("p", "w-huge", interval=86_400).beat()
 
-    beats("p", "w1", queues=["p-default", "ghost"]).beat()
+    workers("p", "w1", queues=["p-default", "ghost"]).beat()
     unknown = wait_for(
         lambda: (
             (c := condition(installed.get("wkr", "w1", namespace), "QueueNotFound")) and c["status"] == "True" and c

@@ -97,3 +97,8 @@ def to_json(model: pydantic.BaseModel, *, as_read: bool = False) -> dict[str, An
     field that still has to be written.
     """
     return pydantic.BaseModel.model_dump(model, mode="json", by_alias=True, exclude_none=True, exclude_unset=as_read)
+
+
+def timestamp(moment: datetime.datetime) -> str:
+    """RFC 3339 in UTC with a `Z`, as Kubernetes writes times (microseconds kept when present)."""
+    return moment.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z")

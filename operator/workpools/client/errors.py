@@ -34,6 +34,14 @@ class NotFound(WorkpoolsError):
 class PoolNotFound(NotFound):
     """An operation names a WorkPool that does not exist in the namespace."""
 
+    @classmethod
+    def from_not_found(cls, error: NotFound) -> PoolNotFound:
+        """The `NotFound` of a WorkPool read, retyped: same message, kind, namespace, name and status.
+
+        Raise it `from error`, so the original stays attached.
+        """
+        return cls(error.message, kind=error.kind, namespace=error.namespace, name=error.name, status=error.status)
+
 
 class AlreadyExists(WorkpoolsError):
     pass

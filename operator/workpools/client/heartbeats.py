@@ -99,13 +99,7 @@ class Heartbeat:
         try:
             pool = await self._transport.get(WORKPOOLS, self.namespace, self.pool)
         except errors.NotFound as missing:
-            raise errors.PoolNotFound(
-                f'WorkPool "{self.pool}" not found in namespace "{self.namespace}"',
-                kind="WorkPool",
-                namespace=self.namespace,
-                name=self.pool,
-                status=404,
-            ) from missing
+            raise errors.PoolNotFound.from_not_found(missing) from missing
         body = {
             "apiVersion": API_VERSION,
             "kind": "Worker",

@@ -255,8 +255,12 @@ class Transport:
                 raise errors.Conflict(error.message, kind=rt.kind, namespace=namespace, name=name) from e
             raise error from e
 
-    async def delete(self, rt: ResourceType, namespace: str, name: str) -> None:
+    async def delete(self, rt: ResourceType, namespace: str, name: str, *, uid: str | None = None) -> None:
+        """DELETE the object; with `uid`, only that incarnation of it (another one raises `Conflict`)."""
+        options = k8s.V1DeleteOptions(preconditions=k8s.V1Preconditions(uid=uid)) if uid is not None else None
         try:
-            await self._custom.delete_namespaced_custom_object(rt.group, rt.version, namespace, rt.plural, name)
+            await self._custom.delete_namespaced_custom_object(
+                rt.group, rt.version, namespace, rt.plural, name, body=options
+            )
         except ApiException as e:
             raise _translate(e, rt, namespace, name) from e

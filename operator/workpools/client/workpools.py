@@ -1,31 +1,45 @@
-"""Pools and queues through the Kubernetes API, with the calls and the semantics of Prefect's models.
+"""Pools, queues and workers through the Kubernetes API, with the calls and the semantics of Prefect's models.
 
     async with await WorkpoolsClient.connect(namespace="team-a") as client:
         pools = await client.read_work_pools(types=["process"], limit=10)
         queues = await client.read_work_queues("etl")
+        online = await client.read_workers("etl", phase="Online")
+        await client.heartbeat("etl", "worker-1", interval=10)
 
 Every call works in one namespace and returns the `workpools.api` models. Listing is paginated
-with continue tokens and filtered by the API server where it can be (a single pool name, a
-queue's pool); the rest of Prefect's filters, its ordering and offset/limit are applied here.
-Failures are `workpools.client.errors`: a missing object is `NotFound` and a queue call naming
-a missing pool is `PoolNotFound`, both carrying the kind and name they are about.
+with continue tokens and filtered by the API server where it can be (a single pool name, the
+pool of queues and workers); the rest of Prefect's filters, its ordering and offset/limit are
+applied here. Failures are `workpools.client.errors`: a missing object is `NotFound` and a queue
+or worker call naming a missing pool is `PoolNotFound`, both carrying the kind and name they are
+about.
 """
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from workpools.api.worker import Worker, WorkerPhase
 from workpools.api.workpool import WorkPool
 from workpools.api.workqueue import WorkQueue
 from workpools.client import errors
-from workpools.client.resources import WORKPOOLS, WORKQUEUES
-from workpools.client.transport import Transport
+from workpools.client.heartbeats import Heartbeat
+from workpools.client.resources import WORKERS, WORKPOOLS, WORKQUEUES
+from workpools.client.transport import ResourceType, Transport
 from workpools.core.priorities import bulk_update
 
-__all__ = ["DEFAULT_PAGE_SIZE", "FIELD_MANAGER", "PriorityPlan", "WorkpoolsClient", "plan_priorities", "queue_order"]
+__all__ = [
+    "DEFAULT_PAGE_SIZE",
+    "FIELD_MANAGER",
+    "PriorityPlan",
+    "WorkpoolsClient",
+    "plan_priorities",
+    "queue_order",
+    "worker_order",
+]
 
 FIELD_MANAGER = "workpools-cli"
 """Field manager of the spec writes a user asks for, so managedFields tell them from GitOps applies."""
@@ -37,7 +51,7 @@ T = TypeVar("T")
 
 
 class WorkpoolsClient:
-    """Prefect's read calls for pools and queues, and its bulk priority update, in one namespace.
+    """Prefect's calls for pools, queues and workers, and its bulk priority update, in one namespace.
 
     Owns its transport: `close()` (or leaving `async with`) closes it.
     """
@@ -46,6 +60,8 @@ class WorkpoolsClient:
         self._transport = transport
         self.namespace = namespace or transport.namespace
         self.page_size = page_size
+        self._heartbeats: dict[str, Heartbeat] = {}
+        """One `Heartbeat` per worker name: after the first call, each heartbeat is a single write."""
 
     @classmethod
     async def connect(
@@ -94,13 +110,7 @@ class WorkpoolsClient:
         await self._require_pool(pool)
         queue = WorkQueue.model_validate(await self._transport.get(WORKQUEUES, self.namespace, name))
         if queue.spec.work_pool != pool:
-            raise errors.NotFound(
-                f"WorkQueue {name!r} not found in WorkPool {pool!r}",
-                kind=WORKQUEUES.kind,
-                namespace=self.namespace,
-                name=name,
-                status=404,
-            )
+            raise self._not_in_pool(WORKQUEUES, name, pool)
         return queue
 
     async def read_work_queues(
@@ -132,6 +142,86 @@ class WorkpoolsClient:
                 WORKQUEUES, self.namespace, name, {"spec": {"priority": priority}}, field_manager=FIELD_MANAGER
             )
         return plan.priorities
+
+    # -- workers -------------------------------------------------------------------------------
+
+    async def read_workers(
+        self,
+        pool: str,
+        *,
+        phase: WorkerPhase | str | None = None,
+        heartbeat_after: datetime.datetime | None = None,
+        heartbeat_before: datetime.datetime | None = None,
+        offset: int = 0,
+        limit: int | None = None,
+    ) -> list[Worker]:
+        """The pool's workers, newest heartbeat first (`worker_order`); `PoolNotFound` without the pool.
+
+        Filters as Prefect's `WorkerFilter`, on what is stored: `phase` matches `status.phase` as
+        the operator last wrote it ("Online"/"Offline"; a worker it has not seen yet has none and
+        matches neither), and the heartbeat bounds are inclusive and exclude workers that never
+        heartbeat. The bounds must be timezone-aware.
+        """
+        wanted = None if phase is None else WorkerPhase(phase)
+        after, before = _aware(heartbeat_after, "heartbeat_after"), _aware(heartbeat_before, "heartbeat_before")
+        await self._require_pool(pool)
+        workers = [
+            worker
+            async for body in self._transport.list_all(
+                WORKERS, self.namespace, field_selector=f"spec.workPool={pool}", page_size=self.page_size
+            )
+            if _matches(worker := Worker.model_validate(body), wanted, after, before)
+        ]
+        return _window(sorted(workers, key=worker_order), offset, limit)
+
+    async def read_worker_by_name(self, pool: str, name: str) -> Worker:
+        """Worker `name` of `pool`: `PoolNotFound` without the pool, `NotFound` if the worker is not in it."""
+        await self._require_pool(pool)
+        worker = Worker.model_validate(await self._transport.get(WORKERS, self.namespace, name))
+        if worker.spec.work_pool != pool:
+            raise self._not_in_pool(WORKERS, name, pool)
+        return worker
+
+    async def delete_worker(self, pool: str, name: str) -> None:
+        """Delete worker `name` of `pool` (errors as `read_worker_by_name`).
+
+        Only the worker that was read is deleted: one re-created meanwhile raises `Conflict`.
+        A process still heartbeating under that name registers it again with its next beat.
+        """
+        worker = await self.read_worker_by_name(pool, name)
+        await self._transport.delete(WORKERS, self.namespace, name, uid=worker.metadata.uid)
+        self._heartbeats.pop(name, None)
+
+    async def heartbeat(
+        self,
+        pool: str,
+        worker_name: str,
+        interval: int | None = None,
+        queues: Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> Worker:
+        """Prefect's `worker_heartbeat`: record that `worker_name` of `pool` is alive now.
+
+        The first call for a name registers the Worker (created owned by its pool, spec brought
+        to these settings: `interval` seconds between beats, the `queues` it serves (None or
+        empty: all), its run `limit`; None leaves a setting unset); every later call with the same
+        settings is one PATCH of `status.lastHeartbeatTime`, and never writes the pool or its
+        queues. Different settings register again. `PoolNotFound` when the pool does not exist;
+        a bad interval or limit is refused by the API server (`Invalid`).
+        """
+        wanted = Heartbeat(
+            self._transport,
+            namespace=self.namespace,
+            pool=pool,
+            name=worker_name,
+            interval=interval,
+            queues=queues or (),
+            limit=limit,
+        )
+        current = self._heartbeats.get(worker_name)
+        if current is None or current.spec != wanted.spec:
+            self._heartbeats[worker_name] = current = wanted
+        return await current.beat()
 
     # -- helpers -------------------------------------------------------------------------------
 
@@ -169,15 +259,49 @@ class WorkpoolsClient:
         try:
             await self._transport.get(WORKPOOLS, self.namespace, pool)
         except errors.NotFound as error:
-            raise errors.PoolNotFound(
-                error.message, kind=error.kind, namespace=error.namespace, name=error.name, status=error.status
-            ) from error
+            raise errors.PoolNotFound.from_not_found(error) from error
+
+    def _not_in_pool(self, resource: ResourceType, name: str, pool: str) -> errors.NotFound:
+        return errors.NotFound(
+            f"{resource.kind} {name!r} not found in WorkPool {pool!r}",
+            kind=resource.kind,
+            namespace=self.namespace,
+            name=name,
+            status=404,
+        )
 
 
 def queue_order(queue: WorkQueue) -> tuple[bool, int, str]:
     """Prefect's queue order: effective priority (lower first), then name; queues not resolved yet last."""
     effective = queue.status.effective_priority
     return (effective is None, effective or 0, queue.metadata.name)
+
+
+def worker_order(worker: Worker) -> tuple[bool, float, str]:
+    """Prefect's worker order: newest heartbeat first; workers that never heartbeat last; then by name."""
+    last = worker.status.last_heartbeat_time
+    return (last is None, -last.timestamp() if last is not None else 0.0, worker.metadata.name)
+
+
+def _aware(moment: datetime.datetime | None, argument: str) -> datetime.datetime | None:
+    if moment is not None and moment.utcoffset() is None:
+        raise ValueError(f"{argument} must be timezone-aware (e.g. datetime.now(UTC)), got {moment!r}")
+    return moment
+
+
+def _matches(
+    worker: Worker,
+    phase: WorkerPhase | None,
+    after: datetime.datetime | None,
+    before: datetime.datetime | None,
+) -> bool:
+    """Prefect's `WorkerFilter` on one worker: stored phase, inclusive heartbeat bounds."""
+    if phase is not None and worker.status.phase is not phase:
+        return False
+    if after is None and before is None:
+        return True
+    last = worker.status.last_heartbeat_time
+    return last is not None and (after is None or last >= after) and (before is None or last <= before)
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,10 @@ a pass over an unchanged pool makes no API call at all.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from workpools.api.base import Resource, to_json
@@ -16,32 +18,32 @@ from workpools.api.workpool import WorkPool
 from workpools.client import errors
 from workpools.client.events import post_event
 from workpools.client.patches import merge_patch
-from workpools.client.resources import WORKERS, WORKPOOLS, WORKQUEUES
+from workpools.client.resources import FLOWRUNS, WORKERS, WORKPOOLS, WORKQUEUES
 from workpools.client.transport import ResourceType
 from workpools.controllers.runtime import FIELD_MANAGER, Runtime
-from workpools.core.plan import PoolState, plan_pool
+from workpools.core import runs
+from workpools.core.deadlines import next_deadline
+from workpools.core.plan import plan_pool
+from workpools.core.snapshot import PoolState
 from workpools.core.statuses import Event, EventType
 
 logger = logging.getLogger(__name__)
 
 
 async def reconcile_pool(rt: Runtime, key: ObjectKey) -> None:
-    """One pass for one pool: decide with `core.plan`, then apply the plan."""
-    store = rt.store
-    pool = store.pools.get(key)
-    changes, deletions = store.take_news(key)
-    state = PoolState(
-        name=key.name,
-        pool=pool,
-        queues=store.queues.of(key),
-        workers=store.workers.of(key),
-        runs=store.runs.of(key),
-        now=rt.clock(),
-    )
+    """One pass for one pool, in three decide-then-write steps, each deciding on the store as the
+    previous step's writes left it: (1) run lifecycle (start, cancel, recover, Late), (2) admission,
+    (3) statuses of the pool, its queues and workers, and their events.
+    """
+    await _apply_run_changes(rt, runs.lifecycle_changes(_state(rt, key)))
+    await _apply_run_changes(rt, runs.admission_changes(_state(rt, key)))
+
+    state = _state(rt, key)
+    pool = state.pool
+    changes, deletions = rt.store.take_news(key)
     plan = plan_pool(state, changes=changes, deletions=deletions)
     if pool is not None and plan.create_default_queue:
         await _create_default_queue(rt, pool, recreated=pool.status.default_queue is not None)
-    stale: set[tuple[str, str]] = set()
     for name in plan.delete_workers:
         await _delete_worker(rt, key.namespace, name)
     if pool is not None and plan.pool_status is not None:
@@ -49,6 +51,7 @@ async def reconcile_pool(rt: Runtime, key: ObjectKey) -> None:
     for queue in state.queues:  # the versions the plan was decided on, not newer ones
         if (wanted := plan.queue_statuses.get(queue.metadata.name)) is not None:
             await _write_status(rt, WORKQUEUES, queue, to_json(wanted))
+    stale: set[tuple[str, str]] = set()
     for worker in state.workers:
         wanted_worker = plan.worker_statuses.get(worker.metadata.name)
         # The worker writes its heartbeat into the same status: decide on the exact version we read.
@@ -59,6 +62,53 @@ async def reconcile_pool(rt: Runtime, key: ObjectKey) -> None:
     for obj, event in plan.events:
         if (obj.KIND, obj.metadata.name) not in stale:  # its status will be re-decided, events with it
             await _post(rt, obj, event)
+
+    if (deadline := next_deadline(state)) is not None:
+        rt.deadlines[key] = deadline
+    else:
+        rt.deadlines.pop(key, None)
+
+
+def _state(rt: Runtime, key: ObjectKey) -> PoolState:
+    store = rt.store
+    return PoolState(
+        name=key.name,
+        pool=store.pools.get(key),
+        queues=store.queues.of(key),
+        workers=store.workers.of(key),
+        runs=store.runs.of(key),
+        now=rt.clock(),
+    )
+
+
+RUN_WRITES_IN_FLIGHT = 16
+"""Run writes of one pass go out concurrently (they touch distinct objects), this many at a time."""
+
+
+async def _apply_run_changes(rt: Runtime, changes: Sequence[runs.RunChange]) -> None:
+    """Write each run's status patch on the exact version it was decided on; post its event if it landed."""
+    gate = asyncio.Semaphore(RUN_WRITES_IN_FLIGHT)
+
+    async def apply(change: runs.RunChange) -> None:
+        async with gate:
+            meta = change.run.metadata
+            try:
+                updated = await rt.transport.patch(
+                    FLOWRUNS,
+                    meta.namespace or "",
+                    meta.name,
+                    {"status": change.patch},
+                    status=True,
+                    field_manager=FIELD_MANAGER,
+                    resource_version=meta.resource_version,
+                )
+            except (errors.Conflict, errors.NotFound):
+                return  # it moved on (its new version's watch event wakes the pool) or it is gone
+            rt.store.put(updated)
+        if change.event is not None:
+            await _post(rt, change.run, change.event)
+
+    await asyncio.gather(*(apply(change) for change in changes))
 
 
 def default_queue_manifest(pool: WorkPool) -> dict[str, Any]:

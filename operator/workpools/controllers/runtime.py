@@ -8,6 +8,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from workpools.api.meta import ObjectKey
 from workpools.cache.store import Store
 from workpools.cache.wakeups import Wakeups
 from workpools.client.transport import Transport
@@ -28,4 +29,6 @@ class Runtime:
     store: Store
     wakeups: Wakeups
     clock: Callable[[], datetime.datetime] = utc_now
+    deadlines: dict[ObjectKey, datetime.datetime] = field(default_factory=dict)
+    """Per pool, the next moment time alone changes it (set by each pass, read by the timer)."""
     instance: str = field(default_factory=lambda: os.environ.get("POD_NAME") or socket.gethostname())

@@ -1,7 +1,6 @@
-"""The one clock-driven wake-up: pools whose state changes with time alone (a heartbeat that got
-too old, an Offline worker past its TTL) are woken; everything else is driven by watch events.
-
-One global loop, never a timer per object; each tick is a cheap scan of deadlines in the store.
+"""The one clock-driven wake-up. Each reconcile pass records when time alone will next change its
+pool (`core.deadlines`: a heartbeat getting too old, a run becoming due or Late, a Pending
+timeout); this loop wakes the pools whose moment has passed. Never a timer per object.
 """
 
 from __future__ import annotations
@@ -9,22 +8,18 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from workpools.api.meta import ObjectKey
 from workpools.controllers.runtime import Runtime
 from workpools.core import liveness
 
 logger = logging.getLogger(__name__)
 
 
-def due_pools(rt: Runtime) -> list[ObjectKey]:
+def wake_due_pools(rt: Runtime) -> None:
     now = rt.clock()
-    due = []
-    for pool_key, members in rt.store.workers.by_pool.items():
-        pool = rt.store.pools.get(pool_key)
-        ttl = pool.spec.worker_ttl_after_offline_seconds if pool is not None else None
-        if liveness.due(members.values(), ttl, now):
-            due.append(pool_key)
-    return due
+    due = [pool for pool, moment in rt.deadlines.items() if moment <= now]
+    for pool in due:
+        del rt.deadlines[pool]
+    rt.wakeups.wake(*due)
 
 
 async def run_timers(rt: Runtime) -> None:
@@ -32,6 +27,6 @@ async def run_timers(rt: Runtime) -> None:
     while True:
         await asyncio.sleep(period)
         try:
-            rt.wakeups.wake(*due_pools(rt))
+            wake_due_pools(rt)
         except Exception:  # a bug here must not stop liveness for good
             logger.exception("timer tick failed")

@@ -17,7 +17,7 @@ OFFLINE_AFTER_INTERVALS = 3
 """Missed heartbeat intervals after which a worker is Offline (Prefect's inactivity multiple)."""
 
 CHECK_PERIOD = datetime.timedelta(seconds=1)
-"""How often the operator looks for deadlines that passed (offline, TTL); one global timer."""
+"""How often the one global timer looks for pool deadlines that passed (core/deadlines.py)."""
 
 LAST_POLLED_EVERY = datetime.timedelta(seconds=30)
 """A queue's status.lastPolled follows its workers' heartbeats, written at most this often."""
@@ -48,14 +48,6 @@ def expired(worker: Worker, ttl_seconds: int | None, now: datetime.datetime) -> 
     """Whether an Offline worker has stayed Offline for the pool's workerTTLAfterOfflineSeconds."""
     since = offline_since(worker)
     return ttl_seconds is not None and since is not None and now - since >= datetime.timedelta(seconds=ttl_seconds)
-
-
-def due(workers: Iterable[Worker], ttl_seconds: int | None, now: datetime.datetime) -> bool:
-    """Whether time alone (no new event) changes anything about these workers now."""
-    return any(
-        (w.status.phase is not None and phase(w, now) is not w.status.phase) or expired(w, ttl_seconds, now)
-        for w in workers
-    )
 
 
 def latest_heartbeat(workers: Iterable[Worker]) -> datetime.datetime | None:

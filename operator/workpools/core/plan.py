@@ -11,7 +11,6 @@ import datetime
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from typing import Any
 
 from pydantic import BaseModel
@@ -20,11 +19,12 @@ from workpools.api.base import Resource
 from workpools.api.conditions import ConditionType, Reason
 from workpools.api.flowrun import FlowRun
 from workpools.api.meta import default_queue_name
-from workpools.api.states import SLOT_HOLDING, StateType
+from workpools.api.states import StateType
 from workpools.api.worker import Worker, WorkerPhase, WorkerStatus
 from workpools.api.workpool import WorkerCounts, WorkPool, WorkPoolSpec, WorkPoolStatus
 from workpools.api.workqueue import QueuePhase, WorkQueue, WorkQueueStatus
 from workpools.core import liveness, priorities, slots, templates
+from workpools.core.snapshot import PoolState
 from workpools.core.statuses import Event, EventType, pool_events, pool_status, set_condition, slot_status
 
 
@@ -49,23 +49,6 @@ class PoolPlan:
     create_default_queue: bool = False
     delete_workers: list[str] = field(default_factory=list)
     """Workers Offline for longer than the pool's workerTTLAfterOfflineSeconds."""
-
-
-@dataclass(frozen=True)
-class PoolState:
-    """What the store holds for one pool (which may be gone while its members remain), at `now`."""
-
-    name: str
-    pool: WorkPool | None
-    queues: Sequence[WorkQueue]
-    workers: Sequence[Worker]
-    runs: Sequence[FlowRun]
-    now: datetime.datetime
-
-    @cached_property
-    def holders(self) -> list[FlowRun]:
-        """Runs holding a slot of this pool."""
-        return [r for r in self.runs if r.status.state in SLOT_HOLDING]
 
 
 def plan_pool(
@@ -146,7 +129,7 @@ def _plan_pool(plan: PoolPlan, state: PoolState, pool: WorkPool, online: Sequenc
 def _plan_queues(plan: PoolPlan, state: PoolState, online: Sequence[Worker]) -> None:
     active_by_queue = Counter(_queue_of(r, state.name) for r in state.holders)
     waiting = Counter(_queue_of(r, state.name) for r in state.runs if r.status.state in (None, StateType.SCHEDULED))
-    effective, requests = _effective_priorities(state.queues, state.now)
+    effective, requests = queue_priorities(state.queues, state.now)
     holder_of = {value: name for name, value in effective.items()}
     for queue in state.queues:
         name = queue.metadata.name
@@ -242,7 +225,7 @@ def _ready_message(worker: Worker, *, online: bool) -> str:
 # -- priorities ----------------------------------------------------------------------------------
 
 
-def _effective_priorities(
+def queue_priorities(
     queues: Sequence[WorkQueue], now: datetime.datetime
 ) -> tuple[dict[str, int], dict[str, priorities.PriorityRequest]]:
     """Each queue's request (spec, else the value it was given) and the replayed effective priorities.
@@ -437,4 +420,4 @@ def _queue_of(run: FlowRun, pool_name: str) -> str:
     return run.spec.work_queue or default_queue_name(pool_name)
 
 
-__all__ = ["PoolPlan", "PoolState", "SpecChange", "describe_changes", "plan_pool"]
+__all__ = ["PoolPlan", "SpecChange", "describe_changes", "plan_pool", "queue_priorities"]

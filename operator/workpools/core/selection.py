@@ -15,7 +15,7 @@ from workpools.api.states import StateType
 from workpools.core.slots import Slots, active_slots_by_queue, pool_slots
 from workpools.core.snapshot import PoolView, QueueView, RunView
 
-__all__ = ["LATE_AFTER", "late", "scheduled_runs"]
+__all__ = ["LATE_AFTER", "admission_order", "late", "scheduled_runs"]
 
 LATE_AFTER = timedelta(seconds=15)
 """How far past `scheduledTime` a Scheduled run shows `stateName: Late` (Prefect's default)."""
@@ -49,25 +49,30 @@ def scheduled_runs(
         for queue in queues
         if queue.pool == pool.name and not queue.paused and (not queue_names or queue.name in queue_names)
     }
-    waiting: defaultdict[str, list[RunView]] = defaultdict(list)
-    for run in runs:
-        if (
-            run.state is StateType.SCHEDULED
-            and run.pool == pool.name
-            and run.queue in eligible
-            and (scheduled_after is None or scheduled_after <= run.scheduled_time)
-            and (scheduled_before is None or run.scheduled_time <= scheduled_before)
-        ):
-            waiting[run.queue].append(run)
-
+    waiting = [
+        run
+        for run in runs
+        if run.state is StateType.SCHEDULED
+        and run.pool == pool.name
+        and run.queue in eligible
+        and (scheduled_after is None or scheduled_after <= run.scheduled_time)
+        and (scheduled_before is None or run.scheduled_time <= scheduled_before)
+    ]
     active = active_slots_by_queue(runs)
+    taken: defaultdict[str, int] = defaultdict(int)
     picked: list[RunView] = []
-    for name, candidates in waiting.items():
-        queue_open = Slots(active.get(name, 0), eligible[name].concurrency_limit).open
-        picked.extend(sorted(candidates, key=_by_time)[:queue_open])
-
-    picked.sort(key=lambda run: (eligible[run.queue].effective_priority, *_by_time(run)))
+    for run in sorted(waiting, key=_by_time):  # each queue keeps its earliest, up to its open slots
+        queue_open = Slots(active.get(run.queue, 0), eligible[run.queue].concurrency_limit).open
+        if queue_open is None or taken[run.queue] < queue_open:
+            taken[run.queue] += 1
+            picked.append(run)
+    picked.sort(key=lambda run: admission_order(run, eligible[run.queue]))
     return picked[: pool_slots(pool, runs).open][:limit]
+
+
+def admission_order(run: RunView, queue: QueueView) -> tuple[int, datetime, datetime, str]:
+    """The order runs are handed out in: queue effective priority, then scheduled time (strict)."""
+    return (queue.effective_priority, *_by_time(run))
 
 
 def late(run: RunView, now: datetime, after: timedelta = LATE_AFTER) -> bool:

@@ -7,12 +7,18 @@ run is identified by its name alone.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 
-from workpools.api.states import StateType
+from workpools.api.flowrun import FlowRun
+from workpools.api.states import SLOT_HOLDING, StateType
+from workpools.api.worker import Worker
+from workpools.api.workpool import WorkPool
+from workpools.api.workqueue import WorkQueue
 
-__all__ = ["PoolView", "QueueView", "RunView"]
+__all__ = ["PoolState", "PoolView", "QueueView", "RunView", "WorkerView"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,3 +53,34 @@ class RunView:
     created: datetime
     worker: str | None = None
     slot_acquired_at: datetime | None = None  # status.slot.acquiredAt
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerView:
+    """A Worker as binding sees it: may it take runs, from which queues, and how many more."""
+
+    name: str
+    online: bool
+    draining: bool
+    queues: frozenset[str]  # empty: every queue of the pool
+    limit: int | None  # None: no per-worker limit
+
+    def serves(self, queue: str) -> bool:
+        return not self.queues or queue in self.queues
+
+
+@dataclass(frozen=True)
+class PoolState:
+    """What the store holds for one pool (which may be gone while its members remain), at `now`."""
+
+    name: str
+    pool: WorkPool | None
+    queues: Sequence[WorkQueue]
+    workers: Sequence[Worker]
+    runs: Sequence[FlowRun]
+    now: datetime
+
+    @cached_property
+    def holders(self) -> list[FlowRun]:
+        """Runs holding a slot of this pool."""
+        return [r for r in self.runs if r.status.state in SLOT_HOLDING]

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from tests.builders import T0
 from workpools.api.workpool import WorkPool
 from workpools.api.workqueue import WorkQueue
-from workpools.core.plan import PoolPlan, PoolState, SpecChange, plan_pool
+from workpools.core.plan import PoolPlan, SpecChange, plan_pool
+from workpools.core.snapshot import PoolState
 
 
 def wp(name: str = "p", generation: int = 1, **spec: Any) -> WorkPool:

@@ -1,0 +1,42 @@
+"""When time alone will change something in a pool: the next moment its reconciler must run.
+
+Every pass records this moment; one global timer wakes the pools whose moment has passed. So
+no object has a timer of its own, and a pool with nothing time-bound is never woken by the clock.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterator
+
+from workpools.api.states import StateType
+from workpools.core import liveness
+from workpools.core.runs import scheduled_time
+from workpools.core.selection import LATE_AFTER
+from workpools.core.snapshot import PoolState
+
+TICK = datetime.timedelta(milliseconds=1)
+"""Rules are strict (`>`): a deadline is the first moment after the boundary."""
+
+
+def next_deadline(state: PoolState) -> datetime.datetime | None:
+    """The earliest future moment at which a worker or run of the pool changes by time alone."""
+    return min((t for t in _moments(state) if t > state.now), default=None)
+
+
+def _moments(state: PoolState) -> Iterator[datetime.datetime]:
+    pool = state.pool
+    ttl = pool.spec.worker_ttl_after_offline_seconds if pool is not None else None
+    for worker in state.workers:
+        if (offline := liveness.offline_at(worker)) is not None:
+            yield offline + TICK  # Online → Offline
+        if ttl is not None and (since := liveness.offline_since(worker)) is not None:
+            yield since + datetime.timedelta(seconds=ttl)  # Offline long enough to delete
+    timeout = pool.spec.pending_timeout_seconds if pool is not None else None
+    for run in state.runs:
+        if run.status.state is StateType.SCHEDULED:
+            when = scheduled_time(run)
+            yield when + TICK  # NotYetScheduled → admissible
+            yield when + LATE_AFTER + TICK  # → Late
+        elif run.status.state is StateType.PENDING and timeout is not None and run.status.slot is not None:
+            yield run.status.slot.acquired_at + datetime.timedelta(seconds=timeout) + TICK

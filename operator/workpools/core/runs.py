@@ -1,0 +1,257 @@
+"""What the operator writes to FlowRuns: their start in Scheduled, cancellation, recovery from
+lost workers, lateness, and admission (grants and the reasons runs wait).
+
+Two pure steps, applied one after the other by the reconciler so the second sees the first's
+writes: `lifecycle_changes` (everything but admission) and `admission_changes`. Each change is a
+status merge patch to write with a resourceVersion precondition: the bound worker writes the
+same status, and a decision taken on a version that has moved on must not land.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from workpools.api.base import timestamp, to_json
+from workpools.api.conditions import Condition, ConditionType, Reason
+from workpools.api.flowrun import FlowRun
+from workpools.api.meta import default_queue_name
+from workpools.api.states import SLOT_HOLDING, TERMINAL, StateType
+from workpools.api.worker import Worker
+from workpools.core import admission, liveness
+from workpools.core.plan import queue_priorities
+from workpools.core.selection import LATE_AFTER
+from workpools.core.snapshot import PoolState, PoolView, QueueView, RunView, WorkerView
+from workpools.core.statuses import Event, EventType, set_condition
+
+S = StateType
+
+
+@dataclass(frozen=True, slots=True)
+class RunChange:
+    run: FlowRun
+    patch: dict[str, Any]
+    """Merge patch of `status` (only the fields that change)."""
+    event: Event | None = None
+
+
+# -- views ---------------------------------------------------------------------------------------
+
+
+def queue_of(run: FlowRun, pool: str) -> str:
+    """The queue a run waits in: spec.workQueue, or its pool's default queue."""
+    return run.spec.work_queue or default_queue_name(pool)
+
+
+def scheduled_time(run: FlowRun) -> datetime.datetime:
+    given = run.status.scheduled_time or run.spec.scheduled_time or run.metadata.creation_timestamp
+    assert given is not None, "the API server sets creationTimestamp on every object"
+    return given
+
+
+def run_view(run: FlowRun, pool: str) -> RunView:
+    created = run.metadata.creation_timestamp
+    assert created is not None
+    return RunView(
+        name=run.metadata.name,
+        pool=pool,
+        queue=queue_of(run, pool),
+        state=run.status.state or S.SCHEDULED,
+        scheduled_time=scheduled_time(run),
+        created=created,
+        worker=run.status.worker,
+        slot_acquired_at=run.status.slot.acquired_at if run.status.slot else None,
+    )
+
+
+def worker_view(worker: Worker, now: datetime.datetime) -> WorkerView:
+    return WorkerView(
+        name=worker.metadata.name,
+        online=liveness.phase(worker, now).value == "Online",
+        draining=worker.spec.draining,
+        queues=frozenset(worker.spec.work_queues),
+        limit=worker.spec.limit,
+    )
+
+
+# -- lifecycle -----------------------------------------------------------------------------------
+
+
+def lifecycle_changes(state: PoolState) -> list[RunChange]:
+    """Every operator-written move except admission, for the pool's unfinished runs."""
+    now, pool = state.now, state.pool
+    online = {w.metadata.name for w in state.workers if liveness.phase(w, now).value == "Online"}
+    draining = {w.metadata.name for w in state.workers if w.spec.draining}
+    timeout = pool.spec.pending_timeout_seconds if pool is not None else None
+    changes = []
+    for run in state.runs:
+        current = run.status.state
+        if current in TERMINAL:
+            continue
+        if current is None:
+            change: RunChange | None = _start(run, now)
+        elif current in SLOT_HOLDING:  # recovery first: a lost worker cannot finish a cancellation
+            change = _recover(run, online, draining, timeout, now) or (_cancel(run, now) if run.spec.cancel else None)
+        elif run.spec.cancel:
+            change = _cancel(run, now)
+        else:
+            change = _late(run, now) if current is S.SCHEDULED else None
+        if change is not None:
+            changes.append(change)
+    return changes
+
+
+def _start(run: FlowRun, now: datetime.datetime) -> RunChange:
+    """A new run joins its queue: Scheduled, at spec.scheduledTime or its creation time."""
+    when = scheduled_time(run)
+    return RunChange(
+        run,
+        {
+            "state": S.SCHEDULED.value,
+            "stateName": "Late" if now - when > LATE_AFTER else "Scheduled",
+            "scheduledTime": timestamp(when),
+            "observedGeneration": run.metadata.generation,
+        },
+    )
+
+
+def _cancel(run: FlowRun, now: datetime.datetime) -> RunChange | None:
+    current = run.status.state
+    if current in (S.SCHEDULED, S.PAUSED):  # nothing runs yet: cancelled at once
+        return RunChange(
+            run,
+            _finished(S.CANCELLED, "Cancelled", "cancelled by request (spec.cancel)", now),
+            Event(EventType.NORMAL, "Cancelled", f"FlowRun {run.metadata.name} cancelled by request"),
+        )
+    if current in (S.PENDING, S.RUNNING):  # its worker stops it and reports Cancelled
+        return RunChange(
+            run,
+            {
+                "state": S.CANCELLING.value,
+                "stateName": "Cancelling",
+                "message": "cancellation requested (spec.cancel)",
+                "observedGeneration": run.metadata.generation,
+            },
+        )
+    return None
+
+
+def _recover(
+    run: FlowRun, online: set[str], draining: set[str], timeout: int | None, now: datetime.datetime
+) -> RunChange | None:
+    """No slot outlives its worker: reclaim the slot of a run whose worker is gone or stuck."""
+    worker, current, name = run.status.worker, run.status.state, run.metadata.name
+    lost = worker is None or worker not in online
+    if current is S.PENDING and lost:
+        return _requeue(run, f"worker {worker} went offline before starting it", "WorkerLost")
+    if current is S.PENDING and worker in draining:
+        return _requeue(
+            run, f"worker {worker} is draining; handed back before it started", "HandedBack", EventType.NORMAL
+        )
+    acquired = run.status.slot.acquired_at if run.status.slot else None
+    if (
+        current is S.PENDING
+        and timeout is not None
+        and acquired is not None
+        and now - acquired > datetime.timedelta(seconds=timeout)
+    ):
+        return _requeue(
+            run, f"worker {worker} did not start it within pendingTimeoutSeconds ({timeout}s)", "PendingTimeout"
+        )
+    if current is S.RUNNING and lost:
+        message = f"worker {worker} went offline while it was running"
+        return RunChange(
+            run,
+            _finished(S.CRASHED, "Crashed", message, now),
+            Event(EventType.WARNING, "WorkerLost", f"FlowRun {name}: {message}; marked Crashed"),
+        )
+    if current is S.CANCELLING and lost:
+        message = f"worker {worker} went offline while cancelling it"
+        return RunChange(
+            run,
+            _finished(S.CANCELLED, "Cancelled", message, now),
+            Event(EventType.WARNING, "WorkerLost", f"FlowRun {name}: {message}; marked Cancelled"),
+        )
+    return None
+
+
+def _requeue(run: FlowRun, why: str, reason: str, kind: EventType = EventType.WARNING) -> RunChange:
+    patch = {"state": S.SCHEDULED.value, "stateName": "Scheduled", "worker": None, "slot": None, "message": why}
+    return RunChange(run, patch, Event(kind, reason, f"FlowRun {run.metadata.name} back to Scheduled: {why}"))
+
+
+def _late(run: FlowRun, now: datetime.datetime) -> RunChange | None:
+    if run.status.state_name != "Late" and now - scheduled_time(run) > LATE_AFTER:
+        return RunChange(run, {"stateName": "Late"})
+    return None
+
+
+def _finished(state: StateType, name: str, message: str, now: datetime.datetime) -> dict[str, Any]:
+    return {"state": state.value, "stateName": name, "message": message, "endTime": timestamp(now), "slot": None}
+
+
+# -- admission -----------------------------------------------------------------------------------
+
+
+def admission_changes(state: PoolState) -> list[RunChange]:
+    """Grants (Scheduled → Pending, bound to a worker) and the reasons the other runs wait."""
+    now, pool = state.now, state.pool
+    effective, _ = queue_priorities(state.queues, now)
+    queues = [
+        QueueView(q.metadata.name, state.name, q.spec.paused, q.spec.concurrency_limit, effective[q.metadata.name])
+        for q in state.queues
+    ]
+    pool_view = None if pool is None else PoolView(state.name, pool.spec.paused, pool.spec.concurrency_limit)
+    live = [r for r in state.runs if r.status.state is not None]
+    by_name = {r.metadata.name: r for r in live}
+    decided = admission.admit(
+        state.name,
+        pool_view,
+        queues,
+        [run_view(r, state.name) for r in live],
+        [worker_view(w, now) for w in state.workers],
+        now=now,
+    )
+    changes = []
+    for grant in decided.grants:
+        run = by_name[grant.run.name]
+        conditions = _admitted(run, True, Reason.ADMITTED, f"bound to worker {grant.worker}", now)
+        changes.append(
+            RunChange(
+                run,
+                {
+                    "state": S.PENDING.value,
+                    "stateName": "Pending",
+                    "worker": grant.worker,
+                    "slot": {"acquiredAt": timestamp(now), "queue": grant.run.queue},
+                    "message": None,
+                    "conditions": conditions,
+                },
+            )
+        )
+    for hold in decided.holds:
+        run = by_name[hold.run.name]
+        if (conditions := _admitted(run, False, Reason(hold.reason.value), hold.message, now)) is not None:
+            changes.append(RunChange(run, {"conditions": conditions}))
+    return changes
+
+
+def _admitted(
+    run: FlowRun, admitted: bool, reason: Reason, message: str, now: datetime.datetime
+) -> list[dict[str, Any]] | None:
+    """The run's conditions with `Admitted` set, or None when it already says exactly that."""
+    current = next((c for c in run.status.conditions if c.type == ConditionType.ADMITTED), None)
+    if current is not None and current.reason == reason and current.message == message:
+        return None
+    conditions: Sequence[Condition] = set_condition(
+        run.status.conditions,
+        ConditionType.ADMITTED,
+        admitted,
+        reason,
+        message,
+        generation=run.metadata.generation,
+        now=now,
+    )
+    return [to_json(c) for c in conditions]

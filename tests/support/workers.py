@@ -1,0 +1,48 @@
+"""A simulated worker for tests: it heartbeats and moves the runs bound to it, with the worker's
+own credentials, exactly through the writes a real worker makes (no shortcut around the API)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+from pathlib import Path
+from typing import Any
+
+from workpools.api.base import timestamp
+from workpools.client.heartbeats import Heartbeat
+from workpools.client.resources import FLOWRUNS
+from workpools.client.transport import Transport
+
+
+class SimulatedWorker:
+    def __init__(self, kubeconfig: Path, namespace: str, pool: str, name: str, **options: Any):
+        self.namespace, self.name = namespace, name
+        self._loop = asyncio.new_event_loop()
+        self._transport = self._run(Transport.connect(kubeconfig))
+        self.heartbeat = Heartbeat(self._transport, namespace=namespace, pool=pool, name=name, **options)
+
+    def _run(self, coroutine: Any) -> Any:
+        return self._loop.run_until_complete(coroutine)
+
+    def beat(self) -> Any:
+        return self._run(self.heartbeat.beat())
+
+    def move(self, run: str, state: str, **fields: Any) -> dict[str, Any]:
+        """Write the run's status as its worker (e.g. Running, Completed); raises the client's errors."""
+        now = timestamp(datetime.datetime.now(datetime.UTC))
+        status: dict[str, Any] = {"state": state, "stateName": state, **fields}
+        if state == "Running":
+            status.setdefault("startTime", now)
+        if state in ("Completed", "Failed", "Crashed", "Cancelled"):
+            status.setdefault("endTime", now)
+            status["slot"] = None
+        body: dict[str, Any] = self._run(
+            self._transport.patch(
+                FLOWRUNS, self.namespace, run, {"status": status}, status=True, field_manager="workpools-worker"
+            )
+        )
+        return body
+
+    def close(self) -> None:
+        self._run(self._transport.close())
+        self._loop.close()
