@@ -87,6 +87,9 @@ class Store:
     runs: Members[FlowRun] = field(default_factory=Members)
     changes: defaultdict[ObjectKey, list[SpecChange]] = field(default_factory=lambda: defaultdict(list))
     deletions: defaultdict[ObjectKey, list[WorkPool | WorkQueue]] = field(default_factory=lambda: defaultdict(list))
+    unsure: defaultdict[ObjectKey, set[str]] = field(default_factory=lambda: defaultdict(set))
+    """Per pool, runs whose last write by us has an unknown outcome (a timeout, a 5xx): they must
+    be read back before the pool is decided again, or a slot could be handed out twice."""
 
     def put(self, body: dict[str, Any]) -> set[ObjectKey]:
         """Record an added or modified object; returns the pools to reconcile."""

@@ -16,6 +16,7 @@ from typing import Any, cast
 
 from kubernetes.aio import client as k8s
 from kubernetes.aio import config as k8s_config
+from kubernetes.aio import watch as k8s_watch
 from kubernetes.aio.client.exceptions import ApiException
 
 from workpools.client import errors
@@ -188,6 +189,63 @@ class Transport:
                 yield item
             if token is None:
                 return
+
+    async def watch(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        *,
+        field_selector: str | None = None,
+        label_selector: str | None = None,
+        server_timeout: int = 290,
+    ) -> AsyncIterator[tuple[str, Body]]:
+        """Every matching object now, then every change, forever: ("ADDED" | "MODIFIED" | "DELETED", body).
+
+        A LIST gives the starting point and its resourceVersion; the WATCH continues from there and
+        is resumed where it stopped. When the server has compacted that far ("410 Gone") the LIST is
+        taken again and every object is yielded again as ADDED, so consumers must be idempotent.
+        """
+        selectors: dict[str, Any] = {
+            k: v for k, v in (("field_selector", field_selector), ("label_selector", label_selector)) if v
+        }
+        version: str | None = None
+        while True:
+            if version is None:
+                try:
+                    listed = cast(
+                        Body,
+                        await self._custom.list_namespaced_custom_object(
+                            rt.group, rt.version, namespace, rt.plural, **selectors
+                        ),
+                    )
+                except ApiException as e:
+                    raise _translate(e, rt, namespace, "") from e
+                for item in listed.get("items", []):
+                    yield "ADDED", {"apiVersion": rt.api_version, "kind": rt.kind, **item}
+                version = listed["metadata"]["resourceVersion"]
+            stream = k8s_watch.Watch(return_type="object")
+            try:
+                async for event in stream.stream(
+                    self._custom.list_namespaced_custom_object,
+                    rt.group,
+                    rt.version,
+                    namespace,
+                    rt.plural,
+                    resource_version=version,
+                    timeout_seconds=server_timeout,
+                    allow_watch_bookmarks=True,
+                    **selectors,
+                ):
+                    body: Body = event["raw_object"]
+                    version = body.get("metadata", {}).get("resourceVersion", version)
+                    if event["type"] != "BOOKMARK":
+                        yield event["type"], body
+            except ApiException as e:
+                if e.status != 410:
+                    raise _translate(e, rt, namespace, "") from e
+                version = None  # too old to resume: start over from a fresh LIST
+            finally:
+                await stream.close()
 
     async def create(self, rt: ResourceType, namespace: str, body: Body, *, field_manager: str | None = None) -> Body:
         name = body.get("metadata", {}).get("name", "")

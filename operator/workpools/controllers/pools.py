@@ -35,8 +35,9 @@ async def reconcile_pool(rt: Runtime, key: ObjectKey) -> None:
     previous step's writes left it: (1) run lifecycle (start, cancel, recover, Late), (2) admission,
     (3) statuses of the pool, its queues and workers, and their events.
     """
-    await _apply_run_changes(rt, runs.lifecycle_changes(_state(rt, key)))
-    await _apply_run_changes(rt, runs.admission_changes(_state(rt, key)))
+    await _read_back_unsure_runs(rt, key)
+    await _apply_run_changes(rt, key, runs.lifecycle_changes(_state(rt, key)))
+    await _apply_run_changes(rt, key, runs.admission_changes(_state(rt, key)))
 
     state = _state(rt, key)
     pool = state.pool
@@ -69,6 +70,19 @@ async def reconcile_pool(rt: Runtime, key: ObjectKey) -> None:
         rt.deadlines.pop(key, None)
 
 
+async def _read_back_unsure_runs(rt: Runtime, pool: ObjectKey) -> None:
+    """Learn the outcome of writes that failed ambiguously; until then this pool is not decided."""
+    for name in sorted(rt.store.unsure.get(pool, ())):
+        try:
+            body = await rt.transport.get(FLOWRUNS, pool.namespace, name)
+        except errors.NotFound:
+            rt.store.remove({"kind": "FlowRun", "metadata": {"namespace": pool.namespace, "name": name}})
+        else:
+            rt.store.put(body)
+        rt.store.unsure[pool].discard(name)
+    rt.store.unsure.pop(pool, None)
+
+
 def _state(rt: Runtime, key: ObjectKey) -> PoolState:
     store = rt.store
     return PoolState(
@@ -85,7 +99,7 @@ RUN_WRITES_IN_FLIGHT = 16
 """Run writes of one pass go out concurrently (they touch distinct objects), this many at a time."""
 
 
-async def _apply_run_changes(rt: Runtime, changes: Sequence[runs.RunChange]) -> None:
+async def _apply_run_changes(rt: Runtime, pool: ObjectKey, changes: Sequence[runs.RunChange]) -> None:
     """Write each run's status patch on the exact version it was decided on; post its event if it landed."""
     gate = asyncio.Semaphore(RUN_WRITES_IN_FLIGHT)
 
@@ -104,6 +118,9 @@ async def _apply_run_changes(rt: Runtime, changes: Sequence[runs.RunChange]) -> 
                 )
             except (errors.Conflict, errors.NotFound):
                 return  # it moved on (its new version's watch event wakes the pool) or it is gone
+            except Exception:
+                rt.store.unsure[pool].add(meta.name)  # it may have landed: read it back before deciding again
+                raise
             rt.store.put(updated)
         if change.event is not None:
             await _post(rt, change.run, change.event)

@@ -1,0 +1,66 @@
+"""`workpools worker start`: run a process worker until SIGTERM/SIGINT, then drain and exit 0."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import socket
+
+from workpools.api.worker import HEARTBEAT_INTERVAL_DEFAULT
+from workpools.client.transport import Transport
+from workpools.worker.process import ProcessWorker
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--pool", required=True, help="the WorkPool to serve")
+    parser.add_argument(
+        "--queue",
+        action="append",
+        default=[],
+        dest="queues",
+        help="a queue to serve (repeatable); default: every queue of the pool",
+    )
+    parser.add_argument("--limit", type=int, default=None, help="most runs at once on this worker")
+    parser.add_argument("--name", default=None, help="worker name (default: the host name)")
+    parser.add_argument(
+        "--heartbeat-interval",
+        type=int,
+        default=HEARTBEAT_INTERVAL_DEFAULT,
+        help=f"seconds between heartbeats (default {HEARTBEAT_INTERVAL_DEFAULT})",
+    )
+    parser.add_argument(
+        "--grace",
+        type=float,
+        default=30.0,
+        help="on SIGTERM, seconds running runs may take to finish before they are stopped",
+    )
+
+
+async def serve(args: argparse.Namespace) -> None:
+    transport = await Transport.connect(getattr(args, "kubeconfig", None), getattr(args, "context", None))
+    try:
+        worker = ProcessWorker(
+            transport,
+            namespace=getattr(args, "namespace", None) or transport.namespace,
+            pool=args.pool,
+            name=args.name or socket.gethostname().lower(),
+            queues=args.queues,
+            limit=args.limit,
+            interval=args.heartbeat_interval,
+            grace=args.grace,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await worker.serve(stop)
+    finally:
+        await transport.close()
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(serve(args))
+    return 0

@@ -1,0 +1,269 @@
+"""The reference `process` worker: heartbeats, and runs the FlowRuns the operator binds to it.
+
+It never polls for work. It watches the runs whose `status.worker` is its name (the operator
+binds runs like the scheduler binds pods), and for each Pending one: moves it to Running, runs
+its command as a child process, and reports Completed or Failed. It writes only the transitions
+DESIGN §4 gives to the bound worker, each on the exact version it read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import datetime
+import logging
+import os
+import shlex
+import signal
+from dataclasses import dataclass, field
+from typing import Any
+
+from workpools.api.base import timestamp
+from workpools.api.flowrun import FlowRun
+from workpools.api.states import StateType
+from workpools.client import errors
+from workpools.client.heartbeats import FIELD_MANAGER, Heartbeat
+from workpools.client.resources import FLOWRUNS, WORKPOOLS
+from workpools.client.transport import Transport
+from workpools.core import templates
+
+logger = logging.getLogger(__name__)
+
+S = StateType
+STDERR_LINES = 20
+MESSAGE_CHARS = 1024
+"""Bounded: the last lines of stderr go into status.message, never the whole stream."""
+
+
+def utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def command_of(run: FlowRun, pool_template: dict[str, Any] | None) -> list[str]:
+    """The argv to execute: spec.command, else the pool template's `command` filled with parameters."""
+    line: Any = run.spec.command
+    if not line and pool_template is not None:
+        job = templates.render(
+            pool_template.get("job_configuration") or {}, pool_template.get("variables") or {}, run.spec.parameters
+        )
+        line = job.get("command") if isinstance(job, dict) else None
+        if not line:
+            raise templates.TemplateError("the pool's baseJobTemplate.job_configuration has no command")
+    if not line:
+        raise templates.TemplateError("the run has no spec.command and its pool has no baseJobTemplate")
+    argv = line if isinstance(line, list) else shlex.split(str(line))
+    if not argv:
+        raise templates.TemplateError("the command is empty")
+    return [str(part) for part in argv]
+
+
+def failure_message(code: int, stderr: collections.deque[str]) -> str:
+    tail = "".join(stderr).strip()
+    message = f"exit code {code}" + (f"; last lines of stderr:\n{tail}" if tail else "")
+    return message if len(message) <= MESSAGE_CHARS else "…" + message[-(MESSAGE_CHARS - 1) :]
+
+
+@dataclass
+class Execution:
+    """One run this process started: its child process and why it may end early."""
+
+    process: asyncio.subprocess.Process
+    task: asyncio.Task[None] | None = None
+    cancelled: bool = False
+    abandoned: str = ""  # set when the worker stops before the run ends: the reason it is Crashed
+    stderr: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=STDERR_LINES))
+
+
+class ProcessWorker:
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        namespace: str,
+        pool: str,
+        name: str,
+        queues: list[str],
+        limit: int | None,
+        interval: int,
+        grace: float = 30.0,
+    ):
+        self.transport, self.namespace, self.pool, self.name = transport, namespace, pool, name
+        self.interval, self.grace = interval, grace
+        self.heartbeat = Heartbeat(
+            transport, namespace=namespace, pool=pool, name=name, interval=interval, queues=queues, limit=limit
+        )
+        self.executions: dict[str, Execution] = {}
+        self.draining = False
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        """Heartbeat and run bound runs until `stop` is set; then drain gracefully and return."""
+        await self.heartbeat.beat()  # raises PoolNotFound before anything else happens
+        logger.info("worker %s serving pool %s in namespace %s", self.name, self.pool, self.namespace)
+        background = [
+            asyncio.create_task(self._heartbeats(), name="heartbeats"),
+            asyncio.create_task(self._watch_bound_runs(), name="bound runs"),
+        ]
+        stopped = asyncio.create_task(stop.wait())
+        done, _ = await asyncio.wait([stopped, *background], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not stopped and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+        await self.drain()
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+
+    async def drain(self) -> None:
+        """Take no new runs, let running ones finish within the grace period, then stop the rest."""
+        self.draining = True
+        with contextlib.suppress(errors.WorkpoolsError):
+            await self.heartbeat.drain()  # the operator binds nothing more and hands back Pending runs
+        running = [e.task for e in self.executions.values() if e.task is not None]
+        if running:
+            logger.info("draining: waiting up to %.0fs for %d running runs", self.grace, len(running))
+            _, late = await asyncio.wait(running, timeout=self.grace)
+            for name, execution in list(self.executions.items()):
+                if execution.task in late:
+                    execution.abandoned = f"worker {self.name} stopped before it finished (grace {self.grace:.0f}s)"
+                    await self._terminate(name, execution)
+            await asyncio.gather(*running, return_exceptions=True)
+
+    # -- loops ---------------------------------------------------------------------------------
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.heartbeat.beat()
+            except errors.WorkpoolsError as error:  # a missed beat is survivable; the next one may land
+                logger.warning("heartbeat failed: %s", error)
+
+    async def _watch_bound_runs(self) -> None:
+        async for kind, body in self.transport.watch(
+            FLOWRUNS, self.namespace, field_selector=f"status.worker={self.name}"
+        ):
+            run = FlowRun.model_validate(body)
+            if kind == "DELETED":
+                if (execution := self.executions.get(run.metadata.name)) is not None:
+                    execution.abandoned = "the FlowRun was deleted"
+                    await self._terminate(run.metadata.name, execution)
+                continue
+            await self._on_bound_run(run)
+
+    async def _on_bound_run(self, run: FlowRun) -> None:
+        name, state = run.metadata.name, run.status.state
+        mine = name in self.executions
+        if state is S.PENDING and not mine and not self.draining:
+            await self._start(run)
+        elif state is S.RUNNING and not mine:
+            # Started by an earlier process of this worker that died: never run it twice.
+            await self._write(
+                run,
+                S.CRASHED,
+                message=f"worker {self.name} restarted while it was running",
+                endTime=timestamp(utc_now()),
+            )
+        elif state is S.CANCELLING and mine:
+            execution = self.executions[name]
+            if not execution.cancelled:
+                execution.cancelled = True
+                await self._terminate(name, execution)
+        elif state is S.CANCELLING:
+            await self._write(run, S.CANCELLED, message="cancelled before it started", endTime=timestamp(utc_now()))
+
+    # -- one run -------------------------------------------------------------------------------
+
+    async def _start(self, run: FlowRun) -> None:
+        name = run.metadata.name
+        try:
+            argv = command_of(run, await self._pool_template())
+        except templates.TemplateError as error:
+            await self._write(run, S.FAILED, message=f"cannot build the command: {error}", endTime=timestamp(utc_now()))
+            return
+        started = await self._write(run, S.RUNNING, startTime=timestamp(utc_now()), message=None)
+        if started is None:
+            return  # it moved on meanwhile (cancelled, reclaimed): not ours to run
+        env = {
+            **os.environ,
+            "WORKPOOLS_FLOW_RUN": name,
+            "WORKPOOLS_WORK_POOL": self.pool,
+            "WORKPOOLS_NAMESPACE": self.namespace,
+        }
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+                env=env,
+                start_new_session=True,  # its own process group: cancellation reaches its children too
+            )
+        except OSError as error:
+            await self._finish(name, S.FAILED, f"cannot start {argv[0]!r}: {error.strerror or error}")
+            return
+        execution = Execution(process)
+        self.executions[name] = execution
+        execution.task = asyncio.create_task(self._supervise(name, execution), name=f"run {name}")
+        logger.info("run %s started: %s", name, shlex.join(argv))
+
+    async def _supervise(self, name: str, execution: Execution) -> None:
+        assert execution.process.stderr is not None
+        async for line in execution.process.stderr:
+            execution.stderr.append(line.decode(errors="replace"))
+        code = await execution.process.wait()
+        self.executions.pop(name, None)
+        if execution.abandoned:
+            await self._finish(name, S.CRASHED, execution.abandoned)
+        elif execution.cancelled:
+            await self._finish(name, S.CANCELLED, "cancelled: the process was stopped")
+        elif code == 0:
+            await self._finish(name, S.COMPLETED, None)
+        else:
+            await self._finish(name, S.FAILED, failure_message(code, execution.stderr))
+        logger.info("run %s ended with exit code %s", name, code)
+
+    async def _terminate(self, name: str, execution: Execution) -> None:
+        """SIGTERM to the run's process group, SIGKILL if it is still there after the grace period."""
+        process = execution.process
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), timeout=min(self.grace, 10.0))
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+
+    async def _finish(self, name: str, state: StateType, message: str | None) -> None:
+        """Report the end of a run on its latest version; the operator may have moved it meanwhile."""
+        try:
+            run = FlowRun.model_validate(await self.transport.get(FLOWRUNS, self.namespace, name))
+        except errors.NotFound:
+            return
+        if run.status.state is S.CANCELLING and state is not S.CRASHED:
+            state, message = S.CANCELLED, message or "cancelled"
+        if run.status.state not in (S.RUNNING, S.CANCELLING):
+            return  # e.g. the operator already marked it Crashed: its word stands
+        await self._write(run, state, message=message, endTime=timestamp(utc_now()), slot=None)
+
+    async def _write(self, run: FlowRun, state: StateType, **fields: Any) -> dict[str, Any] | None:
+        """Move `run` to `state` on the version we read; None when it changed meanwhile."""
+        status = {"state": state.value, "stateName": state.value, **fields}
+        if state in (S.FAILED, S.CRASHED, S.CANCELLED, S.COMPLETED):
+            status["slot"] = None
+        try:
+            return await self.transport.patch(
+                FLOWRUNS,
+                self.namespace,
+                run.metadata.name,
+                {"status": status},
+                status=True,
+                field_manager=FIELD_MANAGER,
+                resource_version=run.metadata.resource_version,
+            )
+        except (errors.Conflict, errors.NotFound):
+            return None
+
+    async def _pool_template(self) -> dict[str, Any] | None:
+        pool = await self.transport.get(WORKPOOLS, self.namespace, self.pool)
+        template: dict[str, Any] | None = pool.get("spec", {}).get("baseJobTemplate")
+        return template
