@@ -1,0 +1,142 @@
+"""The reference worker as a user runs it (a real process with the worker Role's credentials):
+executing, failing, cancelling, draining on SIGTERM, and restarting without running a run twice.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.kube import Kubectl
+from tests.support.objects import pool, run
+from tests.support.operator import OperatorProcess
+from tests.support.waiting import wait_for
+
+TEMPLATE = {
+    "job_configuration": {"command": "sh -c 'sleep {{ seconds }}; echo done {{ seconds }}'"},
+    "variables": {"properties": {"seconds": {"type": "number", "default": 0}}, "required": []},
+}
+
+StartWorker = Callable[..., subprocess.Popen[bytes]]
+
+
+@pytest.fixture
+def start_worker(worker_kubeconfig: Path, namespace: str, tmp_path: Path) -> Iterator[StartWorker]:
+    """`python -m workpools.worker` processes with the worker's kubeconfig; all stopped after the test."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(*args: str, name: str = "w1") -> subprocess.Popen[bytes]:
+        log = (tmp_path / f"{name}.log").open("ab")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "workpools.worker", "-n", namespace, "--name", name, *args],
+            env={**os.environ, "KUBECONFIG": str(worker_kubeconfig)},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def status(kubectl: Kubectl, namespace: str, name: str) -> dict[str, Any]:
+    found: dict[str, Any] = kubectl.get("fr", name, namespace).get("status", {})
+    return found
+
+
+def test_runs_execute_from_the_template_and_failures_report_exit_code_and_stderr(
+    installed: Kubectl, operator: OperatorProcess, namespace: str, start_worker: StartWorker
+) -> None:
+    installed.apply(pool("p", baseJobTemplate=TEMPLATE), namespace=namespace)
+    installed.apply(
+        run("ok", "p", parameters={"seconds": 1}),
+        run("fails", "p", command="sh -c 'echo first >&2; echo boom >&2; exit 3'"),
+        run("undeclared", "p", parameters={"retries": 2}),
+        namespace=namespace,
+    )
+    start_worker("--pool", "p", "--heartbeat-interval", "5")
+    wait_for(lambda: status(installed, namespace, "ok").get("state"), equals="Completed", what="ok Completed")
+    failed = wait_for(
+        lambda: (s := status(installed, namespace, "fails")).get("state") == "Failed" and s, what="fails Failed"
+    )
+    assert failed["message"] == "exit code 3; last lines of stderr:\nfirst\nboom"
+    bad = wait_for(
+        lambda: (s := status(installed, namespace, "undeclared")).get("state") == "Failed" and s,
+        what="undeclared Failed",
+    )
+    assert bad["message"] == (
+        "cannot build the command: parameters not declared in the pool's baseJobTemplate.variables: retries"
+    )
+    done = status(installed, namespace, "ok")
+    assert done["startTime"] <= done["endTime"]
+    assert "slot" not in done
+
+
+def test_a_cancelled_run_is_stopped_and_marked_cancelled(
+    installed: Kubectl, operator: OperatorProcess, namespace: str, start_worker: StartWorker
+) -> None:
+    installed.apply(
+        pool("p", baseJobTemplate=TEMPLATE), run("long", "p", parameters={"seconds": 120}), namespace=namespace
+    )
+    start_worker("--pool", "p", "--heartbeat-interval", "5")
+    wait_for(lambda: status(installed, namespace, "long").get("state"), equals="Running", what="Running")
+    installed.apply(run("long", "p", parameters={"seconds": 120}, cancel=True), namespace=namespace)
+    cancelled = wait_for(
+        lambda: (s := status(installed, namespace, "long")).get("state") == "Cancelled" and s,
+        timeout=20,
+        what="Cancelled",
+    )
+    assert cancelled["message"] == "cancelled: the process was stopped"
+
+
+def test_sigterm_drains_finishing_running_runs_and_handing_back_the_rest(
+    installed: Kubectl, operator: OperatorProcess, namespace: str, start_worker: StartWorker
+) -> None:
+    installed.apply(pool("p", baseJobTemplate=TEMPLATE), namespace=namespace)
+    installed.apply(
+        run("short", "p", parameters={"seconds": 3}),
+        run("stuck", "p", parameters={"seconds": 300}),
+        namespace=namespace,
+    )
+    worker = start_worker("--pool", "p", "--heartbeat-interval", "5", "--grace", "6")
+    wait_for(
+        lambda: {status(installed, namespace, n).get("state") for n in ("short", "stuck")},
+        equals={"Running"},
+        what="both running",
+    )
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0
+    assert status(installed, namespace, "short")["state"] == "Completed"
+    stuck = status(installed, namespace, "stuck")
+    assert stuck["state"] == "Crashed"
+    assert stuck["message"] == "worker w1 stopped before it finished (grace 6s)"
+    assert installed.get("wkr", "w1", namespace)["spec"]["draining"] is True
+
+
+def test_a_restarted_worker_never_runs_a_run_twice(
+    installed: Kubectl, operator: OperatorProcess, namespace: str, start_worker: StartWorker
+) -> None:
+    installed.apply(
+        pool("p", baseJobTemplate=TEMPLATE), run("once", "p", parameters={"seconds": 300}), namespace=namespace
+    )
+    first = start_worker("--pool", "p", "--heartbeat-interval", "30")
+    wait_for(lambda: status(installed, namespace, "once").get("state"), equals="Running", what="Running")
+    first.kill()  # a crash: no drain
+    first.wait()
+    start_worker("--pool", "p", "--heartbeat-interval", "30")
+    crashed = wait_for(
+        lambda: (s := status(installed, namespace, "once")).get("state") == "Crashed" and s, what="Crashed, not re-run"
+    )
+    assert crashed["message"] == "worker w1 restarted while it was running"
