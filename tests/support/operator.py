@@ -53,12 +53,14 @@ class OperatorProcess:
     namespaces: tuple[str, ...] = ()
     process: subprocess.Popen[bytes] | None = None
     port: int = field(default_factory=_free_port)
+    metrics_port: int = field(default_factory=_free_port)
 
     def start(self) -> None:
         env = {
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
             "WORKPOOLS_HEALTH_ENDPOINT": f"http://127.0.0.1:{self.port}/healthz",
+            "WORKPOOLS_METRICS_PORT": str(self.metrics_port),
             "WORKPOOLS_NAMESPACES": ",".join(self.namespaces),
             "PYTHONUNBUFFERED": "1",
         }
@@ -96,3 +98,9 @@ class OperatorProcess:
     def log_tail(self, lines: int = 40) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
+
+    def metrics(self) -> str:
+        """The Prometheus exposition text, as a scraper gets it."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
+            text: str = response.read().decode()
+            return text

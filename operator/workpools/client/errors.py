@@ -7,7 +7,8 @@
      ├── Conflict          a precondition failed: the object changed since it was read (409)
      ├── Invalid           the API server refused the object (422); `causes` holds its field messages
      ├── Forbidden         RBAC said no (403)
-     └── ApiError          anything else the API server answered (status code kept)
+     ├── ApiError          anything else the API server answered (status code kept)
+     └── ConfigError       no usable kubeconfig, context or in-cluster credentials (raised by connect)
 
 Catch `WorkpoolsError` for all of them. Every error names the object it is about.
 """
@@ -63,3 +64,7 @@ class Forbidden(WorkpoolsError):
 
 class ApiError(WorkpoolsError):
     pass
+
+
+class ConfigError(WorkpoolsError):
+    """The connection could not be configured: no kubeconfig, an unknown context, a broken file."""

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+import yaml
 from kubernetes.aio import client as k8s
 from kubernetes.aio import config as k8s_config
 from kubernetes.aio import watch as k8s_watch
 from kubernetes.aio.client.exceptions import ApiException
+from kubernetes.aio.config.config_exception import ConfigException
 
 from workpools.client import errors
 
@@ -51,6 +53,23 @@ SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/
 def _service_account_namespace() -> str | None:
     # A few bytes from a local file, read once at connect: not worth a thread.
     return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() if SERVICE_ACCOUNT_NAMESPACE.exists() else None
+
+
+def _kubeconfig_file(given: str | Path | None) -> Path | None:
+    """The kubeconfig kubectl would read: `given`, else the first of $KUBECONFIG, else ~/.kube/config.
+
+    None when there is none (connect then tries the in-cluster service account). A file named
+    explicitly that does not exist is a `ConfigError`, not a silent fallback.
+    """
+    # A stat or two of local files, once at connect: not worth a thread.
+    named = given or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or None
+    if named is not None:
+        if not Path(named).is_file():
+            source = "$KUBECONFIG" if given is None else "argument"
+            raise errors.ConfigError(f"kubeconfig {named} ({source}) does not exist")
+        return Path(named)
+    default = Path.home() / ".kube" / "config"
+    return default if default.is_file() else None
 
 
 def _translate(error: ApiException, rt: ResourceType, namespace: str, name: str) -> errors.WorkpoolsError:
@@ -92,19 +111,29 @@ class Transport:
         `namespace` becomes the context's namespace, or the service account's, else `default`, as with kubectl.
         """
         configuration = k8s.Configuration()
-        path = kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or None
-        default = Path.home() / ".kube" / "config"
-        if path or default.exists():
-            loader = await k8s_config.load_kube_config(
-                config_file=str(path or default),
-                context=context,
-                client_configuration=configuration,
-                persist_config=False,
-            )
-            namespace = loader.current_context["context"].get("namespace")
-        else:
-            k8s_config.load_incluster_config(client_configuration=configuration)
-            namespace = _service_account_namespace()
+        path = _kubeconfig_file(kubeconfig)
+        try:
+            if path is not None:
+                loader = await k8s_config.load_kube_config(
+                    config_file=str(path),
+                    context=context,
+                    client_configuration=configuration,
+                    persist_config=False,
+                )
+                namespace = loader.current_context["context"].get("namespace")
+            else:
+                k8s_config.load_incluster_config(client_configuration=configuration)
+                namespace = _service_account_namespace()
+        except ConfigException as e:
+            if path is None:
+                raise errors.ConfigError(
+                    f"no kubeconfig ($KUBECONFIG unset, no ~/.kube/config) and not running in a cluster ({e})"
+                ) from e
+            raise errors.ConfigError(f"cannot use kubeconfig {path}: {e}") from e
+        except OSError as e:
+            raise errors.ConfigError(f"cannot read kubeconfig {path}: {e.strerror or e}") from e
+        except (yaml.YAMLError, TypeError, ValueError, KeyError, AttributeError) as e:  # the loader's parse errors
+            raise errors.ConfigError(f"kubeconfig {path} is not a valid kubeconfig file ({type(e).__name__})") from e
         return cls(k8s.ApiClient(configuration), namespace or "default")
 
     async def close(self) -> None:

@@ -20,6 +20,7 @@ from workpools.client.events import post_event
 from workpools.client.patches import merge_patch
 from workpools.client.resources import FLOWRUNS, WORKERS, WORKPOOLS, WORKQUEUES
 from workpools.client.transport import ResourceType
+from workpools.controllers import metrics
 from workpools.controllers.runtime import FIELD_MANAGER, Runtime
 from workpools.core import runs
 from workpools.core.deadlines import next_deadline
@@ -43,6 +44,7 @@ async def reconcile_pool(rt: Runtime, key: ObjectKey) -> None:
     pool = state.pool
     changes, deletions = rt.store.take_news(key)
     plan = plan_pool(state, changes=changes, deletions=deletions)
+    metrics.record_statuses(key, state, plan.pool_status, plan.queue_statuses)
     if pool is not None and plan.create_default_queue:
         await _create_default_queue(rt, pool, recreated=pool.status.default_queue is not None)
     for name in plan.delete_workers:
@@ -122,6 +124,11 @@ async def _apply_run_changes(rt: Runtime, pool: ObjectKey, changes: Sequence[run
                 rt.store.unsure[pool].add(meta.name)  # it may have landed: read it back before deciding again
                 raise
             rt.store.put(updated)
+        if change.granted_to is not None:
+            admissible = max(runs.scheduled_time(change.run), change.run.metadata.creation_timestamp or rt.clock())
+            metrics.record_grant(pool, runs.queue_of(change.run, pool.name), admissible, rt.clock())
+        if change.reclaim is not None:
+            metrics.record_reclaim(pool, change.reclaim)
         if change.event is not None:
             await _post(rt, change.run, change.event)
 

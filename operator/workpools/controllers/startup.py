@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any
 
 import kopf
@@ -13,12 +14,16 @@ from workpools.cache.store import Store
 from workpools.cache.wakeups import Wakeups
 from workpools.client.resources import FLOWRUNS, WORKERS, WORKPOOLS, WORKQUEUES
 from workpools.client.transport import Transport
+from workpools.controllers import metrics
 from workpools.controllers.pools import reconcile_pool
 from workpools.controllers.runtime import FIELD_MANAGER, Runtime
 from workpools.controllers.scope import Scope
 from workpools.controllers.timers import run_timers
 
 logger = logging.getLogger(__name__)
+
+METRICS_PORT_ENV = "WORKPOOLS_METRICS_PORT"
+"""Port of the Prometheus endpoint (/metrics on every path); 0 turns it off. Default 9090."""
 
 
 @kopf.on.startup()
@@ -39,10 +44,16 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     runtime: Runtime
 
     async def reconcile(pool: ObjectKey) -> None:
-        await reconcile_pool(runtime, pool)
+        try:
+            await reconcile_pool(runtime, pool)
+        except Exception:
+            metrics.record_error(pool)
+            raise
 
     runtime = Runtime(transport=transport, store=store, wakeups=Wakeups(reconcile))
     memo.runtime = runtime
+    if port := int(os.environ.get(METRICS_PORT_ENV, "9090")):
+        metrics.serve(port)
     await prime(runtime, Scope.from_environment())
     runtime.wakeups.enable()
     memo.timers = asyncio.create_task(run_timers(runtime), name="timers")

@@ -35,6 +35,10 @@ class RunChange:
     patch: dict[str, Any]
     """Merge patch of `status` (only the fields that change)."""
     event: Event | None = None
+    granted_to: str | None = None
+    """The worker, when this change is a grant."""
+    reclaim: str | None = None
+    """Why a slot is taken back (WorkerLost, PendingTimeout, HandedBack), when this change does that."""
 
 
 # -- views ---------------------------------------------------------------------------------------
@@ -166,6 +170,7 @@ def _recover(
             run,
             _finished(S.CRASHED, "Crashed", message, now),
             Event(EventType.WARNING, "WorkerLost", f"FlowRun {name}: {message}; marked Crashed"),
+            reclaim="WorkerLost",
         )
     if current is S.CANCELLING and lost:
         message = f"worker {worker} went offline while cancelling it"
@@ -173,13 +178,15 @@ def _recover(
             run,
             _finished(S.CANCELLED, "Cancelled", message, now),
             Event(EventType.WARNING, "WorkerLost", f"FlowRun {name}: {message}; marked Cancelled"),
+            reclaim="WorkerLost",
         )
     return None
 
 
 def _requeue(run: FlowRun, why: str, reason: str, kind: EventType = EventType.WARNING) -> RunChange:
     patch = {"state": S.SCHEDULED.value, "stateName": "Scheduled", "worker": None, "slot": None, "message": why}
-    return RunChange(run, patch, Event(kind, reason, f"FlowRun {run.metadata.name} back to Scheduled: {why}"))
+    event = Event(kind, reason, f"FlowRun {run.metadata.name} back to Scheduled: {why}")
+    return RunChange(run, patch, event, reclaim=reason)
 
 
 def _late(run: FlowRun, now: datetime.datetime) -> RunChange | None:
@@ -229,6 +236,7 @@ def admission_changes(state: PoolState) -> list[RunChange]:
                     "message": None,
                     "conditions": conditions,
                 },
+                granted_to=grant.worker,
             )
         )
     for hold in decided.holds:

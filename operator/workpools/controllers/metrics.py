@@ -1,0 +1,123 @@
+"""Prometheus metrics, per pool and queue (bounded labels: never per run or per worker).
+
+Gauges are set from the statuses each reconcile pass computes, so they say what `kubectl get`
+says; counters count what the operator did (grants, reclaims, failed passes). A pool that is
+gone takes its series with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from workpools.api.meta import ObjectKey
+from workpools.api.states import StateType
+from workpools.api.workpool import WorkPoolStatus
+from workpools.api.workqueue import WorkQueueStatus
+from workpools.core.snapshot import PoolState
+
+REGISTRY = CollectorRegistry()
+POOL = ["namespace", "pool"]
+QUEUE = ["namespace", "pool", "queue"]
+
+pool_slots_limit = Gauge(
+    "workpools_pool_slots_limit", "Pool concurrency limit (absent: unlimited)", POOL, registry=REGISTRY
+)
+pool_slots_active = Gauge("workpools_pool_slots_active", "Runs holding a pool slot", POOL, registry=REGISTRY)
+pool_slots_open = Gauge("workpools_pool_slots_open", "Open pool slots (absent: unlimited)", POOL, registry=REGISTRY)
+workers_online = Gauge("workpools_workers_online", "Online workers of the pool", POOL, registry=REGISTRY)
+queue_slots_limit = Gauge(
+    "workpools_queue_slots_limit", "Queue concurrency limit (absent: unlimited)", QUEUE, registry=REGISTRY
+)
+queue_slots_active = Gauge("workpools_queue_slots_active", "Runs holding a queue slot", QUEUE, registry=REGISTRY)
+queue_slots_open = Gauge("workpools_queue_slots_open", "Open queue slots (absent: unlimited)", QUEUE, registry=REGISTRY)
+scheduled_runs = Gauge("workpools_scheduled_runs", "Runs waiting in Scheduled (queue depth)", QUEUE, registry=REGISTRY)
+late_runs = Gauge(
+    "workpools_late_runs", "Scheduled runs more than 15 s past their scheduled time", QUEUE, registry=REGISTRY
+)
+admissions = Counter("workpools_admissions", "Runs granted a slot and bound to a worker", QUEUE, registry=REGISTRY)
+admission_latency = Histogram(
+    "workpools_admission_latency_seconds",
+    "From when a run could first be admitted to its grant",
+    POOL,
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900),
+    registry=REGISTRY,
+)
+reclaims = Counter(
+    "workpools_reclaims",
+    "Slots taken back from runs (lost worker, pending timeout, drain)",
+    [*POOL, "reason"],
+    registry=REGISTRY,
+)
+reconcile_errors = Counter(
+    "workpools_reconcile_errors", "Reconcile passes that failed (retried)", POOL, registry=REGISTRY
+)
+
+_queues_seen: dict[ObjectKey, set[str]] = {}
+
+
+def serve(port: int) -> None:
+    start_http_server(port, registry=REGISTRY)
+
+
+def _set_optional(gauge: Gauge, labels: Iterable[str], value: int | None) -> None:
+    if value is None:
+        _forget(gauge, tuple(labels))
+    else:
+        gauge.labels(*labels).set(value)
+
+
+def _forget(gauge: Gauge, labels: tuple[str, ...]) -> None:
+    with contextlib.suppress(KeyError):  # never set: nothing to remove
+        gauge.remove(*labels)
+
+
+def record_statuses(
+    key: ObjectKey,
+    state: PoolState,
+    pool: WorkPoolStatus | None,
+    queues: dict[str, WorkQueueStatus],
+) -> None:
+    """Gauges of one pool and its queues after a pass; series of vanished queues or pools are removed."""
+    ns, name = key.namespace, key.name
+    if pool is None:
+        for gauge in (pool_slots_limit, pool_slots_active, pool_slots_open, workers_online):
+            _forget(gauge, (ns, name))
+    else:
+        _set_optional(pool_slots_limit, (ns, name), pool.slots.limit)
+        pool_slots_active.labels(ns, name).set(pool.slots.active)
+        _set_optional(pool_slots_open, (ns, name), pool.slots.open)
+        workers_online.labels(ns, name).set(pool.workers.online)
+    late = {q: 0 for q in queues}
+    for run in state.runs:
+        if run.status.state is StateType.SCHEDULED and run.status.state_name == "Late":
+            queue = run.spec.work_queue or (pool.default_queue if pool else None)
+            if queue in late:
+                late[queue] += 1
+    for queue, status in queues.items():
+        labels = (ns, name, queue)
+        _set_optional(queue_slots_limit, labels, status.slots.limit)
+        queue_slots_active.labels(*labels).set(status.slots.active)
+        _set_optional(queue_slots_open, labels, status.slots.open)
+        scheduled_runs.labels(*labels).set(status.scheduled_runs)
+        late_runs.labels(*labels).set(late[queue])
+    for gone in _queues_seen.get(key, set()) - set(queues):
+        for gauge in (queue_slots_limit, queue_slots_active, queue_slots_open, scheduled_runs, late_runs):
+            _forget(gauge, (ns, name, gone))
+    _queues_seen[key] = set(queues)
+
+
+def record_grant(key: ObjectKey, queue: str, admissible_since: datetime.datetime, now: datetime.datetime) -> None:
+    admissions.labels(key.namespace, key.name, queue).inc()
+    admission_latency.labels(key.namespace, key.name).observe(max(0.0, (now - admissible_since).total_seconds()))
+
+
+def record_reclaim(key: ObjectKey, reason: str) -> None:
+    reclaims.labels(key.namespace, key.name, reason).inc()
+
+
+def record_error(key: ObjectKey) -> None:
+    reconcile_errors.labels(key.namespace, key.name).inc()
