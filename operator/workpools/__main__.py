@@ -1,31 +1,70 @@
 """`python -m workpools` (or `workpools-operator`): run the operator.
 
 Serves every namespace, or those in $WORKPOOLS_NAMESPACES (comma-separated). The liveness and
-readiness endpoint is http://0.0.0.0:8080/healthz (override with $WORKPOOLS_HEALTH_ENDPOINT).
+readiness endpoint is http://0.0.0.0:8080/healthz (override with $WORKPOOLS_HEALTH_ENDPOINT);
+Prometheus metrics are on port 9090 ($WORKPOOLS_METRICS_PORT, 0 = off). With
+WORKPOOLS_LEADER_ELECTION=true, replicas elect one leader through a Lease and only it operates.
+Logs are text, or JSON lines with WORKPOOLS_LOG_FORMAT=json; the level is $WORKPOOLS_LOG_LEVEL
+(see workpools.logs).
 """
 
 from __future__ import annotations
 
-import logging
+import asyncio
+import functools
 import os
+import socket
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import kopf
 
 import workpools.controllers  # noqa: F401  (importing registers the handlers)
+from workpools import logs
+from workpools.client.leadership import Election
+from workpools.client.transport import Transport
+from workpools.controllers import metrics
 from workpools.controllers.scope import Scope
+
+LEADER_ELECTION_ENV = "WORKPOOLS_LEADER_ELECTION"
+LEASE_NAME = "workpools-operator"
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=os.environ.get("WORKPOOLS_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    try:
+        logs.configure(os.environ)
+    except ValueError as error:
+        raise SystemExit(f"workpools-operator: {error}") from None
+    if port := int(os.environ.get(metrics.PORT_ENV, "9090")):
+        metrics.serve(port)  # from the start, so a standby replica answers its liveness probe too
     scope = Scope.from_environment()
-    kopf.run(
-        standalone=True,  # one active operator; see the README on replicas and leader election
+    operate = functools.partial(
+        kopf.operator,
+        standalone=True,  # kopf's peering only pauses; exclusivity comes from the Lease below
         clusterwide=scope.clusterwide,
         namespaces=scope.namespaces,
         liveness_endpoint=os.environ.get("WORKPOOLS_HEALTH_ENDPOINT", "http://0.0.0.0:8080/healthz"),
     )
+    if os.environ.get(LEADER_ELECTION_ENV, "").lower() in ("1", "true", "yes"):
+        asyncio.run(lead(operate))
+        # Leadership ended (or was never safe to keep): exit, so the pod restarts as a follower.
+        raise SystemExit(1)
+    asyncio.run(operate())
+
+
+async def lead(operate: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run the operator only while holding the Lease workpools-system/workpools-operator."""
+    transport = await Transport.connect()
+    try:
+        election = Election(
+            transport,
+            namespace=os.environ.get("POD_NAMESPACE") or transport.namespace,
+            lease=LEASE_NAME,
+            identity=os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}",
+        )
+        await election.lead(operate)
+    finally:
+        await transport.close()
 
 
 if __name__ == "__main__":

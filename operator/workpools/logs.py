@@ -41,9 +41,8 @@ class JsonFormatter(logging.Formatter):
         ref = getattr(record, "k8s_ref", None)
         if isinstance(ref, Mapping):
             entry["object"] = {key: ref[key] for key in ("kind", "namespace", "name") if ref.get(key)}
-        if record.exc_info:
-            if not record.exc_text:
-                record.exc_text = self.formatException(record.exc_info)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)  # cached on the record, as logging does
         if record.exc_text:
             entry["exception"] = record.exc_text
         if record.stack_info:
@@ -68,4 +67,5 @@ def configure(environ: Mapping[str, str]) -> None:
     handler.setFormatter(formatter((environ.get(FORMAT_ENV) or "text").strip().lower()))
     logging.basicConfig(level=level, handlers=[handler], force=True)
     # Successes of every handler call are noise at INFO; warnings and errors still show.
-    logging.getLogger(KOPF_OBJECTS).setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
+    quieter = max(logging.WARNING, logging.getLevelNamesMapping()[level])
+    logging.getLogger(KOPF_OBJECTS).setLevel(logging.DEBUG if level == "DEBUG" else quieter)

@@ -54,9 +54,18 @@ class OperatorProcess:
     process: subprocess.Popen[bytes] | None = None
     port: int = field(default_factory=_free_port)
     metrics_port: int = field(default_factory=_free_port)
+    leader_election: str = ""
+    """A replica identity (POD_NAME) to run with WORKPOOLS_LEADER_ELECTION=true; empty: standalone."""
 
-    def start(self) -> None:
+    def start(self, *, wait: bool = True) -> None:
+        """Start the process; wait until it operates (its health endpoint answers) unless `wait` is False."""
+        election = (
+            {"WORKPOOLS_LEADER_ELECTION": "true", "POD_NAME": self.leader_election, "POD_NAMESPACE": OPERATOR_NAMESPACE}
+            if self.leader_election
+            else {}
+        )
         env = {
+            **election,
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
             "WORKPOOLS_HEALTH_ENDPOINT": f"http://127.0.0.1:{self.port}/healthz",
@@ -72,7 +81,8 @@ class OperatorProcess:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
-        wait_for(self.healthy, timeout=60, what="the operator's health endpoint")
+        if wait:
+            wait_for(self.healthy, timeout=60, what="the operator's health endpoint")
 
     def healthy(self) -> bool:
         assert self.process is not None

@@ -9,12 +9,15 @@
 # Needs root (rootful buildah; debootstrap and chroot), buildah, and debootstrap on a cold cache.
 # The base rootfs tarball is cached in ${WORKPOOLS_CACHE_DIR:-${XDG_CACHE_HOME:-~/.cache}/workpools}/image/,
 # keyed by a hash of its recipe; a second run reuses it, the imported base and buildah's layer cache.
+# Each code change leaves the previous build's layers behind as untagged images (about 200 MB, the
+# layer cache); `buildah rmi --prune` reclaims them, at the cost of re-downloading the dependencies.
 #
 # Environment:
 #   WORKPOOLS_IMAGE            image reference to build (default localhost/workpool-operator:<version>)
 #   WORKPOOLS_DEBIAN_MIRROR    Debian mirror for debootstrap (default: the first deb.debian.org-style
 #                              URI in /etc/apt/sources.list*, else http://deb.debian.org/debian)
-#   WORKPOOLS_IMAGE_STORAGE    buildah storage driver (default: overlay, falling back to vfs)
+#   WORKPOOLS_IMAGE_STORAGE    storage driver for buildah and podman (default: containers-storage's
+#                              own choice, i.e. overlay where the kernel has it, else vfs)
 #   WORKPOOLS_IMAGE_CA_BUNDLE  a CA bundle bind-mounted (read-only, never into a layer) over the build's
 #                              /etc/ssl/certs/ca-certificates.crt during RUN steps, for networks whose
 #                              HTTPS goes through an intercepting proxy (default: the host's bundle,
@@ -34,7 +37,7 @@ if [[ ${1:-} == --print-tag ]]; then echo "$image"; exit 0; fi
 # --- The base image recipe. Any change here changes the cache key, so a new base is made. ----------
 suite=bookworm
 packages=(python3 python3-pip python-is-python3 ca-certificates)
-recipe_version=1
+recipe_version=2
 recipe_key=$(printf '%s\n' "$recipe_version" "$suite" "${packages[@]}" "$(sed -n '/^make_base_rootfs()/,/^}/p' "$0")" \
   | sha256sum | cut -c1-12)
 base_image=localhost/workpools-base:$suite-python3-$recipe_key
@@ -54,14 +57,10 @@ for tool in tar chroot mount umount sha256sum; do
 done
 
 # buildah: rootful, chroot isolation (no container runtime or network namespace needed; RUN steps
-# share the host's network, which is how pip reaches PyPI here). Overlay storage when the kernel
-# has it, vfs otherwise.
+# share the host's network, which is how pip reaches PyPI here).
 export BUILDAH_ISOLATION=chroot
 storage=${WORKPOOLS_IMAGE_STORAGE:-}
-if [[ -z $storage ]]; then
-  if grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null; then storage=overlay; else storage=vfs; fi
-fi
-bah() { buildah --storage-driver "$storage" "$@"; }
+bah() { buildah ${storage:+--storage-driver "$storage"} "$@"; }
 
 mirror=${WORKPOOLS_DEBIAN_MIRROR:-}
 if [[ -z $mirror ]]; then
@@ -117,12 +116,13 @@ else
   say "base rootfs: debootstrap $suite from $mirror, with ${packages[*]} (first run: about a minute)"
   mkdir -p "$cache_dir"
   work=$(mktemp -d "$cache_dir/.rootfs.XXXXXX")
-  cleanup() { mountpoint -q "$work/rootfs/proc" 2>/dev/null && umount "$work/rootfs/proc"; rm -rf "$work"; }
+  cleanup() { mountpoint -q "$work/rootfs/proc" 2>/dev/null && umount "$work/rootfs/proc"; rm -rf --one-file-system "$work"; }
   trap cleanup EXIT
   mkdir "$work/rootfs"
   make_base_rootfs "$work/rootfs"
-  tar --numeric-owner --xattrs --sort=name --mtime=@0 -C "$work/rootfs" -cf "$work/rootfs.tar" .
+  tar --numeric-owner --xattrs --sort=name -C "$work/rootfs" -cf "$work/rootfs.tar" .
   mv "$work/rootfs.tar" "$base_tar"
+  find "$cache_dir" -maxdepth 1 -name "$suite-python3-*.tar" ! -name "${base_tar##*/}" -delete  # older recipes
   cleanup
   trap - EXIT
   say "base rootfs: $(du -h "$base_tar" | cut -f1) in $base_tar ($(($(date +%s) - t0))s)"
@@ -141,6 +141,10 @@ else
     "$ctr"
   bah commit --quiet --rm "$ctr" "$base_image" >/dev/null
   trap - EXIT
+  # Bases of older recipes: remove them (best effort: buildah keeps an image that others build on).
+  for old in $(bah images --noheading --format '{{.Name}}:{{.Tag}}' --filter reference=localhost/workpools-base); do
+    [[ $old == "$base_image" ]] || bah rmi "$old" >/dev/null 2>&1 || true
+  done
 fi
 
 # --- 3. The operator image, from the repo's Dockerfile. ---------------------------------------------
@@ -150,7 +154,7 @@ if [[ -n $ca_bundle ]]; then
   [[ -f $ca_bundle ]] || die "WORKPOOLS_IMAGE_CA_BUNDLE=$ca_bundle: no such file"
   volumes=(--volume "$ca_bundle:/etc/ssl/certs/ca-certificates.crt:ro")
 fi
-say "image: building $image (BASE=$base_image, storage $storage, isolation chroot${ca_bundle:+, CA bundle $ca_bundle})"
+say "image: building $image (BASE=$base_image, storage ${storage:-default}, isolation chroot${ca_bundle:+, CA bundle $ca_bundle})"
 t1=$(date +%s)
 bah build --layers --isolation chroot "${volumes[@]}" --build-arg "BASE=$base_image" -t "$image" \
   -f "$root/Dockerfile" "$root" >&2 \
@@ -160,7 +164,7 @@ say "image: $image built in $(($(date +%s) - t1))s${size:+, $size uncompressed}"
 
 # --- 4. Smoke check: the operator imports, as uid 10001 on a read-only root, with no network. -------
 if command -v podman >/dev/null && [[ ${WORKPOOLS_IMAGE_SMOKE:-1} != 0 ]]; then
-  WORKPOOLS_IMAGE_STORAGE=$storage "$here/podman.sh" run --rm --read-only --network none --entrypoint python "$image" \
+  "$here/podman.sh" run --rm --read-only --network none --entrypoint python "$image" \
     -c 'import os, kopf, workpools.controllers; assert os.getuid() == 10001, os.getuid()' >&2 \
     || die "smoke check failed: the image's python cannot import the operator (output above)"
   say "image: smoke check passed (imports as uid 10001, read-only root)"

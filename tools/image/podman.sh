@@ -15,7 +15,8 @@
 #                         `RLIMIT_NOFILE`: Operation not permitted" / runc "error setting rlimit
 #                         type 6". The container gets the caller's hard limits instead.
 # WORKPOOLS_PODMAN_RUNTIME overrides the runtime choice; WORKPOOLS_IMAGE_STORAGE the storage driver
-# (default as in build.sh: overlay when the kernel has it, else vfs; the two must agree).
+# (default: containers-storage's own choice, overlay where the kernel has it, as for build.sh; podman
+# then refuses a different explicit driver: "database storage graph driver "" does not match").
 set -euo pipefail
 
 command -v podman >/dev/null || { echo "podman.sh: podman is not on PATH (Debian: apt-get install podman)" >&2; exit 2; }
@@ -24,11 +25,7 @@ global=()
 runtime=${WORKPOOLS_PODMAN_RUNTIME:-}
 if [[ -z $runtime ]] && command -v runc >/dev/null; then runtime=runc; fi
 [[ -n $runtime ]] && global+=(--runtime "$runtime")
-storage=${WORKPOOLS_IMAGE_STORAGE:-}
-if [[ -z $storage ]]; then
-  if grep -qw overlay /proc/filesystems || modprobe overlay 2>/dev/null; then storage=overlay; else storage=vfs; fi
-fi
-global+=(--storage-driver "$storage")
+[[ -n ${WORKPOOLS_IMAGE_STORAGE:-} ]] && global+=(--storage-driver "$WORKPOOLS_IMAGE_STORAGE")
 if [[ ! -d /run/systemd/system ]]; then global+=(--cgroup-manager cgroupfs --events-backend file); fi
 
 sub=${1:?usage: podman.sh SUBCOMMAND [ARGS...]}

@@ -45,6 +45,7 @@ class ResourceType:
 
 
 EVENTS = ResourceType("", "v1", "events", "Event")
+LEASES = ResourceType("coordination.k8s.io", "v1", "leases", "Lease")
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 """Where a pod finds its own namespace (mounted with the service account token)."""
@@ -103,6 +104,7 @@ class Transport:
         """The namespace kubectl would use with this configuration; callers default to it."""
         self._custom = k8s.CustomObjectsApi(api_client)
         self._core = k8s.CoreV1Api(api_client)
+        self._coordination = k8s.CoordinationV1Api(api_client)
 
     @classmethod
     async def connect(cls, kubeconfig: str | Path | None = None, context: str | None = None) -> Transport:
@@ -275,6 +277,37 @@ class Transport:
                 version = None  # too old to resume: start over from a fresh LIST
             finally:
                 await stream.close()
+
+    async def read_lease(self, namespace: str, name: str) -> Body | None:
+        """The Lease `namespace/name` as a dict (camelCase, times as datetimes), or None if missing."""
+        try:
+            lease = await self._coordination.read_namespaced_lease(name, namespace)
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise _translate(e, LEASES, namespace, name) from e
+        return lease.to_dict(serialize=True)
+
+    async def write_lease(self, namespace: str, name: str, spec: Body, *, resource_version: str | None) -> bool:
+        """Create the Lease (no `resource_version`) or replace exactly that version; False if someone else won."""
+        body = k8s.V1Lease.from_dict(
+            {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": name, "namespace": namespace, "resourceVersion": resource_version},
+                "spec": spec,
+            }
+        )
+        try:
+            if resource_version is None:
+                await self._coordination.create_namespaced_lease(namespace, body)  # type: ignore[arg-type]
+            else:
+                await self._coordination.replace_namespaced_lease(name, namespace, body)  # type: ignore[arg-type]
+        except ApiException as e:
+            if e.status == 409:
+                return False
+            raise _translate(e, LEASES, namespace, name) from e
+        return True
 
     async def create(self, rt: ResourceType, namespace: str, body: Body, *, field_manager: str | None = None) -> Body:
         name = body.get("metadata", {}).get("name", "")

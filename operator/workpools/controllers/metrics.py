@@ -19,6 +19,9 @@ from workpools.api.workpool import WorkPoolStatus
 from workpools.api.workqueue import WorkQueueStatus
 from workpools.core.snapshot import PoolState
 
+PORT_ENV = "WORKPOOLS_METRICS_PORT"
+"""Port of the Prometheus endpoint (/metrics); 0 turns it off. Default 9090."""
+
 REGISTRY = CollectorRegistry()
 POOL = ["namespace", "pool"]
 QUEUE = ["namespace", "pool", "queue"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from typing import Any
 
 import kopf
@@ -21,9 +20,6 @@ from workpools.controllers.scope import Scope
 from workpools.controllers.timers import run_timers
 
 logger = logging.getLogger(__name__)
-
-METRICS_PORT_ENV = "WORKPOOLS_METRICS_PORT"
-"""Port of the Prometheus endpoint (/metrics on every path); 0 turns it off. Default 9090."""
 
 
 @kopf.on.startup()
@@ -52,8 +48,6 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
 
     runtime = Runtime(transport=transport, store=store, wakeups=Wakeups(reconcile))
     memo.runtime = runtime
-    if port := int(os.environ.get(METRICS_PORT_ENV, "9090")):
-        metrics.serve(port)
     await prime(runtime, Scope.from_environment())
     runtime.wakeups.enable()
     memo.timers = asyncio.create_task(run_timers(runtime), name="timers")
