@@ -26,5 +26,5 @@ COPY --from=build /wheels /wheels
 RUN python -m pip install --no-cache-dir --no-index /wheels/*.whl && rm -rf /wheels
 USER 10001:10001
 ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
-EXPOSE 8080
+EXPOSE 8080 9090
 ENTRYPOINT ["workpools-operator"]

@@ -28,6 +28,8 @@ from workpools.controllers.scope import Scope
 
 LEADER_ELECTION_ENV = "WORKPOOLS_LEADER_ELECTION"
 LEASE_NAME = "workpools-operator"
+LEASE_ENV = "WORKPOOLS_LEASE_NAME"
+"""Lease name override: instances sharded by namespace each elect their own leader."""
 
 
 def main() -> None:
@@ -59,7 +61,7 @@ async def lead(operate: Callable[[], Coroutine[Any, Any, None]]) -> None:
         election = Election(
             transport,
             namespace=os.environ.get("POD_NAMESPACE") or transport.namespace,
-            lease=LEASE_NAME,
+            lease=os.environ.get(LEASE_ENV) or LEASE_NAME,
             identity=os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}",
         )
         await election.lead(operate)

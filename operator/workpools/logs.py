@@ -3,8 +3,8 @@
     WORKPOOLS_LOG_FORMAT=text|json   (default text)
     WORKPOOLS_LOG_LEVEL=DEBUG|INFO|WARNING|ERROR   (default INFO)
 
-kopf logs every handler success on `kopf.objects` at INFO; that chatter is kept at WARNING unless
-the level is DEBUG.
+kopf logs every handler success on `kopf.objects` at INFO, and the health endpoint logs every
+probe on `aiohttp.access`; that chatter is kept at WARNING unless the level is DEBUG.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 KOPF_OBJECTS = "kopf.objects"
 """kopf's per-object logger (one INFO line per successful handler call)."""
+CHATTY = (KOPF_OBJECTS, "aiohttp.access")
+"""Loggers kept at WARNING unless debugging: kopf's handler successes, one line per probe request."""
 
 
 class JsonFormatter(logging.Formatter):
@@ -66,6 +68,7 @@ def configure(environ: Mapping[str, str]) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(formatter((environ.get(FORMAT_ENV) or "text").strip().lower()))
     logging.basicConfig(level=level, handlers=[handler], force=True)
-    # Successes of every handler call are noise at INFO; warnings and errors still show.
+    # Every handler success and every probe request are noise at INFO; warnings and errors still show.
     quieter = max(logging.WARNING, logging.getLevelNamesMapping()[level])
-    logging.getLogger(KOPF_OBJECTS).setLevel(logging.DEBUG if level == "DEBUG" else quieter)
+    for name in CHATTY:
+        logging.getLogger(name).setLevel(logging.DEBUG if level == "DEBUG" else quieter)

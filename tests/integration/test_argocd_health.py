@@ -243,6 +243,7 @@ class Run:
         )
 
     def to(self, state: str, **status: Any) -> Any:
+        status.setdefault("stateName", state)  # as the operator and workers write it
         return status_patch(self.kubectl, self.namespace, "fr", self.name, state=state, **status)
 
     def scheduled(self) -> Any:

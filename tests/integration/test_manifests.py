@@ -11,12 +11,6 @@ ROOT = Path(__file__).resolve().parents[2]
 OPERATOR = "system:serviceaccount:workpools-system:workpools-operator"
 
 
-def test_kustomization_passes_server_side_dry_run(installed: Kubectl) -> None:
-    out = installed("apply", "--server-side", "--force-conflicts", "--dry-run=server", "-k", str(ROOT / "manifests"))
-    assert "deployment.apps/workpools-operator serverside-applied (server dry run)" in out
-    assert "clusterrole.rbac.authorization.k8s.io/workpools-operator serverside-applied (server dry run)" in out
-
-
 def test_operator_authenticates_as_its_service_account(installed: Kubectl, operator: OperatorProcess) -> None:
     as_operator = Kubectl(operator.kubeconfig, binary=installed.binary)
     assert OPERATOR in as_operator("auth", "whoami")

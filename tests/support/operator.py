@@ -65,13 +65,13 @@ class OperatorProcess:
             else {}
         )
         env = {
-            **election,
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
             "WORKPOOLS_HEALTH_ENDPOINT": f"http://127.0.0.1:{self.port}/healthz",
             "WORKPOOLS_METRICS_PORT": str(self.metrics_port),
             "WORKPOOLS_NAMESPACES": ",".join(self.namespaces),
             "PYTHONUNBUFFERED": "1",
+            **election,  # after os.environ: a POD_NAME of the test's own environment must not win
         }
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
