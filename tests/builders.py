@@ -3,17 +3,20 @@
     pool("p", limit=2)
     queue("q", pool="p", priority=1)
     run("r1", queue="q", state=StateType.RUNNING, scheduled=at(hours=-1))
+    worker("w1", queues={"q"}, limit=2)
 
 Defaults: pool "p", queue "q", priority 1, unlimited, unpaused, Scheduled at `T0`, created at
-`T0`. Times are aware UTC, relative to the fixed instant `T0` (no clock reads in unit tests).
+`T0`; workers Online, not draining, serving every queue, without a limit. Times are aware UTC,
+relative to the fixed instant `T0` (no clock reads in unit tests).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from workpools.api.states import StateType
-from workpools.core.snapshot import PoolView, QueueView, RunView
+from workpools.core.snapshot import PoolView, QueueView, RunView, WorkerView
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -65,3 +68,14 @@ def run(
         worker=worker,
         slot_acquired_at=acquired,
     )
+
+
+def worker(
+    name: str,
+    *,
+    online: bool = True,
+    draining: bool = False,
+    queues: Iterable[str] = (),
+    limit: int | None = None,
+) -> WorkerView:
+    return WorkerView(name=name, online=online, draining=draining, queues=frozenset(queues), limit=limit)

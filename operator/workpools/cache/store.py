@@ -68,8 +68,8 @@ class Members(Generic[M]):
         return {pool}
 
     def of(self, pool: ObjectKey) -> list[M]:
-        """Members of `pool`, ordered by name (stable for decisions and for tests)."""
-        return [m for _, m in sorted(self.by_pool.get(pool, {}).items())]
+        """Members of `pool`. No particular order: every decision orders what it needs itself."""
+        return list(self.by_pool.get(pool, {}).values())
 
 
 @dataclass

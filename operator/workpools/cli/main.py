@@ -83,8 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(_one_line(str(error)))
     except (OSError, TimeoutError) as error:  # the API server could not be reached
         return _fail(f"cannot reach the Kubernetes API server: {_one_line(str(error)) or type(error).__name__}")
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt:  # Ctrl-C: the way to leave --watch; an interruption otherwise
+        return 0 if getattr(args, "watch", False) else 130
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -101,23 +101,20 @@ async def _run(args: argparse.Namespace) -> int:
         await transport.close()
 
 
-async def _watch(handler: Handler, context: Context, args: argparse.Namespace) -> None:
-    """Redraw every `--interval` seconds until Ctrl-C (which ends it cleanly, exit 0)."""
+async def _watch(handler: Handler, context: Context, args: argparse.Namespace) -> NoReturn:
+    """Redraw every `--interval` seconds until Ctrl-C (`main` exits 0 then)."""
     clear = sys.stdout.isatty() and args.output == "table"
-    try:
-        while True:
-            view = await handler(context, args)
-            if args.output == "json":
-                text = json.dumps(view.data, ensure_ascii=False)  # one document per line
-            elif args.output == "yaml":
-                text = "---\n" + render.emit(view, "yaml")
-            else:
-                heading = f"Every {args.interval:g}s: {_prog()} {' '.join(sys.argv[1:])}"
-                text = f"{heading}   {render.stamp(context.now())}\n\n{view.text}"
-            _print(("\x1b[H\x1b[2J" if clear else "") + text)
-            await asyncio.sleep(args.interval)
-    except (KeyboardInterrupt, asyncio.CancelledError):
-        return
+    while True:
+        view = await handler(context, args)
+        if args.output == "json":
+            text = json.dumps(view.data, ensure_ascii=False)  # one document per line
+        elif args.output == "yaml":
+            text = "---\n" + render.emit(view, "yaml")
+        else:
+            heading = f"Every {args.interval:g}s: {_prog()} {' '.join(sys.argv[1:])}"
+            text = f"{heading}   {render.stamp(context.now())}\n\n{view.text}"
+        _print(("\x1b[H\x1b[2J" if clear else "") + text)
+        await asyncio.sleep(args.interval)
 
 
 def _print(text: str) -> None:
@@ -241,7 +238,8 @@ async def pool_preview(ctx: Context, args: argparse.Namespace) -> View:
     runs = await ctx.runs.preview(args.name, hours=args.hours, limit=args.limit)
     queues = await ctx.pools.read_work_queues(args.name)
     priorities = {q.metadata.name: q.status.effective_priority for q in queues}
-    return View(render.preview_data(runs, priorities), render.preview_table(runs, priorities, ctx.now()))
+    pool = None if runs else await ctx.pools.read_work_pool(args.name)  # only to say why nothing would run
+    return View(render.preview_data(runs, priorities), render.preview_table(runs, priorities, ctx.now(), pool))
 
 
 async def pool_slots(ctx: Context, args: argparse.Namespace) -> View:

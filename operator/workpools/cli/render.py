@@ -344,13 +344,30 @@ def run_changed(run: FlowRun, what: str) -> str:
 # -- preview and slots -----------------------------------------------------------------------------
 
 
-def preview_table(runs: Sequence[RunView], priorities: Mapping[str, int | None], now: datetime.datetime) -> str:
+def preview_table(
+    runs: Sequence[RunView],
+    priorities: Mapping[str, int | None],
+    now: datetime.datetime,
+    pool: WorkPool | None = None,
+) -> str:
+    """The runs a pool would hand out next; when there are none, `pool` (if given) says why."""
     if not runs:
-        return "No runs would be handed out in that window."
+        return "No runs would be handed out in that window" + _why_none(pool) + "."
     rows = [
         (stamp(r.scheduled_time), ago(r.scheduled_time, now), r.name, r.queue, priorities.get(r.queue)) for r in runs
     ]
     return table(("scheduled", "when", "run", "queue", "priority"), rows)
+
+
+def _why_none(pool: WorkPool | None) -> str:
+    if pool is None:
+        return ""
+    if pool.spec.paused:
+        return ": the pool is paused"
+    slots = pool.status.slots
+    if pool.spec.concurrency_limit is not None and slots.active >= pool.spec.concurrency_limit:
+        return f": the pool has no open slot ({slots.active}/{pool.spec.concurrency_limit} in use)"
+    return ""
 
 
 def preview_data(runs: Sequence[RunView], priorities: Mapping[str, int | None]) -> list[dict[str, Any]]:
@@ -389,7 +406,8 @@ def _pool_slots(pool: PoolSlots, now: datetime.datetime) -> str:
         )
         for q in pool.queues
     ]
-    parts = [head, table(("  queue", "priority", "slots"), queue_rows)]
+    queues = table(("  queue", "priority", "slots"), queue_rows) if queue_rows else "  no queues"
+    parts = [head, queues, ""]
     holders = [(q, run) for q in pool.queues for run in q.holders]
     if holders:
         rows = [

@@ -95,7 +95,7 @@ class RunsClient:
         if scheduled_time is not None and scheduled_time.utcoffset() is None:
             raise ValueError(f"scheduled_time must be timezone-aware, got {scheduled_time!r}")
         if queue is None:
-            await self._require_pool(pool)
+            await self._read_pool(pool)
         else:
             await self._pools.read_work_queue(pool, queue)
         metadata: dict[str, Any] = {"namespace": self.namespace}
@@ -170,7 +170,7 @@ class RunsClient:
         `queues` restricts to those queue names (None or empty: all); at most `per_queue_limit`
         per queue. `PoolNotFound` without the pool.
         """
-        await self._require_pool(pool)
+        await self._read_pool(pool)
         runs = await self._holders(pool)
         views = slot_holders((run_view(run, pool) for run in runs), queues, per_queue_limit)
         by_name = {run.metadata.name: run for run in runs}
@@ -182,7 +182,7 @@ class RunsClient:
 
     async def count_work_pool_slot_holders_by_queue(self, pool: str) -> dict[str, int]:
         """Slot holders of `pool` per queue name; queues without holders are absent."""
-        await self._require_pool(pool)
+        await self._read_pool(pool)
         return active_slots_by_queue(run_view(run, pool) for run in await self._holders(pool))
 
     async def get_work_queue_slot_holders(self, pool: str, queue: str) -> list[FlowRun]:
@@ -292,9 +292,6 @@ class RunsClient:
             return await self._pools.read_work_pool(pool)
         except errors.NotFound as missing:
             raise errors.PoolNotFound.from_not_found(missing) from missing
-
-    async def _require_pool(self, pool: str) -> None:
-        await self._read_pool(pool)
 
 
 # -- views -----------------------------------------------------------------------------------------

@@ -84,29 +84,13 @@ def admit(
     queue_open = {q.name: Slots(active[q.name], q.concurrency_limit).open for q in queues}
     assigned = Counter(r.worker for r in holding if r.worker)
     grants: list[Grant] = []
+    waiting: list[RunView] = []
     for run in sorted(ready, key=lambda r: admission_order(r, by_name[r.queue])):
-        # The queue first: it is the narrower limit, so the reason stays put while both are full.
-        if queue_open[run.queue] == 0:
-            holds.append(
-                Hold(
-                    run,
-                    HoldReason.QUEUE_LIMIT_REACHED,
-                    f"queue {run.queue} has no open slot (limit {by_name[run.queue].concurrency_limit})",
-                )
-            )
-            continue
-        if pool_open == 0:
-            holds.append(
-                Hold(
-                    run,
-                    HoldReason.POOL_LIMIT_REACHED,
-                    f"pool {pool_name} has no open slot (limit {pool.concurrency_limit})",
-                )
-            )
-            continue
-        worker = pick_worker(workers, run.queue, assigned)
+        worker = None
+        if queue_open[run.queue] != 0 and pool_open != 0:
+            worker = pick_worker(workers, run.queue, assigned)
         if worker is None:
-            holds.append(Hold(run, HoldReason.NO_ONLINE_WORKER, f"no online worker with room serves queue {run.queue}"))
+            waiting.append(run)
             continue
         grants.append(Grant(run, worker.name))
         assigned[worker.name] += 1
@@ -114,7 +98,28 @@ def admit(
             pool_open -= 1
         if (left := queue_open[run.queue]) is not None:
             queue_open[run.queue] = left - 1
+    # Reasons are judged against the slots as the pass leaves them, so the next pass over an
+    # unchanged pool gives the same reasons (and writes nothing).
+    holds += [
+        _why_waiting(run, by_name[run.queue], pool_name, pool, queue_open=queue_open[run.queue], pool_open=pool_open)
+        for run in waiting
+    ]
     return Admission(grants, holds)
+
+
+def _why_waiting(
+    run: RunView, queue: QueueView, pool_name: str, pool: PoolView, *, queue_open: int | None, pool_open: int | None
+) -> Hold:
+    """A ready run that got nothing: the queue first (the narrower limit), then the pool, then workers."""
+    if queue_open == 0:
+        return Hold(
+            run, HoldReason.QUEUE_LIMIT_REACHED, f"queue {run.queue} has no open slot (limit {queue.concurrency_limit})"
+        )
+    if pool_open == 0:
+        return Hold(
+            run, HoldReason.POOL_LIMIT_REACHED, f"pool {pool_name} has no open slot (limit {pool.concurrency_limit})"
+        )
+    return Hold(run, HoldReason.NO_ONLINE_WORKER, f"no online worker with room serves queue {run.queue}")
 
 
 def _gate(run: RunView, queue: QueueView | None, pool_name: str, now: datetime.datetime) -> Hold | None:

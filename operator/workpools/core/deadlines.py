@@ -34,9 +34,11 @@ def _moments(state: PoolState) -> Iterator[datetime.datetime]:
             yield since + datetime.timedelta(seconds=ttl)  # Offline long enough to delete
     timeout = pool.spec.pending_timeout_seconds if pool is not None else None
     for run in state.runs:
+        if run.status.state not in (StateType.SCHEDULED, StateType.PENDING):
+            continue
+        when = scheduled_time(run)
+        yield when + LATE_AFTER + TICK  # → Late (a Pending run requeued after this is Late at once)
         if run.status.state is StateType.SCHEDULED:
-            when = scheduled_time(run)
             yield when + TICK  # NotYetScheduled → admissible
-            yield when + LATE_AFTER + TICK  # → Late
-        elif run.status.state is StateType.PENDING and timeout is not None and run.status.slot is not None:
+        elif timeout is not None and run.status.slot is not None:
             yield run.status.slot.acquired_at + datetime.timedelta(seconds=timeout) + TICK

@@ -45,9 +45,18 @@ def offline_since(worker: Worker) -> datetime.datetime | None:
 
 
 def expired(worker: Worker, ttl_seconds: int | None, now: datetime.datetime) -> bool:
-    """Whether an Offline worker has stayed Offline for the pool's workerTTLAfterOfflineSeconds."""
+    """Whether an Offline worker has stayed Offline for the pool's workerTTLAfterOfflineSeconds.
+
+    Its heartbeat decides, not only the stored condition: a worker that heartbeat again since the
+    condition was written is alive, whatever the condition still says.
+    """
     since = offline_since(worker)
-    return ttl_seconds is not None and since is not None and now - since >= datetime.timedelta(seconds=ttl_seconds)
+    return (
+        ttl_seconds is not None
+        and since is not None
+        and phase(worker, now) is WorkerPhase.OFFLINE
+        and now - since >= datetime.timedelta(seconds=ttl_seconds)
+    )
 
 
 def latest_heartbeat(workers: Iterable[Worker]) -> datetime.datetime | None:

@@ -114,7 +114,7 @@ def _start(run: FlowRun, now: datetime.datetime) -> RunChange:
         run,
         {
             "state": S.SCHEDULED.value,
-            "stateName": "Late" if now - when > LATE_AFTER else "Scheduled",
+            "stateName": _scheduled_name(run, now),
             "scheduledTime": timestamp(when),
             "observedGeneration": run.metadata.generation,
         },
@@ -149,10 +149,10 @@ def _recover(
     worker, current, name = run.status.worker, run.status.state, run.metadata.name
     lost = worker is None or worker not in online
     if current is S.PENDING and lost:
-        return _requeue(run, f"worker {worker} went offline before starting it", "WorkerLost")
+        return _requeue(run, f"worker {worker} went offline before starting it", "WorkerLost", now)
     if current is S.PENDING and worker in draining:
         return _requeue(
-            run, f"worker {worker} is draining; handed back before it started", "HandedBack", EventType.NORMAL
+            run, f"worker {worker} is draining; handed back before it started", "HandedBack", now, EventType.NORMAL
         )
     acquired = run.status.slot.acquired_at if run.status.slot else None
     if (
@@ -162,7 +162,7 @@ def _recover(
         and now - acquired > datetime.timedelta(seconds=timeout)
     ):
         return _requeue(
-            run, f"worker {worker} did not start it within pendingTimeoutSeconds ({timeout}s)", "PendingTimeout"
+            run, f"worker {worker} did not start it within pendingTimeoutSeconds ({timeout}s)", "PendingTimeout", now
         )
     if current is S.RUNNING and lost:
         message = f"worker {worker} went offline while it was running"
@@ -183,16 +183,29 @@ def _recover(
     return None
 
 
-def _requeue(run: FlowRun, why: str, reason: str, kind: EventType = EventType.WARNING) -> RunChange:
-    patch = {"state": S.SCHEDULED.value, "stateName": "Scheduled", "worker": None, "slot": None, "message": why}
+def _requeue(
+    run: FlowRun, why: str, reason: str, now: datetime.datetime, kind: EventType = EventType.WARNING
+) -> RunChange:
+    patch = {
+        "state": S.SCHEDULED.value,
+        "stateName": _scheduled_name(run, now),
+        "worker": None,
+        "slot": None,
+        "message": why,
+    }
     event = Event(kind, reason, f"FlowRun {run.metadata.name} back to Scheduled: {why}")
     return RunChange(run, patch, event, reclaim=reason)
 
 
 def _late(run: FlowRun, now: datetime.datetime) -> RunChange | None:
-    if run.status.state_name != "Late" and now - scheduled_time(run) > LATE_AFTER:
+    if run.status.state_name != "Late" and _scheduled_name(run, now) == "Late":
         return RunChange(run, {"stateName": "Late"})
     return None
+
+
+def _scheduled_name(run: FlowRun, now: datetime.datetime) -> str:
+    """Prefect's state name for a Scheduled run: Late once more than 15 s past its time."""
+    return "Late" if now - scheduled_time(run) > LATE_AFTER else "Scheduled"
 
 
 def _finished(state: StateType, name: str, message: str, now: datetime.datetime) -> dict[str, Any]:
@@ -211,7 +224,11 @@ def admission_changes(state: PoolState) -> list[RunChange]:
         for q in state.queues
     ]
     pool_view = None if pool is None else PoolView(state.name, pool.spec.paused, pool.spec.concurrency_limit)
-    live = [r for r in state.runs if r.status.state is not None]
+    # Slot holders count against limits; Scheduled runs compete, except those whose cancellation
+    # is requested (the lifecycle step cancels them; they must not take a slot meanwhile).
+    live = [
+        r for r in state.runs if r.status.state in SLOT_HOLDING or (r.status.state is S.SCHEDULED and not r.spec.cancel)
+    ]
     by_name = {r.metadata.name: r for r in live}
     decided = admission.admit(
         state.name,
@@ -234,7 +251,7 @@ def admission_changes(state: PoolState) -> list[RunChange]:
                     "worker": grant.worker,
                     "slot": {"acquiredAt": timestamp(now), "queue": grant.run.queue},
                     "message": None,
-                    "conditions": conditions,
+                    **({"conditions": conditions} if conditions is not None else {}),
                 },
                 granted_to=grant.worker,
             )

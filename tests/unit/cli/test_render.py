@@ -1,0 +1,253 @@
+"""What the CLI prints: tables, slot bars, durations, the `pool slots` view, JSON/YAML output.
+
+Aspects: column alignment and empty cells; bars for idle, busy, full, over-limit, zero and
+unlimited limits; durations at every unit boundary; relative times; the slots view (pool and
+queue bars, holders with state, worker and time held, hidden holders, deleted queues); priority
+shown with the request it differs from; `emit` for each format.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from tests.builders import T0, at
+from tests.unit.cli.models import NOW, pool, queue, run, worker
+from workpools.cli import render
+from workpools.cli.render import View, emit
+from workpools.client.runs import PoolSlots, concurrency_status
+
+# -- building blocks -------------------------------------------------------------------------------
+
+
+def test_table_aligns_columns_upper_cases_headers_and_fills_empty_cells() -> None:
+    text = render.table(("name", "state", "worker"), [("a", "Running", "w1"), ("longer-name", "Pending", None)])
+    assert text.splitlines() == [
+        "NAME          STATE     WORKER",
+        "a             Running   w1",
+        "longer-name   Pending   -",
+    ]
+
+
+def test_table_strips_trailing_spaces_and_indents() -> None:
+    assert render.table(("a", "b"), [("x", "")], indent="  ").splitlines() == ["  A   B", "  x   -"]
+
+
+@pytest.mark.parametrize(
+    ("active", "limit", "expected"),
+    [
+        (0, 8, "[░░░░░░░░] 0/8"),
+        (4, 8, "[████░░░░] 4/8"),
+        (8, 8, "[████████] 8/8"),
+        (1, 100, "[█░░░░░░░] 1/100"),  # any use shows
+        (99, 100, "[███████░] 99/100"),  # not full until it is
+        (10, 4, "[████████] 10/4"),  # a limit lowered below what runs
+        (0, 0, "[░░░░░░░░] 0/0"),
+        (2, 0, "[████████] 2/0"),
+        (3, None, "[no limit] 3/∞"),
+    ],
+)
+def test_bar(active: int, limit: int | None, expected: str) -> None:
+    assert render.bar(active, limit) == expected
+
+
+def test_bar_width() -> None:
+    assert render.bar(2, 4, width=4) == "[██░░] 2/4"
+    assert render.bar(2, None, width=4) == "[ ∞  ] 2/∞"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [
+        (-5, "0s"),
+        (0, "0s"),
+        (0.9, "0s"),
+        (59, "59s"),
+        (60, "1m00s"),
+        (65, "1m05s"),
+        (3599, "59m59s"),
+        (3600, "1h00m"),
+        (7380, "2h03m"),
+        (86399, "23h59m"),
+        (86400, "1d00h"),
+        (3 * 86400 + 4 * 3600 + 59, "3d04h"),
+    ],
+)
+def test_duration(seconds: float, expected: str) -> None:
+    assert render.duration(seconds) == expected
+
+
+def test_relative_times() -> None:
+    assert render.ago(at(seconds=-12), T0) == "12s ago"
+    assert render.ago(at(minutes=5), T0) == "in 5m00s"
+    assert render.ago(None, T0) == "never"
+    assert render.age(None, T0) == "-"
+    assert render.age(at(hours=-2), T0) == "2h00m"
+    assert render.stamp(T0) == "2026-01-01 12:00:00Z"
+
+
+def test_details_align_values() -> None:
+    assert render.details([("Name", "etl"), ("Concurrency limit", None)]).splitlines() == [
+        "Name:               etl",
+        "Concurrency limit:  -",
+    ]
+
+
+# -- output formats --------------------------------------------------------------------------------
+
+
+def test_emit_each_format() -> None:
+    view = View({"name": "etl", "slots": "4/∞"}, "a table")
+    assert emit(view, "table") == "a table"
+    assert json.loads(emit(view, "json")) == {"name": "etl", "slots": "4/∞"}
+    assert yaml.safe_load(emit(view, "yaml")) == {"name": "etl", "slots": "4/∞"}
+    assert "∞" in emit(view, "json")  # not escaped
+
+
+def test_objects_render_as_the_server_stores_them() -> None:
+    data = render.as_data(pool(limit=4))
+    assert data["spec"]["concurrencyLimit"] == 4
+    assert data["metadata"]["creationTimestamp"] == "2026-01-01T12:00:00Z"
+    json.dumps(data)  # serialisable as it is
+
+
+# -- tables of objects -----------------------------------------------------------------------------
+
+
+def test_pools_table() -> None:
+    busy = pool("etl", limit=8, active=4, workers={"online": 2, "total": 3}, queues=3)
+    idle = pool("ml", spec={"paused": True}, phase="Paused")
+    assert render.pools_table([busy, idle], NOW).splitlines() == [
+        "NAME   TYPE      STATUS   WORKERS   SLOTS   QUEUES   AGE",
+        "etl    process   Ready    2/3       4/8     3        10m00s",
+        "ml     process   Paused   0/0       0/∞     0        10m00s",
+    ]
+    assert render.pools_table([], NOW) == "No WorkPools found."
+
+
+def test_queue_priority_shows_the_request_it_differs_from() -> None:
+    assert render.priority(queue("a", priority=2)) == "2"
+    assert render.priority(queue("a", priority=1, effective=2)) == "2 (asks 1)"
+    assert render.priority(queue("a", priority=None, effective=4)) == "4"
+    unresolved = queue("a", priority=3)
+    unresolved.status.effective_priority = None
+    assert render.priority(unresolved) == "3 (pending)"
+
+
+def test_workers_table() -> None:
+    text = render.workers_table(
+        [
+            worker("w1", heartbeat=at(minutes=10, seconds=-4), limit=2),
+            worker("w2", draining=True, workQueues=["etl-high", "etl-low"]),
+        ],
+        NOW,
+    )
+    assert text.splitlines() == [
+        "NAME   STATUS            QUEUES             LIMIT   RUNS   LAST HEARTBEAT   AGE",
+        "w1     Online            all                2       1      4s ago           10m00s",
+        "w2     Online,Draining   etl-high,etl-low   -       1      never            10m00s",
+    ]
+
+
+def test_run_state_shows_a_telling_state_name() -> None:
+    assert render.state(run("r", state="Scheduled", state_name="Late")) == "Scheduled (Late)"
+    assert render.state(run("r", state="Running")) == "Running"
+    assert render.state(run("r", state=None)) == "New"
+
+
+def test_run_details_show_the_slot_held() -> None:
+    text = render.run_details(run("r1", queue="etl-high", acquired=at(minutes=8, seconds=55)), NOW)
+    assert "Slot:              in etl-high, held for 1m05s" in text
+    assert "Worker:            w1" in text
+    assert "Admitted" not in text  # no conditions yet
+    assert text.endswith("Conditions:  -")
+
+
+def test_preview_says_why_nothing_would_run() -> None:
+    full = pool(limit=2, active=2)
+    assert render.preview_table([], {}, NOW, full) == (
+        "No runs would be handed out in that window: the pool has no open slot (2/2 in use)."
+    )
+    paused = pool(spec={"paused": True})
+    assert render.preview_table([], {}, NOW, paused).endswith(": the pool is paused.")
+    assert render.preview_table([], {}, NOW, pool()) == "No runs would be handed out in that window."
+
+
+# -- pool slots ------------------------------------------------------------------------------------
+
+
+def slots_fixture(per_queue_limit: int | None = None) -> list[PoolSlots]:
+    return concurrency_status(
+        pool("etl", limit=8, active=4, workers={"online": 2, "total": 2}),
+        [queue("etl-high", priority=1, limit=4), queue("etl-default", priority=2)],
+        [
+            run("r-1", queue="etl-high", acquired=at(minutes=8, seconds=55)),
+            run("r-2", queue="etl-high", state="Pending", worker="w2", acquired=at(minutes=9, seconds=57)),
+            run("r-3", queue="etl-high", state="Cancelling", acquired=at(minutes=5)),
+            run("r-4", queue=None, acquired=at(hours=-2)),
+            run("r-5", queue="etl-high", state="Scheduled", worker=None),  # waits: holds nothing
+            run("r-6", queue="etl-old", acquired=at(minutes=9)),  # its queue was deleted
+        ],
+        per_queue_limit,
+    )
+
+
+def test_slots_view_shows_bars_and_holders_like_prefect() -> None:
+    assert render.slots_view(slots_fixture(), NOW).splitlines() == [
+        "etl   [█████░░░] 5/8   Ready, 2/2 workers online",
+        "  QUEUE         PRIORITY    SLOTS",
+        "  etl-high      1           [██████░░] 3/4",
+        "  etl-default   2           [no limit] 1/∞",
+        "  etl-old       (deleted)   [no limit] 1/∞",
+        "",
+        "  SLOT HOLDER   QUEUE         STATE        WORKER   HELD FOR",
+        "  r-3           etl-high      Cancelling   w1       5m00s",
+        "  r-1           etl-high      Running      w1       1m05s",
+        "  r-2           etl-high      Pending      w2       3s",
+        "  r-4           etl-default   Running      w1       2h10m",
+        "  r-6           etl-old       Running      w1       1m00s",
+    ]
+
+
+def test_slots_view_counts_holders_it_does_not_list() -> None:
+    text = render.slots_view(slots_fixture(per_queue_limit=1), NOW)
+    assert "[██████░░] 3/4" in text  # the bar counts all three
+    assert "r-3" in text
+    assert "r-1" not in text
+    assert text.endswith("  ... and 2 more (raise --holders to see them)")
+
+
+def test_slots_view_of_an_idle_pool() -> None:
+    idle = concurrency_status(pool("etl"), [queue("etl-default")], [])
+    assert render.slots_view(idle, NOW).splitlines()[-1] == "  no slot holders"
+    assert render.slots_view([], NOW) == "No WorkPools found."
+
+
+def test_slots_data_is_prefects_concurrency_status() -> None:
+    data = render.slots_data(slots_fixture(per_queue_limit=2)[0], NOW)
+    assert (data["pool"], data["activeSlots"], data["concurrencyLimit"]) == ("etl", 5, 8)
+    high = data["queues"][0]
+    assert (high["name"], high["activeSlots"], high["concurrencyLimit"], high["flowRunCount"]) == (
+        "etl-high",
+        3,
+        4,
+        3,
+    )
+    assert high["flowRuns"][0] == {
+        "name": "r-3",
+        "state": "Cancelling",
+        "stateName": "Cancelling",
+        "worker": "w1",
+        "slotAcquiredAt": "2026-01-01T12:05:00Z",
+        "heldSeconds": 300,
+    }
+    assert len(high["flowRuns"]) == 2
+    assert data["queues"][2]["exists"] is False
+    json.dumps(data)
+
+
+def test_slots_view_of_a_pool_without_queues() -> None:
+    bare = concurrency_status(pool("etl"), [], [])
+    assert render.slots_view(bare, NOW).splitlines()[1:] == ["  no queues", "", "  no slot holders"]
