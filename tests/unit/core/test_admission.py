@@ -552,7 +552,7 @@ def test_nothing_is_granted_behind_a_run_held_by_the_pool_limit(world: World) ->
 def test_each_hold_reason_is_true_after_the_grants(world: World) -> None:
     # Maximal, not just safe: a run held for a slot or a worker could not have been granted
     # on top of this pass's grants either; and each gate holds exactly the runs it should.
-    # A reason is decided at the run's turn, so it names the first obstacle met then.
+    # Reasons are judged against the slots as the pass leaves them (the next pass agrees).
     result = world.admit()
     pool_after, queues_after, workers_after = _after(world, result)
     queues = {q.name: q for q in world.queues}
@@ -588,9 +588,9 @@ def test_each_hold_reason_is_true_after_the_grants(world: World) -> None:
             assert pool_full
             assert not queue_full
         else:
-            # The pool may have filled up since, through a lower queue's grants (best effort).
             assert hold.reason is H.NO_ONLINE_WORKER
             assert not queue_full
+            assert not pool_full
             assert pick_worker(world.workers, q.name, workers_after) is None
 
 
