@@ -14,6 +14,7 @@ from typing import Any
 
 from workpools.api.base import Resource, to_json
 from workpools.api.meta import API_VERSION, ObjectKey, default_queue_name
+from workpools.api.states import TERMINAL
 from workpools.api.workpool import WorkPool
 from workpools.client import errors
 from workpools.client.events import post_event
@@ -92,7 +93,9 @@ def _state(rt: Runtime, key: ObjectKey) -> PoolState:
         pool=store.pools.get(key),
         queues=store.queues.of(key),
         workers=store.workers.of(key),
-        runs=store.runs.of(key),
+        # Finished runs decide nothing (no slot, no deadline, no status count): leaving them out
+        # keeps a pass proportional to the runs in flight, not to the pool's history.
+        runs=[r for r in store.runs.of(key) if r.status.state not in TERMINAL],
         now=rt.clock(),
     )
 
