@@ -7,8 +7,10 @@ cd "$(dirname "$0")/.."
 source tools/python-env.sh
 bin_dir=$(bash tools/controlplane/build.sh)
 export PATH="$bin_dir:$PATH"
+# CI builds the operator image and runs it against the local control plane (tests/integration/test_image.py).
+if [[ ${CI:-} == true ]]; then bash tools/image/install-tools.sh; fi
 
-echo "== ruff" && ruff check operator tools tests examples && ruff format --check operator tools tests examples
+echo "== ruff" && ruff check operator tools tests examples benchmarks && ruff format --check operator tools tests examples benchmarks
 echo "== mypy" && mypy
 echo "== import layers" && lint-imports --no-cache >/dev/null && echo "layers kept"
 echo "== pytest"

@@ -1,0 +1,1 @@
+"""Reproducible performance harnesses of the operator (see README.md); results in results/."""
