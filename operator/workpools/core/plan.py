@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from workpools.api.base import Resource
-from workpools.api.conditions import ConditionType, Reason
+from workpools.api.conditions import Condition, ConditionType, Reason
 from workpools.api.flowrun import FlowRun
 from workpools.api.meta import default_queue_name
 from workpools.api.states import StateType
@@ -193,15 +193,7 @@ def _worker_status(
         generation=generation,
         now=now,
     )
-    conditions = set_condition(
-        conditions,
-        ConditionType.POOL_NOT_FOUND,
-        not pool_exists,
-        Reason.POOL_NOT_FOUND if not pool_exists else Reason.POOL_FOUND,
-        f"WorkPool {worker.spec.work_pool} " + ("does not exist" if not pool_exists else "exists"),
-        generation=generation,
-        now=now,
-    )
+    conditions = _pool_found(conditions, worker.spec.work_pool, exists=pool_exists, generation=generation, now=now)
     return current.model_copy(
         update={
             "phase": phase,
@@ -209,6 +201,21 @@ def _worker_status(
             "observed_generation": generation,
             "assigned_runs": assigned,
         }
+    )
+
+
+def _pool_found(
+    conditions: Sequence[Condition], pool: str, *, exists: bool, generation: int | None, now: datetime.datetime
+) -> list[Condition]:
+    """The PoolNotFound condition of a queue or worker: True while the pool it names is missing."""
+    return set_condition(
+        conditions,
+        ConditionType.POOL_NOT_FOUND,
+        not exists,
+        Reason.POOL_FOUND if exists else Reason.POOL_NOT_FOUND,
+        f"WorkPool {pool} " + ("exists" if exists else "does not exist"),
+        generation=generation,
+        now=now,
     )
 
 
@@ -310,15 +317,7 @@ def _queue_status(
         generation=generation,
         now=now,
     )
-    conditions = set_condition(
-        conditions,
-        ConditionType.POOL_NOT_FOUND,
-        not pool_exists,
-        Reason.POOL_NOT_FOUND if not pool_exists else Reason.POOL_FOUND,
-        f"WorkPool {queue.spec.work_pool} " + ("does not exist" if not pool_exists else "exists"),
-        generation=generation,
-        now=now,
-    )
+    conditions = _pool_found(conditions, queue.spec.work_pool, exists=pool_exists, generation=generation, now=now)
     return current.model_copy(
         update={
             "phase": phase,
