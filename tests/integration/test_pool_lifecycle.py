@@ -11,7 +11,7 @@ from collections import Counter
 from typing import Any
 
 from tests.support.kube import Kubectl
-from tests.support.objects import condition, pool, queue
+from tests.support.objects import condition, pool, queue, run
 from tests.support.operator import OperatorProcess
 from tests.support.waiting import wait_for
 
@@ -142,7 +142,7 @@ def test_user_created_default_queue_is_adopted_not_fought(
 def test_deleting_a_pool_leaves_its_other_queues_reporting_pool_not_found(
     installed: Kubectl, operator: OperatorProcess, namespace: str
 ) -> None:
-    installed.apply(pool("p"), queue("q", "p", priority=5), namespace=namespace)
+    installed.apply(pool("p"), queue("q", "p", priority=5), run("r", "p", workQueue="q"), namespace=namespace)
     wait_phase(installed, "wq", "q", namespace, "NotReady")
     wait_for(lambda: installed.try_get("wq", "p-default", namespace), what="the default queue")
 
@@ -160,6 +160,12 @@ def test_deleting_a_pool_leaves_its_other_queues_reporting_pool_not_found(
         equals=1,
         what="one PoolNotFound warning",
     )
+
+    orphan = wait_for(
+        lambda: condition(installed.get("fr", "r", namespace), "PoolNotFound"), what="the run's condition"
+    )
+    assert (orphan["status"], orphan["message"]) == ("True", "WorkPool p not found")
+    assert installed.get("fr", "r", namespace)["status"]["state"] == "Scheduled"  # kept, not deleted
 
     # The operator keeps serving everything else.
     installed.apply(pool("other"), namespace=namespace)

@@ -270,13 +270,21 @@ def _admitted(
     current = next((c for c in run.status.conditions if c.type == ConditionType.ADMITTED), None)
     if current is not None and current.reason == reason and current.message == message:
         return None
+    generation = run.metadata.generation
     conditions: Sequence[Condition] = set_condition(
-        run.status.conditions,
-        ConditionType.ADMITTED,
-        admitted,
-        reason,
-        message,
-        generation=run.metadata.generation,
-        now=now,
+        run.status.conditions, ConditionType.ADMITTED, admitted, reason, message, generation=generation, now=now
     )
+    # A run whose pool is gone says so in a condition of its own too, like queues and workers do;
+    # once written it stays, False when the pool is back.
+    missing = reason is Reason.POOL_NOT_FOUND
+    if missing or any(c.type == ConditionType.POOL_NOT_FOUND for c in conditions):
+        conditions = set_condition(
+            conditions,
+            ConditionType.POOL_NOT_FOUND,
+            missing,
+            Reason.POOL_NOT_FOUND if missing else Reason.POOL_FOUND,
+            message if missing else "its WorkPool exists",
+            generation=generation,
+            now=now,
+        )
     return [to_json(c) for c in conditions]

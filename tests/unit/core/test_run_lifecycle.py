@@ -608,18 +608,17 @@ HOLDS: dict[str, tuple[PoolState, str, str]] = {
 def test_a_hold_writes_only_the_admitted_condition(state: PoolState, reason: str, message: str) -> None:
     change = only(admission_changes(state))
     assert change.run.metadata.name == "r"
-    assert change.patch == {
-        "conditions": [
-            {
-                "type": "Admitted",
-                "status": "False",
-                "observedGeneration": 1,
-                "lastTransitionTime": ts(NOW),
-                "reason": reason,
-                "message": message,
-            }
-        ]
+    admitted = {
+        "type": "Admitted",
+        "status": "False",
+        "observedGeneration": 1,
+        "lastTransitionTime": ts(NOW),
+        "reason": reason,
+        "message": message,
     }
+    # A missing pool also gets a PoolNotFound condition of its own (as queues and workers do).
+    pool_gone = [{**admitted, "type": "PoolNotFound", "status": "True"}] if reason == "PoolNotFound" else []
+    assert change.patch == {"conditions": [admitted, *pool_gone]}
     assert change.event is None
 
 
