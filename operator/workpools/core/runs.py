@@ -22,7 +22,7 @@ from workpools.api.states import SLOT_HOLDING, TERMINAL, StateType
 from workpools.api.worker import Worker
 from workpools.core import admission, liveness
 from workpools.core.plan import queue_priorities
-from workpools.core.selection import LATE_AFTER
+from workpools.core.selection import overdue
 from workpools.core.snapshot import PoolState, PoolView, QueueView, RunView, WorkerView
 from workpools.core.statuses import Event, EventType, set_condition
 
@@ -205,7 +205,7 @@ def _late(run: FlowRun, now: datetime.datetime) -> RunChange | None:
 
 def _scheduled_name(run: FlowRun, now: datetime.datetime) -> str:
     """Prefect's state name for a Scheduled run: Late once more than 15 s past its time."""
-    return "Late" if now - scheduled_time(run) > LATE_AFTER else "Scheduled"
+    return "Late" if overdue(scheduled_time(run), now) else "Scheduled"
 
 
 def _finished(state: StateType, name: str, message: str, now: datetime.datetime) -> dict[str, Any]:

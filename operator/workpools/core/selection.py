@@ -15,7 +15,7 @@ from workpools.api.states import StateType
 from workpools.core.slots import Slots, active_slots_by_queue, pool_slots
 from workpools.core.snapshot import PoolView, QueueView, RunView
 
-__all__ = ["LATE_AFTER", "admission_order", "late", "scheduled_runs"]
+__all__ = ["LATE_AFTER", "admission_order", "late", "overdue", "scheduled_runs"]
 
 LATE_AFTER = timedelta(seconds=15)
 """How far past `scheduledTime` a Scheduled run shows `stateName: Late` (Prefect's default)."""
@@ -77,7 +77,12 @@ def admission_order(run: RunView, queue: QueueView) -> tuple[int, datetime, date
 
 def late(run: RunView, now: datetime, after: timedelta = LATE_AFTER) -> bool:
     """Whether a run shows `stateName: Late`: still Scheduled, more than `after` overdue."""
-    return run.state is StateType.SCHEDULED and now - run.scheduled_time > after
+    return run.state is StateType.SCHEDULED and overdue(run.scheduled_time, now, after)
+
+
+def overdue(scheduled_time: datetime, now: datetime, after: timedelta = LATE_AFTER) -> bool:
+    """Prefect's Late rule: strictly more than `after` (15 s) past the scheduled time."""
+    return now - scheduled_time > after
 
 
 def _by_time(run: RunView) -> tuple[datetime, datetime, str]:
