@@ -651,8 +651,6 @@ async def measure(settings: Settings, workdir: Path) -> tuple[dict[str, Any], di
         finally:
             operator.stop(signal.SIGTERM)
         profile = profile_summary(profile_path) if profile_path and profile_path.exists() else None
-        if profile_path and profile_path.exists():
-            shutil.copy(profile_path, settings.output.with_suffix(".prof"))
         return figures(result, settings, context["ceiling"]), context, profile
     finally:
         cluster.stop()

@@ -519,6 +519,15 @@ def steady_figures(
     in_window = beats.between(first.at, last.at)
     pool_now = next((c.object for c in reversed(watches["pool"].changes) if c.at <= last.at), {})
     total_writes = sum((last.server - first.server).values())
+    settled = next(
+        (
+            c.at
+            for c in watches["pool"].changes
+            if ((c.object.get("status") or {}).get("workers") or {}).get("online") == settings.workers
+        ),
+        None,
+    )
+    pool_writes = [c.at for c in watches["pool"].changes if c.type == "MODIFIED" and first.at <= c.at <= last.at]
     return {
         "heartbeats": {
             "needed per second": round(settings.workers / settings.interval, 2),
@@ -533,6 +542,11 @@ def steady_figures(
         "writes per heartbeat (all)": round(total_writes / heartbeats, 3) if heartbeats else None,
         "objects": {label: object_writes(watch, first.at, last.at) for label, watch in watches.items()},
         "watches that ended early": {label: w.ended_early for label, w in watches.items() if w.ended_early},
+        "pool writes (s into the window, first 20)": [round(t - first.at, 1) for t in pool_writes[:20]],
+        "all workers Online (s into the window)": None if settled is None else round(settled - first.at, 1),
+        "pool writes after all workers were Online": None
+        if settled is None
+        else sum(1 for t in pool_writes if t > settled),
         "pool status at the end": (pool_now.get("status") or {}).get("workers"),
         "processes": process_figures(sampler, first, last, heartbeats),
         "timeline": timeline(sampler, beats, first.at, last.at),
@@ -695,6 +709,8 @@ def cell(value: Any) -> str:
         return "–"
     if isinstance(value, dict):
         return ", ".join(f"{k} {cell(v)}" for k, v in value.items()) or "–"
+    if isinstance(value, list):
+        return ", ".join(cell(v) for v in value) or "–"
     return str(value)
 
 
@@ -746,6 +762,10 @@ def report(figures: dict[str, Any], settings: Settings) -> str:
         f"| API writes per heartbeat (all kinds) | {figures['writes per heartbeat (all)']} | 1 |",
         f"| writes to the WorkPool in the steady window (watch / API server counter) | {pool_writes} / "
         f"{pool_counted} | 0 |",
+        f"| … of which after all {n} workers were Online (pool `status.workers.online` = {n} at "
+        f"{figures['all workers Online (s into the window)']} s into the window; writes at "
+        f"{cell(figures['pool writes (s into the window, first 20)'])} s) | "
+        f"{figures['pool writes after all workers were Online']} | 0 |",
         f"| most writes to one WorkQueue per 30 s (watch) | {worst_queue} | ≤ 1 |",
         f"| shortest gap between two writes of one WorkQueue (watch) | {shortest_gap} s | ≥ 30 s |",
         f"| shortest gap between two `lastPolled` values of one WorkQueue (watch) | {shortest_polled} s | ≥ 30 s |",
