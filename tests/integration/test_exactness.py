@@ -306,7 +306,8 @@ async def scenario(
             final = {item["metadata"]["name"]: item async for item in admin.list_all(FLOWRUNS, namespace)}
             for name, item in final.items():
                 assert item["status"]["state"] == "Completed", f"{name}: {item['status']}"
-                assert item["metadata"]["resourceVersion"] == recorder.runs[name].resource_version, name
+                seen = recorder.runs[name].resource_version
+                assert item["metadata"]["resourceVersion"] == seen, f"{name} was written after it Completed"
         finally:
             recording.cancel()
             await asyncio.gather(recording, return_exceptions=True)
