@@ -527,7 +527,8 @@ def steady_figures(
         ),
         None,
     )
-    pool_writes = [c.at for c in watches["pool"].changes if c.type == "MODIFIED" and first.at <= c.at <= last.at]
+    pool_changes = [c for c in watches["pool"].changes if c.type == "MODIFIED" and first.at <= c.at <= last.at]
+    pool_writes = [c.at for c in pool_changes]
     return {
         "heartbeats": {
             "needed per second": round(settings.workers / settings.interval, 2),
@@ -542,7 +543,11 @@ def steady_figures(
         "writes per heartbeat (all)": round(total_writes / heartbeats, 3) if heartbeats else None,
         "objects": {label: object_writes(watch, first.at, last.at) for label, watch in watches.items()},
         "watches that ended early": {label: w.ended_early for label, w in watches.items() if w.ended_early},
-        "pool writes (s into the window, first 20)": [round(t - first.at, 1) for t in pool_writes[:20]],
+        "pool writes (s into the window, first 20)": [
+            f"{c.at - first.at:.1f} s: online {((c.object.get('status') or {}).get('workers') or {}).get('online')}"
+            f", {(c.object.get('status') or {}).get('phase')}"
+            for c in pool_changes[:20]
+        ],
         "all workers Online (s into the window)": None if settled is None else round(settled - first.at, 1),
         "pool writes after all workers were Online": None
         if settled is None
@@ -764,7 +769,7 @@ def report(figures: dict[str, Any], settings: Settings) -> str:
         f"{pool_counted} | 0 |",
         f"| … of which after all {n} workers were Online (pool `status.workers.online` = {n} at "
         f"{figures['all workers Online (s into the window)']} s into the window; writes at "
-        f"{cell(figures['pool writes (s into the window, first 20)'])} s) | "
+        f"{cell(figures['pool writes (s into the window, first 20)'])}) | "
         f"{figures['pool writes after all workers were Online']} | 0 |",
         f"| most writes to one WorkQueue per 30 s (watch) | {worst_queue} | ≤ 1 |",
         f"| shortest gap between two writes of one WorkQueue (watch) | {shortest_gap} s | ≥ 30 s |",
