@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.support import worker_rbac
 from tests.support.kube import Kubectl
 from tests.support.operator import OPERATOR_ACCOUNT, OPERATOR_NAMESPACE, OperatorProcess, service_account_kubeconfig
 from tests.support.workers import SimulatedWorker
@@ -94,24 +95,10 @@ def namespace(installed: Kubectl, request: pytest.FixtureRequest) -> Iterator[st
     installed("delete", "namespace", name, "--wait=false")
 
 
-WORKER_RBAC = """
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: worker}
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata: {name: workpools-worker}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: workpools-worker}
-subjects: [{kind: ServiceAccount, name: worker}]
-"""
-
-
 @pytest.fixture
 def worker_kubeconfig(installed: Kubectl, namespace: str, tmp_path: Path) -> Path:
     """Credentials of a worker in `namespace`: the shipped workpools-worker ClusterRole, bound there only."""
-    installed.apply(WORKER_RBAC, namespace=namespace)
-    return service_account_kubeconfig(installed, namespace, "worker", tmp_path / "worker.kubeconfig")
+    return worker_rbac.worker_kubeconfig(installed, namespace, tmp_path / "worker.kubeconfig")
 
 
 @pytest.fixture
