@@ -244,6 +244,11 @@ def test_heartbeat_through_the_client_registers_once_then_writes_status_once_per
     spec = installed.get("wkr", "w1", namespace)["spec"]
     assert (spec["heartbeatIntervalSeconds"], spec["workQueues"], spec.get("limit")) == (10, [], None)
 
+    as_worker.calls.clear()  # no interval given: the recorded one stays (Prefect sets it only when given)
+    as_worker(lambda c: c.heartbeat("p", "w1"))
+    assert as_worker.calls == [("get", "workers", "w1"), ("patch", "workers/status", "w1")]
+    assert installed.get("wkr", "w1", namespace)["spec"]["heartbeatIntervalSeconds"] == 10
+
     installed("delete", "wkr", "w1", "-n", namespace)  # deleted under a running worker: the next beat registers anew
     as_worker.calls.clear()
     again = as_worker(lambda c: c.heartbeat("p", "w1", interval=10))
