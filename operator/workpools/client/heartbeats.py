@@ -78,8 +78,11 @@ class Heartbeat:
             current = await self._transport.get(WORKERS, self.namespace, self.name)
         except errors.NotFound:
             current = await self._create()
-        wanted = {k: v for k, v in self.spec.items() if v is not None}
-        have = {k: v for k, v in current.get("spec", {}).items() if k in self.spec}
+        # A heartbeat without an interval keeps the one recorded (Prefect sets it only when given);
+        # an omitted limit or queue list means "none" and is written as such.
+        managed = {k for k, v in self.spec.items() if v is not None or k != "heartbeatIntervalSeconds"}
+        wanted = {k: v for k, v in self.spec.items() if k in managed and v is not None}
+        have = {k: v for k, v in current.get("spec", {}).items() if k in managed}
         if have != wanted:
             change = merge_patch(have, wanted)
             current = await self._transport.patch(
