@@ -8,6 +8,8 @@
      ├── Invalid           the API server refused the object (422); `causes` holds its field messages
      ├── Forbidden         RBAC said no (403)
      ├── ApiError          anything else the API server answered (status code kept)
+     │    └── Unavailable  no answer: connection refused, reset or timed out (a write's outcome is unknown)
+     ├── Fenced            this process may no longer write (its leadership lapsed): nothing was sent
      └── ConfigError       no usable kubeconfig, context or in-cluster credentials (raised by connect)
 
 Catch `WorkpoolsError` for all of them. Every error names the object it is about.
@@ -64,6 +66,19 @@ class Forbidden(WorkpoolsError):
 
 class ApiError(WorkpoolsError):
     pass
+
+
+class Unavailable(ApiError):
+    """The API server could not be reached or did not answer in time.
+
+    For a write, the outcome is unknown: it may have landed. Read the object back before deciding
+    on it again.
+    """
+
+
+class Fenced(WorkpoolsError):
+    """A write was refused before it was sent: this process no longer holds the right to write
+    (e.g. an operator whose Lease lapsed). Stop, do not retry."""
 
 
 class ConfigError(WorkpoolsError):

@@ -7,13 +7,18 @@ surface this small is what lets us swap the underlying library in one place.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import contextvars
 import json
+import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+import aiohttp
 import yaml
 from kubernetes.aio import client as k8s
 from kubernetes.aio import config as k8s_config
@@ -22,6 +27,8 @@ from kubernetes.aio.client.exceptions import ApiException
 from kubernetes.aio.config.config_exception import ConfigException
 
 from workpools.client import errors
+
+logger = logging.getLogger(__name__)
 
 Body = dict[str, Any]
 
@@ -47,6 +54,20 @@ class ResourceType:
 EVENTS = ResourceType("", "v1", "events", "Event")
 LEASES = ResourceType("coordination.k8s.io", "v1", "leases", "Lease")
 
+READ_TIMEOUT = 30.0
+WRITE_TIMEOUT = 5.0
+"""No request waits for ever (the client's default is 300 s). Writes are small: a write that has
+no answer within 5 s has an unknown outcome, and an operator whose Lease is about to lapse must
+know that its last writes are over before a successor may start (client/leadership.py)."""
+
+WATCH_RETRY = (0.5, 10.0)
+"""A broken watch is resumed after this backoff (first, most seconds), doubling in between."""
+
+WRITE_FENCE: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar("write_fence", default=None)
+"""A check run before every write (create, patch, delete) of the tasks that inherit it; it raises
+`errors.Fenced` when the process may no longer write. The leader election sets it for the work it
+runs, so a leader whose Lease lapsed sends nothing, whatever its tasks are doing."""
+
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 """Where a pod finds its own namespace (mounted with the service account token)."""
 
@@ -71,6 +92,27 @@ def _kubeconfig_file(given: str | Path | None) -> Path | None:
         return Path(named)
     default = Path.home() / ".kube" / "config"
     return default if default.is_file() else None
+
+
+@contextlib.contextmanager
+def _answers(rt: ResourceType, namespace: str, name: str) -> Iterator[None]:
+    """Turn the library's exceptions into ours: an HTTP answer by its status, no answer as `Unavailable`."""
+    try:
+        yield
+    except ApiException as e:
+        raise _translate(e, rt, namespace, name) from e
+    except (aiohttp.ClientError, TimeoutError, OSError) as e:
+        raise errors.Unavailable(
+            f"no answer from the API server ({type(e).__name__}{f': {e}' if str(e) else ''})",
+            kind=rt.kind,
+            namespace=namespace,
+            name=name,
+        ) from e
+
+
+def _check_fence() -> None:
+    if (fence := WRITE_FENCE.get()) is not None:
+        fence()
 
 
 def _translate(error: ApiException, rt: ResourceType, namespace: str, name: str) -> errors.WorkpoolsError:
@@ -150,12 +192,13 @@ class Transport:
     # -- verbs ---------------------------------------------------------------------------------
 
     async def get(self, rt: ResourceType, namespace: str, name: str) -> Body:
-        try:
+        with _answers(rt, namespace, name):
             return cast(
-                Body, await self._custom.get_namespaced_custom_object(rt.group, rt.version, namespace, rt.plural, name)
+                Body,
+                await self._custom.get_namespaced_custom_object(
+                    rt.group, rt.version, namespace, rt.plural, name, _request_timeout=READ_TIMEOUT
+                ),
             )
-        except ApiException as e:
-            raise _translate(e, rt, namespace, name) from e
 
     async def list_page(
         self,
@@ -173,10 +216,11 @@ class Transport:
             "field_selector": field_selector,
             "limit": limit,
             "_continue": continue_token,
+            "_request_timeout": READ_TIMEOUT,
         }
         kwargs = {k: v for k, v in kwargs.items() if v is not None}
         result: Body
-        try:
+        with _answers(rt, namespace or "", ""):
             if namespace is None:
                 result = cast(
                     Body, await self._custom.list_cluster_custom_object(rt.group, rt.version, rt.plural, **kwargs)
@@ -188,8 +232,6 @@ class Transport:
                         rt.group, rt.version, namespace, rt.plural, **kwargs
                     ),
                 )
-        except ApiException as e:
-            raise _translate(e, rt, namespace or "", "") from e
         items: list[Body] = result.get("items", [])
         for item in items:  # LIST items omit apiVersion/kind; put them back so bodies are whole
             item.setdefault("apiVersion", rt.api_version)
@@ -233,29 +275,31 @@ class Transport:
         """Every matching object now, then every change, forever: ("ADDED" | "MODIFIED" | "DELETED", body).
 
         A LIST gives the starting point and its resourceVersion; the WATCH continues from there and
-        is resumed where it stopped. When the server has compacted that far ("410 Gone") the LIST is
-        taken again and every object is yielded again as ADDED, so consumers must be idempotent.
+        is resumed where it stopped, also after a broken connection or a restarted API server (with
+        a growing pause, `WATCH_RETRY`). When the server has compacted that far ("410 Gone") the
+        LIST is taken again and every object is yielded again as ADDED, so consumers must be
+        idempotent. Only a refusal (403, 404, ...) ends it, as a `WorkpoolsError`.
         """
         selectors: dict[str, Any] = {
             k: v for k, v in (("field_selector", field_selector), ("label_selector", label_selector)) if v
         }
+        # A stalled connection (no byte for longer than the server's own timeout) is a broken one.
+        stream_timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=server_timeout + 30)
         version: str | None = None
+        pause = WATCH_RETRY[0]
         while True:
-            if version is None:
-                try:
+            stream = k8s_watch.Watch(return_type="object")
+            try:
+                if version is None:
                     listed = cast(
                         Body,
                         await self._custom.list_namespaced_custom_object(
-                            rt.group, rt.version, namespace, rt.plural, **selectors
+                            rt.group, rt.version, namespace, rt.plural, _request_timeout=READ_TIMEOUT, **selectors
                         ),
                     )
-                except ApiException as e:
-                    raise _translate(e, rt, namespace, "") from e
-                for item in listed.get("items", []):
-                    yield "ADDED", {"apiVersion": rt.api_version, "kind": rt.kind, **item}
-                version = listed["metadata"]["resourceVersion"]
-            stream = k8s_watch.Watch(return_type="object")
-            try:
+                    for item in listed.get("items", []):
+                        yield "ADDED", {"apiVersion": rt.api_version, "kind": rt.kind, **item}
+                    version = listed["metadata"]["resourceVersion"]
                 async for event in stream.stream(
                     self._custom.list_namespaced_custom_object,
                     rt.group,
@@ -265,27 +309,37 @@ class Transport:
                     resource_version=version,
                     timeout_seconds=server_timeout,
                     allow_watch_bookmarks=True,
+                    _request_timeout=stream_timeout,
                     **selectors,
                 ):
+                    pause = WATCH_RETRY[0]
                     body: Body = event["raw_object"]
                     version = body.get("metadata", {}).get("resourceVersion", version)
                     if event["type"] != "BOOKMARK":
                         yield event["type"], body
+                continue  # the server ended the watch (its timeout): resume at once
             except ApiException as e:
-                if e.status != 410:
+                if e.status == 410:
+                    version = None  # too old to resume: start over from a fresh LIST
+                    continue
+                if e.status is not None and e.status < 500 and e.status != 429:
                     raise _translate(e, rt, namespace, "") from e
-                version = None  # too old to resume: start over from a fresh LIST
+                reason = f"HTTP {e.status}"
+            except (aiohttp.ClientError, TimeoutError, OSError) as e:
+                reason = type(e).__name__
             finally:
                 await stream.close()
+            logger.warning("watch of %s in %s broke (%s); resuming in %.1fs", rt.plural, namespace, reason, pause)
+            await asyncio.sleep(pause)
+            pause = min(WATCH_RETRY[1], pause * 2)
 
     async def read_lease(self, namespace: str, name: str) -> Body | None:
         """The Lease `namespace/name` as a dict (camelCase, times as datetimes), or None if missing."""
         try:
-            lease = await self._coordination.read_namespaced_lease(name, namespace)
-        except ApiException as e:
-            if e.status == 404:
-                return None
-            raise _translate(e, LEASES, namespace, name) from e
+            with _answers(LEASES, namespace, name):
+                lease = await self._coordination.read_namespaced_lease(name, namespace, _request_timeout=WRITE_TIMEOUT)
+        except errors.NotFound:
+            return None
         return lease.to_dict(serialize=True)
 
     async def write_lease(self, namespace: str, name: str, spec: Body, *, resource_version: str | None) -> bool:
@@ -299,30 +353,47 @@ class Transport:
             }
         )
         try:
-            if resource_version is None:
-                await self._coordination.create_namespaced_lease(namespace, body)  # type: ignore[arg-type]
-            else:
-                await self._coordination.replace_namespaced_lease(name, namespace, body)  # type: ignore[arg-type]
-        except ApiException as e:
-            if e.status == 409:
-                return False
-            raise _translate(e, LEASES, namespace, name) from e
+            with _answers(LEASES, namespace, name):
+                if resource_version is None:
+                    await self._coordination.create_namespaced_lease(
+                        namespace,
+                        body,  # type: ignore[arg-type]
+                        _request_timeout=WRITE_TIMEOUT,
+                    )
+                else:
+                    await self._coordination.replace_namespaced_lease(
+                        name,
+                        namespace,
+                        body,  # type: ignore[arg-type]
+                        _request_timeout=WRITE_TIMEOUT,
+                    )
+        except (errors.Conflict, errors.AlreadyExists):
+            return False
         return True
 
     async def create(self, rt: ResourceType, namespace: str, body: Body, *, field_manager: str | None = None) -> Body:
         name = body.get("metadata", {}).get("name", "")
-        try:
+        _check_fence()
+        with _answers(rt, namespace, name):
             if rt == EVENTS:
-                event = await self._core.create_namespaced_event(namespace, body)  # type: ignore[arg-type]
+                event = await self._core.create_namespaced_event(
+                    namespace,
+                    body,  # type: ignore[arg-type]
+                    _request_timeout=WRITE_TIMEOUT,
+                )
                 return event.to_dict()
             return cast(
                 Body,
                 await self._custom.create_namespaced_custom_object(
-                    rt.group, rt.version, namespace, rt.plural, body, field_manager=field_manager
+                    rt.group,
+                    rt.version,
+                    namespace,
+                    rt.plural,
+                    body,
+                    field_manager=field_manager,
+                    _request_timeout=WRITE_TIMEOUT,
                 ),
             )
-        except ApiException as e:
-            raise _translate(e, rt, namespace, name) from e
 
     async def patch(
         self,
@@ -354,33 +425,45 @@ class Transport:
             if status
             else self._custom.patch_namespaced_custom_object
         )
+        _check_fence()
         try:
-            return cast(
-                Body,
-                await call(
-                    rt.group,
-                    rt.version,
-                    namespace,
-                    rt.plural,
-                    name,
-                    patch,
-                    field_manager=field_manager,
-                    force=force,
-                    _content_type=content_type,
-                ),
-            )
-        except ApiException as e:
-            error = _translate(e, rt, namespace, name)
-            if isinstance(error, errors.Invalid) and content_type == JSON_PATCH and "test operation" in error.message:
-                raise errors.Conflict(error.message, kind=rt.kind, namespace=namespace, name=name) from e
-            raise error from e
+            with _answers(rt, namespace, name):
+                return cast(
+                    Body,
+                    await call(
+                        rt.group,
+                        rt.version,
+                        namespace,
+                        rt.plural,
+                        name,
+                        patch,
+                        field_manager=field_manager,
+                        force=force,
+                        _content_type=content_type,
+                        _request_timeout=WRITE_TIMEOUT,
+                    ),
+                )
+        except errors.Invalid as error:
+            if content_type == JSON_PATCH and "test operation" in error.message:  # the precondition failed
+                raise errors.Conflict(error.message, kind=rt.kind, namespace=namespace, name=name) from error
+            raise
 
-    async def delete(self, rt: ResourceType, namespace: str, name: str, *, uid: str | None = None) -> None:
-        """DELETE the object; with `uid`, only that incarnation of it (another one raises `Conflict`)."""
-        options = k8s.V1DeleteOptions(preconditions=k8s.V1Preconditions(uid=uid)) if uid is not None else None
-        try:
+    async def delete(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        *,
+        uid: str | None = None,
+        resource_version: str | None = None,
+    ) -> None:
+        """DELETE the object; with `uid`, only that incarnation of it, with `resource_version` only
+        that exact version (a newer one raises `Conflict`)."""
+        options = None
+        if uid is not None or resource_version is not None:
+            options = k8s.V1DeleteOptions(preconditions=k8s.V1Preconditions(uid=uid, resource_version=resource_version))
+        _check_fence()
+        with _answers(rt, namespace, name):
             await self._custom.delete_namespaced_custom_object(
-                rt.group, rt.version, namespace, rt.plural, name, body=options
+                rt.group, rt.version, namespace, rt.plural, name, body=options, _request_timeout=WRITE_TIMEOUT
             )
-        except ApiException as e:
-            raise _translate(e, rt, namespace, name) from e
