@@ -35,6 +35,8 @@ class ConditionType(enum.StrEnum):
     """Worker: some queues in spec.workQueues are not queues of its pool (it still serves the others)."""
     ADMITTED = "Admitted"
     """Run: it holds a slot and is bound to a worker (False carries the reason it waits)."""
+    RECLAIM_SUSPENDED = "ReclaimSuspended"
+    """Pool: too many workers went silent at once; their slots are not taken back (core/liveness.py)."""
 
 
 class Reason(enum.StrEnum):
@@ -61,6 +63,8 @@ class Reason(enum.StrEnum):
     PRIORITY_HELD = "PriorityHeld"
     TEMPLATE_INVALID = "TemplateInvalid"
     VALID = "Valid"
+    RECLAIM_SUSPENDED = "ReclaimSuspended"
+    WORKERS_REACHABLE = "WorkersReachable"
 
 
 CONDITIONS_MAX = 8

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -11,10 +13,16 @@ from workpools.api.meta import ObjectKey
 from workpools.api.worker import Worker
 from workpools.api.workpool import WorkPool
 from workpools.api.workqueue import WorkQueue
+from workpools.clock import utc_now
+from workpools.core import liveness
 from workpools.core.plan import SpecChange
+from workpools.core.snapshot import Sighting
 
 Member = WorkQueue | Worker | FlowRun
 M = TypeVar("M", WorkQueue, Worker, FlowRun)
+
+TOMBSTONES_MAX = 100_000
+"""Deleted objects remembered (by uid, ~100 bytes each), so a late write response cannot revive one."""
 
 
 def key_of(body: dict[str, Any]) -> ObjectKey:
@@ -90,10 +98,22 @@ class Store:
     unsure: defaultdict[ObjectKey, set[str]] = field(default_factory=lambda: defaultdict(set))
     """Per pool, runs whose last write by us has an unknown outcome (a timeout, a 5xx): they must
     be read back before the pool is decided again, or a slot could be handed out twice."""
+    sightings: defaultdict[ObjectKey, dict[str, Sighting]] = field(default_factory=lambda: defaultdict(dict))
+    """Per pool and worker name, what we saw of its heartbeat and when (core/liveness.py). Kept
+    after a Worker is deleted while runs are still bound to it."""
+    clock: Callable[[], datetime.datetime] = utc_now
+    tombstones: dict[str, None] = field(default_factory=dict)
+    """uids of deleted objects, oldest first (bounded by TOMBSTONES_MAX)."""
 
     def put(self, body: dict[str, Any]) -> set[ObjectKey]:
-        """Record an added or modified object; returns the pools to reconcile."""
+        """Record an added or modified object; returns the pools to reconcile.
+
+        A body of an object already deleted (e.g. the response of a write that raced with the
+        deletion) is ignored: a deleted object never comes back, not even for a moment.
+        """
         kind, key = body["kind"], key_of(body)
+        if body["metadata"].get("uid") in self.tombstones:
+            return set()
         if kind == "WorkPool":
             pool, old = WorkPool.model_validate(body), self.pools.get(key)
             if old is not None and is_older(pool.metadata.resource_version, old.metadata.resource_version):
@@ -106,11 +126,32 @@ class Store:
         touched = members.put(obj)
         if isinstance(obj, WorkQueue) and touched:
             self._note_change(ObjectKey(key.namespace, obj.spec.work_pool), previous, obj)
+        if isinstance(obj, Worker) and touched:
+            seen = self.sightings[ObjectKey(key.namespace, obj.spec.work_pool)]
+            seen[key.name] = liveness.sight(seen.get(key.name), obj, self.clock())
         return touched
+
+    def sightings_for(self, pool: ObjectKey, bound: Iterable[str]) -> dict[str, Sighting]:
+        """The pool's sightings, pruned to its workers and the workers its runs are bound to.
+
+        A bound worker we never saw (deleted before we started) is taken as seen now: a live
+        process re-registers within an interval, so its runs are not reclaimed before 3 intervals.
+        """
+        seen = self.sightings[pool]
+        keep = {w.metadata.name for w in self.workers.of(pool)} | set(bound)
+        for name in set(seen) - keep:
+            del seen[name]
+        for name in keep - set(seen):
+            seen[name] = Sighting(None, self.clock())
+        return dict(seen)
 
     def remove(self, body: dict[str, Any]) -> set[ObjectKey]:
         """Forget a deleted object; returns the pools to reconcile."""
         kind, key = body["kind"], key_of(body)
+        if (uid := body["metadata"].get("uid")) is not None:
+            self.tombstones[uid] = None
+            if len(self.tombstones) > TOMBSTONES_MAX:
+                del self.tombstones[next(iter(self.tombstones))]
         if kind == "WorkPool":
             gone = self.pools.pop(key, None)
             if gone is not None:

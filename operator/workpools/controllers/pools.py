@@ -15,6 +15,7 @@ from typing import Any
 from workpools.api.base import Resource, to_json
 from workpools.api.meta import API_VERSION, ObjectKey, default_queue_name
 from workpools.api.states import TERMINAL
+from workpools.api.worker import Worker, WorkerPhase
 from workpools.api.workpool import WorkPool
 from workpools.client import errors
 from workpools.client.events import post_event
@@ -23,9 +24,9 @@ from workpools.client.resources import FLOWRUNS, WORKERS, WORKPOOLS, WORKQUEUES
 from workpools.client.transport import ResourceType
 from workpools.controllers import metrics
 from workpools.controllers.runtime import FIELD_MANAGER, Runtime
-from workpools.core import runs
+from workpools.core import liveness, runs
 from workpools.core.deadlines import next_deadline
-from workpools.core.plan import plan_pool
+from workpools.core.plan import PoolPlan, plan_pool
 from workpools.core.snapshot import PoolState
 from workpools.core.statuses import Event, EventType
 
@@ -35,34 +36,30 @@ logger = logging.getLogger(__name__)
 async def reconcile_pool(rt: Runtime, key: ObjectKey) -> None:
     """One pass for one pool, in three decide-then-write steps, each deciding on the store as the
     previous step's writes left it: (1) run lifecycle (start, cancel, recover, Late), (2) admission,
-    (3) statuses of the pool, its queues and workers, and their events.
+    (3) statuses of the pool, its queues and workers, and their events. Before them: the outcome of
+    earlier writes that is still unknown is read back, and silent workers are read directly.
     """
     await _read_back_unsure_runs(rt, key)
-    await _apply_run_changes(rt, key, runs.lifecycle_changes(_state(rt, key)))
-    await _apply_run_changes(rt, key, runs.admission_changes(_state(rt, key)))
+    silent = await _read_silent_workers(rt, key)
+    await _apply_run_changes(rt, key, runs.lifecycle_changes(_state(rt, key, silent)))
+    await _apply_run_changes(rt, key, runs.admission_changes(_state(rt, key, silent)))
 
-    state = _state(rt, key)
+    state = _state(rt, key, silent)
     pool = state.pool
     changes, deletions = rt.store.take_news(key)
     plan = plan_pool(state, changes=changes, deletions=deletions)
     metrics.record_statuses(key, state, plan.pool_status, plan.queue_statuses)
     if pool is not None and plan.create_default_queue:
         await _create_default_queue(rt, pool, recreated=pool.status.default_queue is not None)
-    for name in plan.delete_workers:
-        await _delete_worker(rt, key.namespace, name)
+    for worker in state.workers:
+        if worker.metadata.name in plan.delete_workers:
+            await _delete_worker(rt, worker)
     if pool is not None and plan.pool_status is not None:
         await _write_status(rt, WORKPOOLS, pool, to_json(plan.pool_status))
     for queue in state.queues:  # the versions the plan was decided on, not newer ones
         if (wanted := plan.queue_statuses.get(queue.metadata.name)) is not None:
             await _write_status(rt, WORKQUEUES, queue, to_json(wanted))
-    stale: set[tuple[str, str]] = set()
-    for worker in state.workers:
-        wanted_worker = plan.worker_statuses.get(worker.metadata.name)
-        # The worker writes its heartbeat into the same status: decide on the exact version we read.
-        if wanted_worker is not None and not await _write_status(
-            rt, WORKERS, worker, to_json(wanted_worker), precondition=True
-        ):
-            stale.add((worker.KIND, worker.metadata.name))
+    stale = await _write_worker_statuses(rt, state, plan)
     for obj, event in plan.events:
         if (obj.KIND, obj.metadata.name) not in stale:  # its status will be re-decided, events with it
             await _post(rt, obj, event)
@@ -71,6 +68,21 @@ async def reconcile_pool(rt: Runtime, key: ObjectKey) -> None:
         rt.deadlines[key] = deadline
     else:
         rt.deadlines.pop(key, None)
+
+
+async def _write_worker_statuses(rt: Runtime, state: PoolState, plan: PoolPlan) -> set[tuple[str, str]]:
+    """Write the workers' statuses; returns those that changed meanwhile (their events wait)."""
+    stale = set()
+    for worker in state.workers:
+        wanted = plan.worker_statuses.get(worker.metadata.name)
+        if wanted is None:
+            continue
+        # Offline lands only on the version a direct read showed silent (the store holds it); a
+        # newer heartbeat makes it fail. Online needs no precondition: no heartbeat can make it wrong.
+        going_offline = wanted.phase is WorkerPhase.OFFLINE and worker.status.phase is not WorkerPhase.OFFLINE
+        if not await _write_status(rt, WORKERS, worker, to_json(wanted), precondition=going_offline):
+            stale.add((worker.KIND, worker.metadata.name))
+    return stale
 
 
 async def _read_back_unsure_runs(rt: Runtime, pool: ObjectKey) -> None:
@@ -86,17 +98,39 @@ async def _read_back_unsure_runs(rt: Runtime, pool: ObjectKey) -> None:
     rt.store.unsure.pop(pool, None)
 
 
-def _state(rt: Runtime, key: ObjectKey) -> PoolState:
+async def _read_silent_workers(rt: Runtime, pool: ObjectKey) -> frozenset[str]:
+    """Read each worker that looks silent from the API server itself, not the watch cache.
+
+    Returns those the read confirms (no new heartbeat, or gone). A read that shows a new
+    heartbeat updates the store, and with it the worker's sighting: it is alive after all.
+    """
+    confirmed = set()
+    for name in sorted(liveness.judge(_state(rt, pool)).suspects):
+        try:
+            body = await rt.transport.get(WORKERS, pool.namespace, name)
+        except errors.NotFound:
+            confirmed.add(name)
+            continue
+        rt.store.put(body)
+        if not liveness.alive(rt.store.sightings[pool].get(name), rt.clock()):
+            confirmed.add(name)
+    return frozenset(confirmed)
+
+
+def _state(rt: Runtime, key: ObjectKey, confirmed_silent: frozenset[str] = frozenset()) -> PoolState:
     store = rt.store
+    # Finished runs decide nothing (no slot, no deadline, no status count): leaving them out
+    # keeps a pass proportional to the runs in flight, not to the pool's history.
+    in_flight = [r for r in store.runs.of(key) if r.status.state not in TERMINAL]
     return PoolState(
         name=key.name,
         pool=store.pools.get(key),
         queues=store.queues.of(key),
         workers=store.workers.of(key),
-        # Finished runs decide nothing (no slot, no deadline, no status count): leaving them out
-        # keeps a pass proportional to the runs in flight, not to the pool's history.
-        runs=[r for r in store.runs.of(key) if r.status.state not in TERMINAL],
+        runs=in_flight,
         now=rt.clock(),
+        sightings=store.sightings_for(key, {r.status.worker for r in in_flight if r.status.worker}),
+        confirmed_silent=confirmed_silent,
     )
 
 
@@ -105,7 +139,12 @@ RUN_WRITES_IN_FLIGHT = 16
 
 
 async def _apply_run_changes(rt: Runtime, pool: ObjectKey, changes: Sequence[runs.RunChange]) -> None:
-    """Write each run's status patch on the exact version it was decided on; post its event if it landed."""
+    """Write each run's status patch on the exact version it was decided on; post its event if it landed.
+
+    Returns only when every write has ended: a write still in flight when the pass moved on would
+    be a grant the next pass does not count. A write with an unknown outcome is marked unsure (read
+    back before the pool is decided again); the first such error is raised after all have ended.
+    """
     gate = asyncio.Semaphore(RUN_WRITES_IN_FLIGHT)
 
     async def apply(change: runs.RunChange) -> None:
@@ -135,7 +174,9 @@ async def _apply_run_changes(rt: Runtime, pool: ObjectKey, changes: Sequence[run
         if change.event is not None:
             await _post(rt, change.run, change.event)
 
-    await asyncio.gather(*(apply(change) for change in changes))
+    outcomes = await asyncio.gather(*(apply(change) for change in changes), return_exceptions=True)
+    if failures := [o for o in outcomes if isinstance(o, BaseException)]:
+        raise failures[0]
 
 
 def default_queue_manifest(pool: WorkPool) -> dict[str, Any]:
@@ -212,9 +253,11 @@ async def _write_status(
     return True
 
 
-async def _delete_worker(rt: Runtime, namespace: str, name: str) -> None:
-    with contextlib.suppress(errors.NotFound):  # already gone: what we wanted
-        await rt.transport.delete(WORKERS, namespace, name)
+async def _delete_worker(rt: Runtime, worker: Worker) -> None:
+    """Delete the version judged expired only: one that heartbeat since must stay (Conflict)."""
+    meta = worker.metadata
+    with contextlib.suppress(errors.NotFound, errors.Conflict):  # gone already, or alive again
+        await rt.transport.delete(WORKERS, meta.namespace or "", meta.name, resource_version=meta.resource_version)
 
 
 async def _post(rt: Runtime, obj: Resource, event: Event) -> None:

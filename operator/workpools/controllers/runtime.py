@@ -12,15 +12,10 @@ from workpools.api.meta import ObjectKey
 from workpools.cache.store import Store
 from workpools.cache.wakeups import Wakeups
 from workpools.client.transport import Transport
+from workpools.clock import utc_now
 
 FIELD_MANAGER = "workpools-operator"
 """Field manager of every write the operator makes; managedFields show exactly what it owns."""
-
-
-def utc_now() -> datetime.datetime:
-    # Microseconds matter: the order in which queue priority requests were first seen is kept
-    # in status timestamps, and two requests a few milliseconds apart must not tie.
-    return datetime.datetime.now(datetime.UTC)
 
 
 @dataclass

@@ -57,16 +57,17 @@ def plan_pool(
     plan = PoolPlan()
     for gone in deletions:
         plan.events.append((gone, Event(EventType.NORMAL, "Deleted", f"{gone.KIND} {gone.metadata.name} deleted")))
-    online = _plan_workers(plan, state)
+    judgement = liveness.judge(state)
+    online = _plan_workers(plan, state, judgement)
     if state.pool is not None:
-        _plan_pool(plan, state, state.pool, online)
+        _plan_pool(plan, state, state.pool, online, judgement.observer_suspected)
     _plan_queues(plan, state, online)
     _plan_updates(plan, state, changes)
     return plan
 
 
-def _plan_workers(plan: PoolPlan, state: PoolState) -> list[Worker]:
-    """Each worker's phase from its heartbeat; the expired ones to delete. Returns the Online ones."""
+def _plan_workers(plan: PoolPlan, state: PoolState, judgement: liveness.Judgement) -> list[Worker]:
+    """Each worker's phase (core/liveness.py); the expired ones to delete. Returns the Online ones."""
     pool, now = state.pool, state.now
     ttl = pool.spec.worker_ttl_after_offline_seconds if pool is not None else None
     assigned = Counter(r.status.worker for r in state.holders if r.status.worker)
@@ -74,14 +75,16 @@ def _plan_workers(plan: PoolPlan, state: PoolState) -> list[Worker]:
     online = []
     for worker in state.workers:
         name = worker.metadata.name
-        if pool is not None and liveness.expired(worker, ttl, now):
+        if pool is not None and liveness.expired(worker, judgement, ttl, now):
             plan.delete_workers.append(name)
             plan.events.append(
                 (pool, Event(EventType.NORMAL, "WorkerDeleted", f"deleted Worker {name}: Offline for more than {ttl}s"))
             )
             continue
+        # A silent worker stays Online as written until a direct read confirms it (a suspect).
+        phase = WorkerPhase.OFFLINE if name in judgement.offline else WorkerPhase.ONLINE
         status = _worker_status(
-            worker, pool_exists=pool is not None, queue_names=queue_names, assigned=assigned[name], now=now
+            worker, phase, pool_exists=pool is not None, queue_names=queue_names, assigned=assigned[name], now=now
         )
         plan.worker_statuses[name] = status
         if status.phase is WorkerPhase.ONLINE:
@@ -104,7 +107,9 @@ def _plan_workers(plan: PoolPlan, state: PoolState) -> list[Worker]:
     return online
 
 
-def _plan_pool(plan: PoolPlan, state: PoolState, pool: WorkPool, online: Sequence[Worker]) -> None:
+def _plan_pool(
+    plan: PoolPlan, state: PoolState, pool: WorkPool, online: Sequence[Worker], observer_suspected: str
+) -> None:
     default_queue = default_queue_name(state.name)
     plan.create_default_queue = pool.metadata.deletion_timestamp is None and not any(
         q.metadata.name == default_queue for q in state.queues
@@ -121,9 +126,34 @@ def _plan_pool(plan: PoolPlan, state: PoolState, pool: WorkPool, online: Sequenc
         invalid=problems,
         now=state.now,
     )
+    plan.pool_status = _reclaim_suspension(plan.pool_status, observer_suspected, pool.metadata.generation, state.now)
     plan.events += [(pool, e) for e in pool_events(pool.status, plan.pool_status, name=state.name)]
+    if observer_suspected and not _reclaim_suspended(pool.status.conditions):
+        plan.events.append((pool, Event(EventType.WARNING, Reason.RECLAIM_SUSPENDED, observer_suspected)))
     if problems and not _invalid(pool.status.conditions):
         plan.events.append((pool, Event(EventType.WARNING, Reason.TEMPLATE_INVALID, problems)))
+
+
+def _reclaim_suspension(
+    status: WorkPoolStatus, suspected: str, generation: int | None, now: datetime.datetime
+) -> WorkPoolStatus:
+    """The ReclaimSuspended condition: True while too many workers look lost at once; absent until first needed."""
+    if not suspected and not any(c.type == ConditionType.RECLAIM_SUSPENDED for c in status.conditions):
+        return status
+    conditions = set_condition(
+        status.conditions,
+        ConditionType.RECLAIM_SUSPENDED,
+        bool(suspected),
+        Reason.RECLAIM_SUSPENDED if suspected else Reason.WORKERS_REACHABLE,
+        suspected or "workers go silent one at a time: reclaiming normally",
+        generation=generation,
+        now=now,
+    )
+    return status.model_copy(update={"conditions": conditions})
+
+
+def _reclaim_suspended(conditions: Sequence[Condition]) -> bool:
+    return any(c.type == ConditionType.RECLAIM_SUSPENDED and c.status == "True" for c in conditions)
 
 
 def _plan_queues(plan: PoolPlan, state: PoolState, online: Sequence[Worker]) -> None:
@@ -167,10 +197,15 @@ def _plan_updates(plan: PoolPlan, state: PoolState, changes: Sequence[SpecChange
 
 
 def _worker_status(
-    worker: Worker, *, pool_exists: bool, queue_names: set[str], assigned: int, now: datetime.datetime
+    worker: Worker,
+    phase: WorkerPhase,
+    *,
+    pool_exists: bool,
+    queue_names: set[str],
+    assigned: int,
+    now: datetime.datetime,
 ) -> WorkerStatus:
     current, generation = worker.status, worker.metadata.generation
-    phase = liveness.phase(worker, now)
     online = phase is WorkerPhase.ONLINE
     conditions = set_condition(
         current.conditions,

@@ -70,10 +70,10 @@ def run_view(run: FlowRun, pool: str) -> RunView:
     )
 
 
-def worker_view(worker: Worker, now: datetime.datetime) -> WorkerView:
+def worker_view(worker: Worker, judgement: liveness.Judgement) -> WorkerView:
     return WorkerView(
         name=worker.metadata.name,
-        online=liveness.phase(worker, now).value == "Online",
+        online=worker.metadata.name in judgement.online,
         draining=worker.spec.draining,
         queues=frozenset(worker.spec.work_queues),
         limit=worker.spec.limit,
@@ -84,9 +84,13 @@ def worker_view(worker: Worker, now: datetime.datetime) -> WorkerView:
 
 
 def lifecycle_changes(state: PoolState) -> list[RunChange]:
-    """Every operator-written move except admission, for the pool's unfinished runs."""
+    """Every operator-written move except admission, for the pool's unfinished runs.
+
+    Runs of a deleted pool keep their state: its Workers go with it (garbage collection), but
+    their processes may well still be running them, so nothing is reclaimed there.
+    """
     now, pool = state.now, state.pool
-    online = {w.metadata.name for w in state.workers if liveness.phase(w, now).value == "Online"}
+    lost = liveness.judge(state).lost if pool is not None else frozenset()
     draining = {w.metadata.name for w in state.workers if w.spec.draining}
     timeout = pool.spec.pending_timeout_seconds if pool is not None else None
     changes = []
@@ -97,7 +101,8 @@ def lifecycle_changes(state: PoolState) -> list[RunChange]:
         if current is None:
             change: RunChange | None = _start(run, now)
         elif current in SLOT_HOLDING:  # recovery first: a lost worker cannot finish a cancellation
-            change = _recover(run, online, draining, timeout, now) or (_cancel(run, now) if run.spec.cancel else None)
+            recovered = _recover(run, lost, draining, timeout, now) if pool is not None else None
+            change = recovered or (_cancel(run, now) if run.spec.cancel else None)
         elif run.spec.cancel:
             change = _cancel(run, now)
         else:
@@ -143,11 +148,11 @@ def _cancel(run: FlowRun, now: datetime.datetime) -> RunChange | None:
 
 
 def _recover(
-    run: FlowRun, online: set[str], draining: set[str], timeout: int | None, now: datetime.datetime
+    run: FlowRun, lost_workers: frozenset[str], draining: set[str], timeout: int | None, now: datetime.datetime
 ) -> RunChange | None:
-    """No slot outlives its worker: reclaim the slot of a run whose worker is gone or stuck."""
+    """No slot outlives its worker: reclaim the slot of a run whose worker is lost (core/liveness.py) or stuck."""
     worker, current, name = run.status.worker, run.status.state, run.metadata.name
-    lost = worker is None or worker not in online
+    lost = worker is None or worker in lost_workers
     if current is S.PENDING and lost:
         return _requeue(run, f"worker {worker} went offline before starting it", "WorkerLost", now)
     if current is S.PENDING and worker in draining:
@@ -218,6 +223,7 @@ def _finished(state: StateType, name: str, message: str, now: datetime.datetime)
 def admission_changes(state: PoolState) -> list[RunChange]:
     """Grants (Scheduled → Pending, bound to a worker) and the reasons the other runs wait."""
     now, pool = state.now, state.pool
+    judgement = liveness.judge(state)
     effective, _ = queue_priorities(state.queues, now)
     queues = [
         QueueView(q.metadata.name, state.name, q.spec.paused, q.spec.concurrency_limit, effective[q.metadata.name])
@@ -235,7 +241,7 @@ def admission_changes(state: PoolState) -> list[RunChange]:
         pool_view,
         queues,
         [run_view(r, state.name) for r in live],
-        [worker_view(w, now) for w in state.workers],
+        [worker_view(w, judgement) for w in state.workers],
         now=now,
     )
     changes = []

@@ -7,18 +7,18 @@ run is identified by its name alone.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from functools import cached_property
 
 from workpools.api.flowrun import FlowRun
 from workpools.api.states import SLOT_HOLDING, StateType
-from workpools.api.worker import Worker
+from workpools.api.worker import HEARTBEAT_INTERVAL_DEFAULT, Worker
 from workpools.api.workpool import WorkPool
 from workpools.api.workqueue import WorkQueue
 
-__all__ = ["PoolState", "PoolView", "QueueView", "RunView", "WorkerView"]
+__all__ = ["PoolState", "PoolView", "QueueView", "RunView", "Sighting", "WorkerView"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +69,17 @@ class WorkerView:
         return not self.queues or queue in self.queues
 
 
+@dataclass(frozen=True, slots=True)
+class Sighting:
+    """What the operator saw of one worker's heartbeat, on the operator's clock (core/liveness.py)."""
+
+    heartbeat: datetime | None
+    """status.lastHeartbeatTime as last seen: compared for change only, never against a clock."""
+    seen_at: datetime | None
+    """When the operator first saw that value; None: not seen beating since the operator started."""
+    interval: timedelta = timedelta(seconds=HEARTBEAT_INTERVAL_DEFAULT)
+
+
 @dataclass(frozen=True)
 class PoolState:
     """What the store holds for one pool (which may be gone while its members remain), at `now`."""
@@ -79,6 +90,10 @@ class PoolState:
     workers: Sequence[Worker]
     runs: Sequence[FlowRun]
     now: datetime
+    sightings: Mapping[str, Sighting] = field(default_factory=dict)
+    """Per worker name (also of workers gone from the API), what the operator saw of its heartbeat."""
+    confirmed_silent: frozenset[str] = frozenset()
+    """Workers that a direct read just showed without a new heartbeat (or gone): see core/liveness.py."""
 
     @cached_property
     def holders(self) -> list[FlowRun]:

@@ -24,11 +24,12 @@ from tests.builders import T0, at
 from workpools.api.base import timestamp, to_json
 from workpools.api.flowrun import FlowRun
 from workpools.api.states import StateType
-from workpools.api.worker import Worker
+from workpools.api.worker import Worker, WorkerPhase
 from workpools.api.workpool import WorkPool
 from workpools.api.workqueue import WorkQueue
+from workpools.core.liveness import alive, heartbeat_interval
 from workpools.core.runs import RunChange
-from workpools.core.snapshot import PoolState
+from workpools.core.snapshot import PoolState, Sighting
 
 S = StateType
 DEFAULT_QUEUE = "p-default"
@@ -153,15 +154,36 @@ def pool_state(
     queues: Sequence[WorkQueue] | None = None,
     now: datetime = T0,
 ) -> PoolState:
-    """Pool "p" (a plain one unless given; `without_pool` removes it) with its default queue."""
+    """Pool "p" (a plain one unless given; `without_pool` removes it) with its default queue.
+
+    Workers are as earlier passes left them (see `judged`).
+    """
     return PoolState(
         name="p",
         pool=wp() if pool is None else pool,
         queues=[wq()] if queues is None else queues,
-        workers=workers,
         runs=runs,
         now=now,
+        **judged(workers, runs, now),
     )
+
+
+def judged(workers: Sequence[Worker], runs: Sequence[FlowRun], now: datetime) -> dict[str, Any]:
+    """PoolState's worker fields as if the operator had seen every heartbeat the moment it was
+    written, had already written each worker's phase at `now` (a silent one confirmed Offline; a
+    phase a case sets itself is kept), and had read every bound worker that is gone."""
+    sightings = {
+        w.metadata.name: Sighting(w.status.last_heartbeat_time, w.status.last_heartbeat_time, heartbeat_interval(w))
+        for w in workers
+    }
+    settled = []
+    for worker in workers:
+        phase = worker.status.phase
+        if phase is None:
+            phase = WorkerPhase.ONLINE if alive(sightings[worker.metadata.name], now) else WorkerPhase.OFFLINE
+        settled.append(worker.model_copy(update={"status": worker.status.model_copy(update={"phase": phase})}))
+    gone = {r.status.worker for r in runs if r.status.worker} - set(sightings)
+    return {"workers": settled, "sightings": sightings, "confirmed_silent": frozenset(gone)}
 
 
 def without_pool(state: PoolState) -> PoolState:
@@ -254,4 +276,4 @@ def pool_states(draw: st.DrawFn, *, new_runs: bool = True) -> PoolState:
             workerTTLAfterOfflineSeconds=draw(st.none() | st.integers(min_value=1, max_value=300)),
         )
     queues = [wq(priority=1), wq("other", priority=2, concurrencyLimit=draw(st.none() | st.integers(0, 2)))]
-    return PoolState(name="p", pool=pool, queues=queues, workers=workers, runs=runs, now=T0)
+    return PoolState(name="p", pool=pool, queues=queues, runs=runs, now=T0, **judged(workers, runs, T0))

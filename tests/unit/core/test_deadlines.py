@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from tests.builders import T0, at
 from tests.unit.core.run_support import bound_run, flowrun, pool_state, pool_states, without_pool, wkr, wp
 from workpools.api.states import TERMINAL, StateType
+from workpools.api.worker import Worker
 from workpools.core import liveness
 from workpools.core.deadlines import TICK, next_deadline
 from workpools.core.runs import admission_changes, lifecycle_changes
@@ -33,6 +34,15 @@ FRESH_OFFLINE = at(hours=3) + TICK
 
 def moment(**kw: Any) -> datetime | None:
     return next_deadline(pool_state(now=T0, **kw))
+
+
+def online(worker: Worker, now: datetime) -> bool:
+    return worker.metadata.name in liveness.judge(pool_state(workers=[worker], now=now)).online
+
+
+def expired(worker: Worker, ttl: int, now: datetime) -> bool:
+    state = pool_state(workers=[worker], now=now)
+    return liveness.expired(state.workers[0], liveness.judge(state), ttl, now)
 
 
 # --- nothing time-bound -----------------------------------------------------------------------
@@ -78,16 +88,16 @@ def test_an_online_worker_is_due_just_after_three_intervals(interval: int | None
     boundary = at(seconds=offline_after - 2)
     assert deadline == boundary + TICK
     assert deadline > boundary  # strictly after 3 × interval
-    assert liveness.phase(worker, boundary).value == "Online"
-    assert liveness.phase(worker, deadline).value == "Offline"
+    assert online(worker, boundary)
+    assert not online(worker, deadline)
 
 
 def test_an_offline_worker_is_due_when_its_ttl_ends() -> None:
     worker = wkr("w", heartbeat=at(minutes=-10), offline_since=at(minutes=-8))
     deadline = moment(workers=[worker], pool=wp(workerTTLAfterOfflineSeconds=600))
     assert deadline == at(minutes=2)
-    assert not liveness.expired(worker, 600, deadline - TICK)
-    assert liveness.expired(worker, 600, deadline)
+    assert not expired(worker, 600, deadline - TICK)
+    assert expired(worker, 600, deadline)
 
 
 def test_a_worker_ttl_without_a_ready_false_condition_has_no_moment() -> None:
@@ -182,8 +192,10 @@ def test_a_deadline_is_never_in_the_past(state: PoolState) -> None:
 def observed(state: PoolState) -> Any:
     """Everything the operator would decide at `state.now`, minus the timestamps it would write."""
     ttl = state.pool.spec.worker_ttl_after_offline_seconds if state.pool is not None else None
+    judgement = liveness.judge(state)
     workers = [
-        (w.metadata.name, liveness.phase(w, state.now), liveness.expired(w, ttl, state.now)) for w in state.workers
+        (w.metadata.name, w.metadata.name in judgement.online, liveness.expired(w, judgement, ttl, state.now))
+        for w in state.workers
     ]
     lifecycle = [
         (c.run.metadata.name, c.patch.get("state"), c.patch.get("stateName"), c.event and c.event.reason)

@@ -36,6 +36,8 @@ from tests.unit.core.run_support import (
 from workpools.api.base import timestamp
 from workpools.api.flowrun import FlowRun
 from workpools.api.states import ALLOWED, SLOT_HOLDING, TERMINAL, StateType, Writer
+from workpools.api.worker import Worker
+from workpools.core import liveness
 from workpools.core.runs import (
     RunChange,
     admission_changes,
@@ -115,6 +117,11 @@ def test_run_view_of_a_new_run_is_scheduled_in_the_default_queue() -> None:
     )
 
 
+def view_at(worker: Worker, now: datetime) -> WorkerView:
+    """The worker as admission sees it at `now`, each heartbeat seen when it was written."""
+    return worker_view(worker, liveness.judge(pool_state(workers=[worker], now=now)))
+
+
 @pytest.mark.parametrize(
     ("worker", "online"),
     [
@@ -127,14 +134,14 @@ def test_run_view_of_a_new_run_is_scheduled_in_the_default_queue() -> None:
     ],
 )
 def test_worker_view_is_online_while_the_heartbeat_is_recent(worker: Any, online: bool) -> None:
-    assert worker_view(worker, T0).online is online
+    assert view_at(worker, T0).online is online
 
 
 def test_worker_view_carries_draining_queues_and_limit() -> None:
-    view = worker_view(wkr("w", draining=True, queues=["a", "b"], limit=3), T0)
+    view = view_at(wkr("w", draining=True, queues=["a", "b"], limit=3), T0)
     assert view == WorkerView(name="w", online=True, draining=True, queues=frozenset({"a", "b"}), limit=3)
-    assert worker_view(wkr("w"), T0).queues == frozenset()
-    assert worker_view(wkr("w"), T0).limit is None
+    assert view_at(wkr("w"), T0).queues == frozenset()
+    assert view_at(wkr("w"), T0).limit is None
 
 
 # --- start: a new run joins its queue -----------------------------------------------------------
@@ -404,9 +411,14 @@ def test_a_handed_back_run_with_cancel_is_then_cancelled() -> None:
     assert moves(lifecycle_changes(settle(state, first))) == {"r": (S.SCHEDULED, S.CANCELLED)}
 
 
-def test_recovery_works_when_the_pool_is_gone() -> None:
-    state = without_pool(pool_state(runs=[bound(S.RUNNING)], workers=[], now=NOW))
-    assert moves(lifecycle_changes(state)) == {"r": (S.RUNNING, S.CRASHED)}
+@pytest.mark.parametrize("state", [S.PENDING, S.RUNNING, S.CANCELLING])
+def test_runs_of_a_deleted_pool_keep_their_state(state: StateType) -> None:
+    # Deleting a pool garbage-collects its Workers, but their processes may still be running these
+    # runs: nothing is reclaimed (their workers are gone from the API, not known to be dead).
+    gone = without_pool(pool_state(runs=[bound(state)], workers=[], now=NOW))
+    assert lifecycle_changes(gone) == []
+    cancelled = without_pool(pool_state(runs=[bound(S.RUNNING, cancel=True)], workers=[], now=NOW))
+    assert moves(lifecycle_changes(cancelled)) == {"r": (S.RUNNING, S.CANCELLING)}  # a request still goes through
 
 
 # --- Late -----------------------------------------------------------------------------------

@@ -1,0 +1,100 @@
+"""The store (cache/store.py): what it keeps of the watch streams and of the operator's own writes.
+
+Aspects: a deleted object never comes back (a late write response after the DELETED event);
+the heartbeat sightings it keeps per pool for liveness (on the operator's clock).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from tests.builders import T0, at
+from workpools.api.base import timestamp
+from workpools.api.meta import ObjectKey
+from workpools.cache.store import Store
+from workpools.core.snapshot import Sighting
+
+POOL = ObjectKey("ns", "p")
+
+
+def run_body(name: str, version: int, uid: str = "uid-r") -> dict[str, Any]:
+    return {
+        "apiVersion": "workpools.dev/v1alpha1",
+        "kind": "FlowRun",
+        "metadata": {"name": name, "namespace": "ns", "uid": uid, "resourceVersion": str(version)},
+        "spec": {"workPool": "p"},
+        "status": {"state": "Pending", "worker": "w"},
+    }
+
+
+def worker_body(heartbeat: datetime | None, version: int, phase: str | None = None) -> dict[str, Any]:
+    status: dict[str, Any] = {} if heartbeat is None else {"lastHeartbeatTime": timestamp(heartbeat)}
+    if phase is not None:
+        status["phase"] = phase
+    return {
+        "apiVersion": "workpools.dev/v1alpha1",
+        "kind": "Worker",
+        "metadata": {"name": "w", "namespace": "ns", "uid": "uid-w", "resourceVersion": str(version)},
+        "spec": {"workPool": "p", "heartbeatIntervalSeconds": 10},
+        "status": status,
+    }
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def test_a_write_response_after_the_deletion_does_not_bring_the_run_back() -> None:
+    store = Store()
+    store.put(run_body("r", 5))
+    store.remove(run_body("r", 6))  # the watch's DELETED event
+    assert store.put(run_body("r", 6)) == set()  # our write's response, arriving late
+    assert store.runs.of(POOL) == []
+
+
+def test_an_object_recreated_under_the_same_name_is_a_new_one() -> None:
+    store = Store()
+    store.put(run_body("r", 5))
+    store.remove(run_body("r", 6))
+    assert store.put(run_body("r", 9, uid="uid-r2")) == {POOL}
+    assert [r.metadata.uid for r in store.runs.of(POOL)] == ["uid-r2"]
+
+
+def test_a_worker_is_sighted_when_its_heartbeat_changes_on_the_operator_clock() -> None:
+    clock = Clock()
+    store = Store(clock=clock)
+    skewed = at(hours=-3)  # the worker's clock is three hours behind: only change matters
+    store.put(worker_body(skewed, 1))
+    assert store.sightings[POOL]["w"].seen_at == T0
+    clock.now = at(seconds=10)
+    store.put(worker_body(skewed, 2, phase="Online"))  # our own status write: no new heartbeat
+    assert store.sightings[POOL]["w"].seen_at == T0
+    clock.now = at(seconds=12)
+    store.put(worker_body(at(hours=-3, seconds=10), 3, phase="Online"))
+    assert store.sightings[POOL]["w"] == Sighting(at(hours=-3, seconds=10), at(seconds=12), at(seconds=10) - T0)
+
+
+def test_an_older_worker_version_changes_no_sighting() -> None:
+    clock = Clock()
+    store = Store(clock=clock)
+    store.put(worker_body(at(seconds=5), 7))
+    clock.now = at(seconds=20)
+    store.put(worker_body(T0, 6))  # a late watch event of an older version
+    assert store.sightings[POOL]["w"] == Sighting(at(seconds=5), T0, at(seconds=10) - T0)
+
+
+def test_sightings_are_kept_for_bound_workers_and_pruned_for_the_rest() -> None:
+    clock = Clock()
+    store = Store(clock=clock)
+    store.put(worker_body(T0, 1))
+    store.remove(worker_body(T0, 2))  # deleted while a run is still bound to it
+    assert set(store.sightings_for(POOL, {"w"})) == {"w"}
+    assert store.sightings_for(POOL, set()) == {}
+    clock.now = at(minutes=1)
+    # A bound worker never seen (gone before the operator started) is taken as seen now.
+    assert store.sightings_for(POOL, {"old"}) == {"old": Sighting(None, at(minutes=1))}

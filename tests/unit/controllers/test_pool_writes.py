@@ -1,0 +1,123 @@
+"""How the pool reconciler writes (controllers/pools.py), with a scripted transport in place of
+the API server: only the order and outcome of writes are under test here, so each call answers
+what the case needs (the integration tests run the same code against a real API server).
+
+Aspects: a pass never ends with its own writes in flight, and a write with an unknown outcome is
+read back before the pool is decided again; a worker is deleted for its TTL only on the version
+judged; a silent worker is read directly before anything is decided about it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from tests.builders import T0
+from tests.unit.core.run_support import flowrun, wkr
+from workpools.api.base import to_json
+from workpools.api.meta import ObjectKey
+from workpools.api.states import StateType
+from workpools.cache.store import Store
+from workpools.cache.wakeups import Wakeups
+from workpools.client import errors
+from workpools.client.transport import ResourceType
+from workpools.controllers import pools
+from workpools.controllers.runtime import Runtime
+from workpools.core.runs import RunChange
+
+POOL = ObjectKey("ns", "p")
+Answer = Callable[[str, dict[str, Any]], Awaitable[Any]]
+
+
+class ScriptedTransport:
+    """Answers each call with the script's coroutine for that verb; records every call."""
+
+    def __init__(self, **answers: Answer) -> None:
+        self.answers = answers
+        self.calls: list[tuple[str, str, dict[str, Any]]] = []
+
+    async def _call(self, verb: str, name: str, options: dict[str, Any]) -> Any:
+        self.calls.append((verb, name, options))
+        return await self.answers[verb](name, options)
+
+    async def patch(self, rt: ResourceType, namespace: str, name: str, patch: Any, **options: Any) -> Any:
+        return await self._call("patch", name, {"patch": patch, **options})
+
+    async def get(self, rt: ResourceType, namespace: str, name: str) -> Any:
+        return await self._call("get", name, {})
+
+    async def delete(self, rt: ResourceType, namespace: str, name: str, **options: Any) -> None:
+        await self._call("delete", name, options)
+
+
+def runtime(transport: ScriptedTransport) -> Runtime:
+    async def reconcile(pool: ObjectKey) -> None:
+        return None
+
+    return Runtime(transport=transport, store=Store(), wakeups=Wakeups(reconcile), clock=lambda: T0)  # type: ignore[arg-type]
+
+
+def grant(name: str) -> RunChange:
+    run = flowrun(name, state=StateType.SCHEDULED)
+    run.metadata.uid, run.metadata.resource_version = f"uid-{name}", "1"
+    return RunChange(run, {"state": "Pending", "worker": "w"}, granted_to="w")
+
+
+def landed(name: str) -> dict[str, Any]:
+    body = to_json(flowrun(name, state=StateType.PENDING, worker="w"), as_read=True)
+    body["metadata"].update({"uid": f"uid-{name}", "resourceVersion": "2"})
+    return {"apiVersion": "workpools.dev/v1alpha1", "kind": "FlowRun", **body}
+
+
+def test_a_failed_write_ends_the_pass_only_once_its_sibling_writes_have_ended() -> None:
+    # Pool limit 2 and two grants decided: one write is reset, the other is slow. Ending the pass
+    # at the first failure would let the next pass decide without the slow grant: a third slot.
+    slow = asyncio.Event()
+
+    async def patch(name: str, options: dict[str, Any]) -> dict[str, Any]:
+        if name == "reset":
+            raise errors.Unavailable("connection reset by peer", kind="FlowRun", name=name)
+        await slow.wait()
+        return landed(name)
+
+    rt = runtime(ScriptedTransport(patch=patch))
+
+    async def scenario() -> None:
+        writing = asyncio.create_task(pools._apply_run_changes(rt, POOL, [grant("reset"), grant("slow")]))
+        await asyncio.sleep(0.05)
+        assert not writing.done(), "the pass ended while one of its grants was still on the wire"
+        slow.set()
+        with pytest.raises(errors.Unavailable):
+            await writing
+
+    asyncio.run(scenario())
+    assert rt.store.unsure[POOL] == {"reset"}  # may have landed: read back before deciding again
+    assert [r.status.worker for r in rt.store.runs.of(POOL)] == ["w"]  # the slow grant counts
+
+
+def test_a_write_with_unknown_outcome_is_read_back_before_the_pool_is_decided() -> None:
+    async def get(name: str, options: dict[str, Any]) -> dict[str, Any]:
+        return landed(name)  # it had landed after all
+
+    transport = ScriptedTransport(get=get)
+    rt = runtime(transport)
+    rt.store.unsure[POOL].add("reset")
+    asyncio.run(pools._read_back_unsure_runs(rt, POOL))
+    assert [call[:2] for call in transport.calls] == [("get", "reset")]
+    assert [r.status.state for r in rt.store.runs.of(POOL)] == ["Pending"]
+    assert not rt.store.unsure.get(POOL)
+
+
+def test_an_expired_worker_is_deleted_only_in_the_version_judged() -> None:
+    async def delete(name: str, options: dict[str, Any]) -> None:
+        raise errors.Conflict("the object has been modified", kind="Worker", name=name)  # it beat meanwhile
+
+    transport = ScriptedTransport(delete=delete)
+    rt = runtime(transport)
+    judged = wkr("w").model_copy(deep=True)
+    judged.metadata.resource_version = "41"
+    asyncio.run(pools._delete_worker(rt, judged))  # a Conflict is "alive again", not an error
+    assert transport.calls == [("delete", "w", {"resource_version": "41"})]
