@@ -140,3 +140,29 @@ def test_a_restarted_worker_never_runs_a_run_twice(
         lambda: (s := status(installed, namespace, "once")).get("state") == "Crashed" and s, what="Crashed, not re-run"
     )
     assert crashed["message"] == "worker w1 restarted while it was running"
+
+
+def alive(pid: int) -> bool:
+    """Running or sleeping: a zombie (dead, not yet reaped by whoever inherited it) does not count."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_a_killed_worker_leaves_no_process_of_its_runs_behind(
+    installed: Kubectl, operator: OperatorProcess, namespace: str, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    # The run's shell and the child it forks into the background: both must die with the worker,
+    # or a run reclaimed after the worker's death would execute twice on the machine.
+    pids = tmp_path / "pids"
+    script = f"sleep 300 & echo $! >> {pids}; echo $$ >> {pids}; wait"
+    installed.apply(pool("p"), run("r", "p", command=f"sh -c '{script}'"), namespace=namespace)
+    worker = start_worker("--pool", "p", "--heartbeat-interval", "30")
+    wait_for(lambda: status(installed, namespace, "r").get("state"), equals="Running", what="Running")
+    started = wait_for(lambda: len(lines := pids.read_text().split()) == 2 and lines if pids.exists() else None)
+    assert all(alive(int(pid)) for pid in started)
+    worker.kill()  # SIGKILL: no drain, no cleanup code of its own runs
+    worker.wait()
+    wait_for(lambda: not any(alive(int(pid)) for pid in started), timeout=10, what="the run's processes gone")

@@ -111,7 +111,10 @@ def test_workers_are_read_newest_heartbeat_first_filtered_and_windowed(
 ) -> None:
     installed.apply(pool("p"), pool("other"), worker("never-b", "p"), worker("never-a", "p"), namespace=namespace)
     now = datetime.datetime.now(UTC).replace(microsecond=0)
-    beats = {  # explicit heartbeat times; interval 30 s, so Offline after 90 s of silence
+    # Explicit heartbeat times (what the reads order and filter by). Liveness does not read them:
+    # it counts from when the operator saw a beat, so w-old beats every 1 s and is Offline after 3 s
+    # of silence; the others beat every 30 s and stay Online for 90 s.
+    beats = {
         "w-old": now - datetime.timedelta(hours=1),
         "w-mid": now - datetime.timedelta(seconds=10),
         "w-new": now,
@@ -122,7 +125,10 @@ def test_workers_are_read_newest_heartbeat_first_filtered_and_windowed(
     async def send(_: WorkpoolsClient) -> None:
         for name, at in beats.items():
             pool_name = "other" if name == "w-elsewhere" else "p"
-            await Heartbeat(admin.transport, namespace=namespace, pool=pool_name, name=name).beat(now=at)
+            interval = 1 if name == "w-old" else None
+            await Heartbeat(admin.transport, namespace=namespace, pool=pool_name, name=name, interval=interval).beat(
+                now=at
+            )
 
     admin(send)
     wait_for(
@@ -244,16 +250,16 @@ def test_heartbeat_through_the_client_registers_once_then_writes_status_once_per
     spec = installed.get("wkr", "w1", namespace)["spec"]
     assert (spec["heartbeatIntervalSeconds"], spec["workQueues"], spec.get("limit")) == (10, [], None)
 
-    as_worker.calls.clear()  # no interval given: the recorded one stays (Prefect sets it only when given)
-    as_worker(lambda c: c.heartbeat("p", "w1"))
-    assert as_worker.calls == [("get", "workers", "w1"), ("patch", "workers/status", "w1")]
-    assert installed.get("wkr", "w1", namespace)["spec"]["heartbeatIntervalSeconds"] == 10
-
     installed("delete", "wkr", "w1", "-n", namespace)  # deleted under a running worker: the next beat registers anew
     as_worker.calls.clear()
     again = as_worker(lambda c: c.heartbeat("p", "w1", interval=10))
     assert [verb for verb, _, _ in as_worker.calls] == ["patch", "get", "get", "create", "patch"]
     assert again.metadata.uid != first.metadata.uid
+
+    as_worker.calls.clear()  # no interval given: the recorded one stays (Prefect sets it only when given)
+    as_worker(lambda c: c.heartbeat("p", "w1"))
+    assert as_worker.calls == [("get", "workers", "w1"), ("patch", "workers/status", "w1")]
+    assert installed.get("wkr", "w1", namespace)["spec"]["heartbeatIntervalSeconds"] == 10
 
 
 def test_worker_calls_raise_typed_errors(

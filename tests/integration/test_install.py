@@ -606,13 +606,18 @@ def _operator_needs() -> dict[Grant, Reason]:
         "controllers/pools.py",
         ("await rt.transport.get(FLOWRUNS, pool.namespace, name)",),
     )
+    needs[Grant("cluster", GROUP, "workers", "get")] = Reason(
+        "a silent worker is read directly (not from the watch cache) before it is judged Offline",
+        "controllers/pools.py",
+        ("await rt.transport.get(WORKERS, pool.namespace, name)",),
+    )
     needs[Grant("cluster", GROUP, "workqueues", "create")] = Reason(
         "each pool's default queue", "controllers/pools.py", ("await rt.transport.create(WORKQUEUES,",)
     )
     needs[Grant("cluster", GROUP, "workers", "delete")] = Reason(
         "Workers offline longer than the pool's TTL are deleted",
         "controllers/pools.py",
-        ("await rt.transport.delete(WORKERS, namespace, name)",),
+        ("await rt.transport.delete(WORKERS,", "resource_version=meta.resource_version"),
     )
     needs[Grant("cluster", "", "events", "create")] = Reason(
         "lifecycle Events about our objects (core/v1 Events)", "client/events.py", ("await transport.create(EVENTS,",)

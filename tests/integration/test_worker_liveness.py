@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,29 @@ def test_heartbeats_drive_worker_and_pool_phases_with_one_event_per_transition(
         equals={"Created": 1, "Ready": 2, "NotReady": 1},
         what="one event per pool transition",
     )
+
+
+@pytest.mark.parametrize("skew_minutes", [-10, 10])
+def test_a_worker_whose_clock_is_minutes_off_is_judged_by_when_its_heartbeats_arrive(
+    installed: Kubectl, operator: OperatorProcess, namespace: str, workers: Any, skew_minutes: int
+) -> None:
+    # Liveness runs on the operator's clock from the moment a heartbeat is seen: the worker's own
+    # timestamps are compared only for change, so skew neither kills a live worker nor keeps a dead one.
+    installed.apply(pool("p"), namespace=namespace)
+    worker, skew = workers("p", "w1", interval=1), timedelta(minutes=skew_minutes)
+    worker.beat(skew)
+    wait_for(lambda: phase(installed, "wkr", "w1", namespace), equals="Online", what="the worker Online")
+    beating_until = time.monotonic() + 5  # five intervals of steady beats: Online throughout
+    while True:
+        worker.beat(skew)
+        silent_at = time.monotonic()
+        assert phase(installed, "wkr", "w1", namespace) == "Online"
+        if silent_at > beating_until:
+            break
+        time.sleep(0.5)
+    wait_for(lambda: phase(installed, "wkr", "w1", namespace), equals="Offline", timeout=10, what="the worker Offline")
+    assert 2.8 <= time.monotonic() - silent_at <= 3 + 5  # 3 s from when the operator saw the beat
+    assert reasons(installed, namespace, "w1") == {"WorkerOnline": 1, "WorkerOffline": 1}
 
 
 def test_a_paused_pool_stays_paused_while_workers_come_and_go(

@@ -24,8 +24,9 @@ class SimulatedWorker:
     def _run(self, coroutine: Any) -> Any:
         return self._loop.run_until_complete(coroutine)
 
-    def beat(self) -> Any:
-        return self._run(self.heartbeat.beat())
+    def beat(self, clock_skew: datetime.timedelta = datetime.timedelta(0)) -> Any:
+        """One heartbeat, stamped by a clock `clock_skew` off the real one."""
+        return self._run(self.heartbeat.beat(datetime.datetime.now(datetime.UTC) + clock_skew))
 
     def move(self, run: str, state: str, **fields: Any) -> dict[str, Any]:
         """Write the run's status as its worker (e.g. Running, Completed); raises the client's errors."""

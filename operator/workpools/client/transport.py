@@ -283,8 +283,8 @@ class Transport:
         selectors: dict[str, Any] = {
             k: v for k, v in (("field_selector", field_selector), ("label_selector", label_selector)) if v
         }
-        # A stalled connection (no byte for longer than the server's own timeout) is a broken one.
-        stream_timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=server_timeout + 30)
+        # The server ends a watch after `server_timeout`; one still open well after that is stalled.
+        stream_timeout = float(server_timeout + 30)
         version: str | None = None
         pause = WATCH_RETRY[0]
         while True:

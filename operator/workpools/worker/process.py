@@ -4,6 +4,13 @@ It never polls for work. It watches the runs whose `status.worker` is its name (
 binds runs like the scheduler binds pods), and for each Pending one: moves it to Running, runs
 its command as a child process, and reports Completed or Failed. It writes only the transitions
 DESIGN §4 gives to the bound worker, each on the exact version it read.
+
+Its half of the reclaim protocol (README, "Admission"): once no heartbeat of its own has been
+accepted for `3 × interval − margin` (its monotonic clock; margin = one interval) it *fences*
+itself: it stops every run it executes and starts none until a heartbeat lands again, because by
+`3 × interval` the operator may give those slots to someone else. A run it finds ended by the
+operator, or bound elsewhere, is killed at once. Each run's processes sit under a small supervisor
+(`supervise.py`) that kills them if this process dies, so no run outlives its worker.
 """
 
 from __future__ import annotations
@@ -15,13 +22,17 @@ import datetime
 import logging
 import os
 import shlex
+import shutil
 import signal
+import sys
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from workpools.api.base import timestamp
 from workpools.api.flowrun import FlowRun
-from workpools.api.states import StateType
+from workpools.api.states import TERMINAL, StateType
 from workpools.client import errors
 from workpools.client.heartbeats import FIELD_MANAGER, Heartbeat
 from workpools.client.resources import FLOWRUNS, WORKPOOLS
@@ -34,6 +45,10 @@ S = StateType
 STDERR_LINES = 20
 MESSAGE_CHARS = 1024
 """Bounded: the last lines of stderr go into status.message, never the whole stream."""
+
+SUPERVISOR = str(Path(__file__).with_name("supervise.py"))
+RETRY = (0.5, 10.0)
+"""Backoff (first, most seconds) for what must eventually get through: the watch, a run's report."""
 
 
 def utc_now() -> datetime.datetime:
@@ -95,13 +110,25 @@ class ProcessWorker:
         )
         self.executions: dict[str, Execution] = {}
         self.draining = False
+        self.fence_after = 2.0 * interval
+        """Seconds without an accepted heartbeat after which runs are stopped: 3 × interval − margin,
+        margin one interval (enough to stop them: SIGTERM, SIGKILL half a margin later)."""
+        self.accepted_at = time.monotonic()
+        """Monotonic time at which the last accepted heartbeat was sent (not answered: conservative)."""
+        self.deferred: set[str] = set()
+        """Pending runs seen while fenced: looked at again once a heartbeat lands."""
+
+    @property
+    def fenced(self) -> bool:
+        return time.monotonic() - self.accepted_at > self.fence_after
 
     async def serve(self, stop: asyncio.Event) -> None:
         """Heartbeat and run bound runs until `stop` is set; then drain gracefully and return."""
-        await self.heartbeat.beat()  # raises PoolNotFound before anything else happens
+        await self._beat()  # raises PoolNotFound before anything else happens
         logger.info("worker %s serving pool %s in namespace %s", self.name, self.pool, self.namespace)
         background = [
             asyncio.create_task(self._heartbeats(), name="heartbeats"),
+            asyncio.create_task(self._fence(), name="fence"),
             asyncio.create_task(self._watch_bound_runs(), name="bound runs"),
         ]
         stopped = asyncio.create_task(stop.wait())
@@ -131,31 +158,78 @@ class ProcessWorker:
 
     # -- loops ---------------------------------------------------------------------------------
 
+    async def _beat(self) -> None:
+        sent = time.monotonic()
+        await self.heartbeat.beat()
+        was_fenced, self.accepted_at = self.fenced, sent
+        if was_fenced:
+            logger.info("a heartbeat was accepted again: taking runs")
+            for name in sorted(self.deferred):
+                self.deferred.discard(name)
+                with contextlib.suppress(errors.WorkpoolsError):
+                    await self._on_bound_run(
+                        FlowRun.model_validate(await self.transport.get(FLOWRUNS, self.namespace, name))
+                    )
+
     async def _heartbeats(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
             try:
-                await self.heartbeat.beat()
+                await self._beat()
             except errors.WorkpoolsError as error:  # a missed beat is survivable; the next one may land
                 logger.warning("heartbeat failed: %s", error)
 
+    async def _fence(self) -> None:
+        """Stop every run once the operator may consider this worker gone (whatever requests do)."""
+        while True:
+            await asyncio.sleep(min(0.25, self.interval / 4))
+            running = [e for e in self.executions.values() if not e.abandoned]
+            if self.fenced and running:
+                silent = time.monotonic() - self.accepted_at
+                logger.error("no heartbeat accepted for %.1fs: stopping %d runs", silent, len(running))
+                for execution in running:
+                    execution.abandoned = (
+                        f"worker {self.name} stopped it: no heartbeat accepted for {silent:.0f}s "
+                        f"(its slot may be given to another worker after {3 * self.interval}s)"
+                    )
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(execution.process.pid, signal.SIGTERM)
+                await asyncio.sleep(self.interval / 2)  # half the margin to go; then no more asking
+                for execution in running:
+                    self._kill(execution)
+
     async def _watch_bound_runs(self) -> None:
-        async for kind, body in self.transport.watch(
-            FLOWRUNS, self.namespace, field_selector=f"status.worker={self.name}"
-        ):
-            run = FlowRun.model_validate(body)
-            if kind == "DELETED":
-                if (execution := self.executions.get(run.metadata.name)) is not None:
-                    execution.abandoned = "the FlowRun was deleted"
-                    await self._terminate(run.metadata.name, execution)
-                continue
-            await self._on_bound_run(run)
+        pause = RETRY[0]
+        while True:  # the transport resumes broken connections itself; this outlives refusals too
+            try:
+                async for kind, body in self.transport.watch(
+                    FLOWRUNS, self.namespace, field_selector=f"status.worker={self.name}", server_timeout=60
+                ):
+                    pause = RETRY[0]
+                    run = FlowRun.model_validate(body)
+                    if kind == "DELETED":  # deleted, or bound to another worker: not ours to run any more
+                        if (execution := self.executions.get(run.metadata.name)) is not None:
+                            execution.abandoned = "the FlowRun was deleted or bound to another worker"
+                            self._kill(execution)
+                        continue
+                    await self._on_bound_run(run)
+            except errors.WorkpoolsError as error:
+                logger.warning("watching bound runs failed (%s); again in %.1fs", error, pause)
+                await asyncio.sleep(pause)
+                pause = min(RETRY[1], pause * 2)
 
     async def _on_bound_run(self, run: FlowRun) -> None:
         name, state = run.metadata.name, run.status.state
         mine = name in self.executions
         if state is S.PENDING and not mine and not self.draining:
-            await self._start(run)
+            if self.fenced:
+                self.deferred.add(name)
+            else:
+                await self._start(run)
+        elif state in TERMINAL and mine:  # ended by the operator (e.g. Crashed): its slot is gone
+            execution = self.executions[name]
+            execution.abandoned = execution.abandoned or f"the operator marked it {state.value}"
+            self._kill(execution)
         elif state is S.RUNNING and not mine:
             # Started by an earlier process of this worker that died: never run it twice.
             await self._write(
@@ -181,6 +255,11 @@ class ProcessWorker:
         except templates.TemplateError as error:
             await self._write(run, S.FAILED, message=f"cannot build the command: {error}", endTime=timestamp(utc_now()))
             return
+        if shutil.which(argv[0]) is None:
+            await self._write(
+                run, S.FAILED, message=f"cannot start {argv[0]!r}: no such executable", endTime=timestamp(utc_now())
+            )
+            return
         started = await self._write(run, S.RUNNING, startTime=timestamp(utc_now()), message=None)
         if started is None:
             return  # it moved on meanwhile (cancelled, reclaimed): not ours to run
@@ -189,9 +268,15 @@ class ProcessWorker:
             "WORKPOOLS_FLOW_RUN": name,
             "WORKPOOLS_WORK_POOL": self.pool,
             "WORKPOOLS_NAMESPACE": self.namespace,
+            "WORKPOOLS_WORKER": self.name,
         }
         try:
             process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-I",
+                SUPERVISOR,
+                str(os.getpid()),
+                "--",
                 *argv,
                 stdin=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE,
@@ -207,10 +292,14 @@ class ProcessWorker:
         logger.info("run %s started: %s", name, shlex.join(argv))
 
     async def _supervise(self, name: str, execution: Execution) -> None:
-        assert execution.process.stderr is not None
-        async for line in execution.process.stderr:
-            execution.stderr.append(line.decode(errors="replace"))
-        code = await execution.process.wait()
+        process = execution.process
+        assert process.stderr is not None
+        reading = asyncio.create_task(self._read_stderr(process.stderr, execution.stderr))
+        code = await process.wait()
+        # Nothing of the run outlives it: a child left behind (and holding stderr open) goes too.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        await reading
         self.executions.pop(name, None)
         if execution.abandoned:
             await self._finish(name, S.CRASHED, execution.abandoned)
@@ -222,6 +311,11 @@ class ProcessWorker:
             await self._finish(name, S.FAILED, failure_message(code, execution.stderr))
         logger.info("run %s ended with exit code %s", name, code)
 
+    @staticmethod
+    async def _read_stderr(stream: asyncio.StreamReader, lines: collections.deque[str]) -> None:
+        async for line in stream:
+            lines.append(line.decode(errors="replace"))
+
     async def _terminate(self, name: str, execution: Execution) -> None:
         """SIGTERM to the run's process group, SIGKILL if it is still there after the grace period."""
         process = execution.process
@@ -230,20 +324,36 @@ class ProcessWorker:
         try:
             await asyncio.wait_for(process.wait(), timeout=min(self.grace, 10.0))
         except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
+            self._kill(execution)
+
+    @staticmethod
+    def _kill(execution: Execution) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(execution.process.pid, signal.SIGKILL)
 
     async def _finish(self, name: str, state: StateType, message: str | None) -> None:
-        """Report the end of a run on its latest version; the operator may have moved it meanwhile."""
-        try:
-            run = FlowRun.model_validate(await self.transport.get(FLOWRUNS, self.namespace, name))
-        except errors.NotFound:
-            return
-        if run.status.state is S.CANCELLING and state is not S.CRASHED:
-            state, message = S.CANCELLED, message or "cancelled"
-        if run.status.state not in (S.RUNNING, S.CANCELLING):
-            return  # e.g. the operator already marked it Crashed: its word stands
-        await self._write(run, state, message=message, endTime=timestamp(utc_now()), slot=None)
+        """Report the end of a run on its latest version, until it is recorded or no longer ours.
+
+        A report that cannot get through (the API server unreachable, e.g. while fenced) is
+        retried with backoff: a run's end must not be lost, or its slot stays held.
+        """
+        pause = RETRY[0]
+        while True:
+            try:
+                run = FlowRun.model_validate(await self.transport.get(FLOWRUNS, self.namespace, name))
+                if run.status.state is S.CANCELLING and state is not S.CRASHED:
+                    state, message = S.CANCELLED, message or "cancelled"
+                if run.status.state not in (S.RUNNING, S.CANCELLING) or run.status.worker != self.name:
+                    return  # e.g. the operator already marked it Crashed: its word stands
+                if await self._write(run, state, message=message, endTime=timestamp(utc_now()), slot=None):
+                    return
+                pause = RETRY[0]  # it changed meanwhile: decide again on the new version at once
+            except errors.NotFound:
+                return
+            except errors.WorkpoolsError as error:
+                logger.warning("reporting run %s as %s failed (%s); again in %.1fs", name, state.value, error, pause)
+                await asyncio.sleep(pause)
+                pause = min(RETRY[1], pause * 2)
 
     async def _write(self, run: FlowRun, state: StateType, **fields: Any) -> dict[str, Any] | None:
         """Move `run` to `state` on the version we read; None when it changed meanwhile."""
