@@ -200,21 +200,23 @@ def test_worker(installed: Kubectl, operator: OperatorProcess, namespace: str) -
 
     assert evaluate(online(installed, namespace, "w-1")) == Health("Healthy", "Online; 0 runs assigned")
 
-    last = timestamp(-timedelta(hours=4))
-    offline = status_patch(
-        installed,
-        namespace,
-        "wkr",
-        "w-1",
-        lastHeartbeatTime=last,
-        phase="Offline",
-        conditions=[condition("Ready", "False", "NotReady", "no heartbeat for 3 intervals")],
-    )
-    assert evaluate(offline) == Health("Degraded", f"Offline: last heartbeat at {last} (expected every 3600s)")
+    # Offline for real: the operator judges liveness on its own clock, so a worker beating every
+    # second falls silent and is judged, rather than an Offline status written by hand.
+    create(installed, namespace, "Worker", "w-2", workPool="etl", heartbeatIntervalSeconds=1)
+    last = timestamp()
+    status_patch(installed, namespace, "wkr", "w-2", lastHeartbeatTime=last)
 
-    draining = spec_patch(installed, namespace, "wkr", "w-1", draining=True)
+    def stored_when(**wanted: Any) -> Any:
+        worker = installed.get("wkr", "w-2", namespace)
+        status = worker.get("status", {})
+        return worker if all(status.get(k) == v for k, v in wanted.items()) else None
+
+    offline = wait_for(lambda: stored_when(phase="Offline", observedGeneration=1), what="w-2 judged Offline")
+    assert evaluate(offline) == Health("Degraded", f"Offline: last heartbeat at {last} (expected every 1s)")
+
+    draining = spec_patch(installed, namespace, "wkr", "w-2", draining=True)
     assert evaluate(draining) == Health("Progressing", "Waiting for the operator to observe generation 2")
-    stopped = status_patch(installed, namespace, "wkr", "w-1", observedGeneration=2)
+    stopped = wait_for(lambda: stored_when(phase="Offline", observedGeneration=2), what="generation 2 observed")
     assert evaluate(stopped) == Health(
         "Suspended", f"Offline after draining (stopped deliberately); last heartbeat at {last}"
     )
