@@ -2,21 +2,23 @@
 
 `Chaos.up()` starts a fresh local control plane (restarts must not disturb other tests), installs
 manifests/, starts Toxiproxy with one proxy per client, the operator(s) as their ServiceAccount and
-six real worker processes (`python -m workpools.worker`), each through its own proxy, and an admin
-watch of every FlowRun change that talks to kube-apiserver directly. `burst()` creates the runs
+six real worker processes (`python -m workpools.worker`), each through its own proxy, and a watch of
+every FlowRun change in etcd itself. `burst()` creates the runs
 at once; their command is `truth.py`, which records when each process really executed.
 
 `finish()` waits for every run to be terminal within `DONE_BOUND` seconds of the heal, for every
 pool and queue slot to be free, stops everything and returns a `Verdict`: the ground-truth sweep
 (processes executing at once per pool, queue and worker; runs executed more than once), the
-watch's invariants (slot holders per limit at every observed moment, no run bound to two workers,
+etcd's invariants (slot holders per limit at every observed moment, no run bound to two workers,
 one terminal state per run), and the figures of the table the suite prints.
 """
 
 from __future__ import annotations
 
-import asyncio
+import base64
 import contextlib
+import http.client
+import json
 import os
 import random
 import signal
@@ -24,13 +26,12 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import aiohttp
 
 from tests.support.kube import Kubectl
 from tests.support.objects import pool, queue, run
@@ -44,10 +45,8 @@ from tests.support.operator import (
 from tests.support.recorder import TERMINAL, RunInvariants
 from tests.support.toxiproxy import Proxy, Toxiproxy, via_proxy
 from tests.support.waiting import wait_for
-from tests.support.watches import ResourceWatch, WatchRefused
 from tests.support.worker_rbac import worker_kubeconfig
 from tools.controlplane.cluster import ControlPlane, _die_with_parent
-from workpools.client.resources import FLOWRUNS
 
 TRUTH_SCRIPT = Path(__file__).resolve().parent / "truth.py"
 NAMESPACE = "chaos"
@@ -55,6 +54,8 @@ HEARTBEAT_SECONDS = 2
 """Every worker's heartbeat interval: Offline after 3 × 2 s without a heartbeat."""
 DONE_BOUND = 120.0
 """The stated bound: once the faults are healed, every run is terminal within this many seconds."""
+STALL_SECONDS = 45.0
+"""Waiting for the bound ends early when no FlowRun changed for this long (the scenario failed anyway)."""
 SLOTS_BOUND = 30.0
 """…and then every pool and queue shows `status.slots.active == 0` within this many seconds."""
 RUN_SECONDS = (0.2, 1.0)
@@ -191,73 +192,92 @@ def _execution(plan: PlannedRun, start: list[str], end: list[str] | None) -> Exe
     )
 
 
-# -- the admin watch ---------------------------------------------------------------------------
+# -- the record of etcd ------------------------------------------------------------------------
 
 
 class FlowRunWatch:
-    """Every FlowRun change of the namespace into `RunInvariants`, in a thread, resumed across
-    connection losses and API server restarts from the last resourceVersion (never relisted: a
-    410 fails the scenario, since versions would be missed)."""
+    """Every FlowRun change of the namespace into `RunInvariants`, watched in etcd itself (its v3
+    JSON gateway), in a thread.
 
-    def __init__(self, kubeconfig: Path, namespace: str):
-        self.kubeconfig, self.namespace = kubeconfig, namespace
+    Why etcd and not kube-apiserver: a watch resumed after kube-apiserver restarts is refused with
+    410 (its new watch cache starts at the current revision: "too old resource version: 1210
+    (1214)"), and a relist would hide versions. etcd replays every revision after the last one seen,
+    across restarts of either, and it is where "no limit exceeded in etcd" is decided. A compacted
+    revision (never within a scenario) fails the scenario rather than skipping versions.
+    """
+
+    def __init__(self, etcd_url: str, namespace: str):
+        self.etcd_url = etcd_url
+        self.prefix = f"/registry/workpools.dev/flowruns/{namespace}/"
         self.invariants = RunInvariants(limits())
         self.resumes = 0
         self.grants: list[float] = []
         """time.monotonic() of every Scheduled → Pending seen."""
         self.deleted: list[str] = []
         self.failure: BaseException | None = None
-        self._listed = threading.Event()
-        self._loop = asyncio.new_event_loop()
-        self._task: asyncio.Task[None] | None = None
-        self._thread = threading.Thread(target=self._main, name="flowrun watch", daemon=True)
+        self.revision = 0
+        """The next revision to see."""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, name="flowrun watch", daemon=True)
 
     def start(self) -> None:
+        """From the revision after now: call before any run exists."""
+        header = self._post("/v3/kv/range", {"key": _b64(self.prefix), "range_end": self._end(), "count_only": True})
+        assert int(header.get("count", 0)) == 0, "the watch must see every run from its creation"
+        self.revision = int(header["header"]["revision"]) + 1
         self._thread.start()
-        if not self._listed.wait(timeout=30):
-            raise AssertionError(f"the admin watch did not start: {self.failure!r}")
 
     def stop(self) -> None:
-        if self._task is not None:
-            self._loop.call_soon_threadsafe(self._task.cancel)
+        """Safe to call twice."""
+        self._stop.set()
         self._thread.join(timeout=10)
 
-    def _main(self) -> None:
-        self._task = self._loop.create_task(self._follow())
-        with contextlib.suppress(asyncio.CancelledError):
-            self._loop.run_until_complete(self._task)
-        self._loop.close()
+    def _end(self) -> str:
+        return _b64(self.prefix[:-1] + chr(ord(self.prefix[-1]) + 1))
 
-    def _observe(self, body: dict[str, Any]) -> None:
-        previous = self.invariants.states.get(body["metadata"]["name"])  # this thread is the only writer
-        self.invariants.observe(body)
-        if (body.get("status") or {}).get("state") == "Pending" and previous != "Pending":
-            self.grants.append(time.monotonic())
+    def _post(self, path: str, body: dict[str, Any]) -> Any:
+        request = urllib.request.Request(self.etcd_url + path, data=json.dumps(body).encode(), method="POST")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
 
-    async def _follow(self) -> None:
-        try:
-            async with ResourceWatch(self.kubeconfig, FLOWRUNS, self.namespace) as watch:
-                assert await watch.list() == [], "the watch must see every run from its creation"
-                self._listed.set()
-                while True:
-                    try:
-                        async for event in watch.events():
-                            if event.type == "DELETED":  # nothing here deletes runs
-                                self.deleted.append(event.object["metadata"]["name"])
-                            else:
-                                self._observe(event.object)
-                    except (aiohttp.ClientError, OSError, TimeoutError):
-                        pass  # the API server is restarting, or the connection broke: resume
-                    except WatchRefused as refused:
-                        if refused.status < 500:
-                            raise
-                    self.resumes += 1
-                    await asyncio.sleep(0.3)
-        except asyncio.CancelledError:
-            raise
-        except BaseException as error:
-            self.failure = error
-            self._listed.set()
+    def _follow(self) -> None:
+        create = {"key": _b64(self.prefix), "range_end": self._end()}
+        while not self._stop.is_set():
+            body = {"create_request": {**create, "start_revision": self.revision}}
+            request = urllib.request.Request(self.etcd_url + "/v3/watch", data=json.dumps(body).encode(), method="POST")
+            try:
+                # A short read timeout: an idle watch is re-created every second, so stop() is prompt.
+                with urllib.request.urlopen(request, timeout=1) as response:
+                    while line := response.readline():
+                        self._consume(json.loads(line).get("result") or {})
+            except (OSError, http.client.HTTPException, json.JSONDecodeError):
+                self.resumes += 1  # etcd restarting, or idle: resume from the next revision
+                self._stop.wait(0.1)
+            except BaseException as error:
+                self.failure = error
+                return
+
+    def _consume(self, result: dict[str, Any]) -> None:
+        if int(result.get("compact_revision", 0)) >= self.revision:
+            raise AssertionError(f"etcd compacted past revision {self.revision}: versions would be missed")
+        for event in result.get("events", []):
+            kv = event["kv"]
+            revision = int(kv["mod_revision"])
+            name = base64.b64decode(kv["key"]).decode().removeprefix(self.prefix)
+            if event.get("type") == "DELETE":  # nothing here deletes runs
+                self.deleted.append(name)
+            else:
+                body = json.loads(base64.b64decode(kv["value"]))
+                body["metadata"]["resourceVersion"] = str(revision)  # what kube-apiserver would add
+                previous = self.invariants.states.get(name)  # this thread is the only writer
+                self.invariants.observe(body)
+                if (body.get("status") or {}).get("state") == "Pending" and previous != "Pending":
+                    self.grants.append(time.monotonic())
+            self.revision = revision + 1
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
 
 
 # -- processes ---------------------------------------------------------------------------------
@@ -287,7 +307,7 @@ class WorkerProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 (no threads of ours fork meanwhile)
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 (started before the watch thread)
             )
 
     def exit_code(self) -> int | None:
@@ -343,12 +363,12 @@ class Verdict:
         rows += [
             f"   executions: {sum(executions.values())} processes for {len(executions)} runs "
             f"({killed} stopped by SIGTERM, {sum(1 for e in self.truth.executions if e.end is None)} without an end)",
-            f"   reclaims (Warning events): {dict(self.reclaims) or 0}; admin watch resumed {self.watch.resumes}x",
+            f"   reclaims (Warning events): {dict(self.reclaims) or 0}",
             "   time to heal (faults off → every run terminal, slots free): "
             + (f"{self.heal_seconds:.1f}s" if self.heal_seconds is not None else "not healed")
             + f" (bound {DONE_BOUND:.0f}s); first grant after the heal: "
             + (f"{self.first_grant_after_heal:.1f}s" if self.first_grant_after_heal is not None else "none"),
-            f"   violations: ground truth {len(self.truth.violations)}, watch {len(inv.violations)}, "
+            f"   violations: ground truth {len(self.truth.violations)}, etcd {len(inv.violations)}, "
             f"other {len(self.problems)}",
         ]
         return "\n".join(rows)
@@ -359,10 +379,10 @@ class Verdict:
         server restarts); whatever its end, the invariants hold."""
         inv = self.watch.invariants
         failures = [f"ground truth: {v}" for v in self.truth.violations]
-        failures += [f"watch: {v}" for v in inv.violations]
-        failures += [f"watch: {name} was deleted" for name in self.watch.deleted]
+        failures += [f"etcd: {v}" for v in inv.violations]
+        failures += [f"etcd: {name} was deleted" for name in self.watch.deleted]
         if self.watch.failure is not None:
-            failures.append(f"the admin watch failed: {self.watch.failure!r}")
+            failures.append(f"the watch of etcd failed: {self.watch.failure!r}")
         failures += self.problems
         states = inv.snapshot()
         for name in self.planned:
@@ -432,13 +452,14 @@ class Chaos:
         for index, process in enumerate(self.operators.values()):
             process.start(wait=index == 0)  # replicas after the first are standbys: never healthy while it leads
 
-        self.watch = FlowRunWatch(self.plane.kubeconfig, NAMESPACE)
-        self.watch.start()
         base = worker_kubeconfig(self.kubectl, NAMESPACE, self.workdir / "worker.kubeconfig")
         for name, (pool_name, limit) in WORKER_LIMITS.items():
             config = via_proxy(base, self.toxiproxy.proxy(name, upstream), self.workdir / f"{name}.kubeconfig")
             self.workers[name] = WorkerProcess(name, pool_name, limit, config, self.workdir / f"{name}.log")
             self.workers[name].start()
+        # After the workers (their preexec_fn must not run while another thread of ours exists), before the runs.
+        self.watch = FlowRunWatch(f"http://127.0.0.1:{self.plane.ports['etcd-client']}", NAMESPACE)
+        self.watch.start()
 
         def online() -> bool:
             pools = self.kubectl.json("get", "wp", "-n", NAMESPACE)["items"]
@@ -530,7 +551,13 @@ class Chaos:
             return all(states.get(name) in TERMINAL for name in self.planned)
 
         deadline = self.healed_at + DONE_BOUND
+        last_change, seen = time.monotonic(), -1
         while not all_terminal() and time.monotonic() < deadline and self.watch.failure is None:
+            if self.watch.revision != seen:
+                last_change, seen = time.monotonic(), self.watch.revision
+            elif time.monotonic() - last_change > STALL_SECONDS:
+                problems.append(f"no FlowRun changed for {STALL_SECONDS:.0f}s: gave up waiting early")
+                break
             time.sleep(0.2)
         heal_seconds: float | None = None
         if not all_terminal():

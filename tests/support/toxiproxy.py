@@ -68,17 +68,20 @@ class Toxiproxy:
             )
         server = cls(process, port)
         deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                raise ToxiproxyError(f"toxiproxy-server exited with {process.returncode}; see {workdir}/toxiproxy.log")
-            try:
-                server.request("GET", "/version")
-                return server
-            except OSError:
-                if time.monotonic() > deadline:
-                    server.stop()
-                    raise
-                time.sleep(0.1)
+        try:
+            while True:
+                if process.poll() is not None:
+                    raise ToxiproxyError(f"toxiproxy-server exited with {process.returncode}; see {workdir}")
+                try:
+                    server.request("GET", "/proxies")
+                    return server
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+        except BaseException:
+            server.stop()
+            raise
 
     def __enter__(self) -> Self:
         return self

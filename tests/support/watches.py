@@ -28,14 +28,6 @@ class WatchExpired(AssertionError):
     """The server could not replay changes from our resourceVersion: versions would be missed."""
 
 
-class WatchRefused(AssertionError):
-    """The server answered the watch request with an error status (e.g. 503 while it starts)."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
-
-
 @dataclass(frozen=True, slots=True)
 class WatchEvent:
     type: str
@@ -116,8 +108,7 @@ class ResourceWatch:
             )
             try:
                 if response.status != 200:
-                    text = await response.text()
-                    raise WatchRefused(response.status, f"watch of {rt.plural} refused ({response.status}): {text}")
+                    raise AssertionError(f"watch of {rt.plural} refused ({response.status}): {await response.text()}")
                 while line := await response.content.readline():
                     event = json.loads(line)
                     kind, obj = event["type"], event["object"]
