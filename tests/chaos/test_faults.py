@@ -13,16 +13,17 @@ Completed unless the fault may legitimately stop it (say which).
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.chaos.harness import HEARTBEAT_SECONDS, NAMESPACE, POOL_LIMITS, Chaos, Verdict
 from tests.support.objects import pool
-from tests.support.toxiproxy import Proxy
+from tests.support.toxiproxy import Proxy, rerolling
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(300)
@@ -31,6 +32,7 @@ LEASE_SECONDS = 15
 """client/leadership: a standby may take over after this much silence from the leader."""
 
 Report = Callable[[str], None]
+TOXICS = "latency 1000±1000 ms, timeout 3 s (toxicity .05) and reset_peer (toxicity .05) re-drawn every 2 s"
 
 
 def hold(chaos: Chaos, seconds: float, *, share: float = 1.0) -> None:
@@ -41,12 +43,15 @@ def hold(chaos: Chaos, seconds: float, *, share: float = 1.0) -> None:
         time.sleep(0.2)
 
 
-def slow_and_flaky(proxy: Proxy) -> None:
-    """(a)'s toxics: every response 0–2 s late; ~5 % of connections stall 3 s then close (writes with
-    an unknown outcome), ~5 % are reset by the peer soon after their first request."""
+@contextlib.contextmanager
+def slow_and_flaky(proxy: Proxy) -> Iterator[None]:
+    """(a)'s toxics while inside: every response 0–2 s late; every 2 s, ~5 % of the connections stall
+    for 3 s and are then closed (writes with an unknown outcome), ~5 % are reset by the peer."""
     proxy.add("latency", "latency", latency=1000, jitter=1000)
     proxy.add("stall", "timeout", timeout=3000, toxicity=0.05)
     proxy.add("reset", "reset_peer", stream="upstream", timeout=200, toxicity=0.05)
+    with rerolling(proxy, "stall", "reset", every=2.0):
+        yield
 
 
 def conclude(chaos: Chaos, report: Report) -> Verdict:
@@ -57,11 +62,10 @@ def conclude(chaos: Chaos, report: Report) -> Verdict:
 
 def test_a_operator_latency_stalls_and_resets_during_a_burst(tmp_path: Path, report: Report) -> None:
     with Chaos.up(tmp_path, "(a) operator↔API latency 0–2 s, 5 % stalls, 5 % resets", seed=11) as chaos:
-        chaos.plan()
-        slow_and_flaky(chaos.proxy("operator"))
-        chaos.fault("latency 1000±1000 ms, timeout 3 s toxicity .05, reset_peer toxicity .05 on the operator")
-        chaos.burst()
-        hold(chaos, 40, share=0.5)
+        with slow_and_flaky(chaos.proxy("operator")):
+            chaos.burst()
+            hold(chaos, 40, share=0.5)
+        chaos.fault(f"on the operator: {TOXICS}, until half the runs ended")
         chaos.healed()
         verdict = conclude(chaos, report)
     verdict.check()
@@ -183,17 +187,17 @@ def test_g_a_pool_deleted_while_its_runs_execute(tmp_path: Path, report: Report)
 def test_h_operator_killed_twice_under_latency_stalls_and_resets(tmp_path: Path, report: Report) -> None:
     with Chaos.up(tmp_path, "(h) operator SIGKILLed twice under (a)'s toxics", seed=18) as chaos:
         operator = chaos.operators["operator"]
-        slow_and_flaky(chaos.proxy("operator"))
-        chaos.burst()
         downtimes = []
-        for share in (0.25, 0.5):
-            chaos.wait_terminal(share, timeout=120)
-            operator.stop(signal.SIGKILL)
-            killed = time.monotonic()
-            operator.start()
-            downtimes.append(f"{time.monotonic() - killed:.1f}s")
-        chaos.fault(f"(a)'s toxics; operator SIGKILLed at 25 % and 50 % of the runs, back in {downtimes}")
-        hold(chaos, 10, share=0.6)
+        with slow_and_flaky(chaos.proxy("operator")):
+            chaos.burst()
+            for share in (0.25, 0.5):
+                chaos.wait_terminal(share, timeout=120)
+                operator.stop(signal.SIGKILL)
+                killed = time.monotonic()
+                operator.start()
+                downtimes.append(f"{time.monotonic() - killed:.1f}s")
+            hold(chaos, 10, share=0.6)
+        chaos.fault(f"on the operator: {TOXICS}; SIGKILLed at 25 % and 50 % of the runs, back after {downtimes}")
         chaos.healed()
         verdict = conclude(chaos, report)
     verdict.check()

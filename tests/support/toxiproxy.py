@@ -15,9 +15,11 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -125,6 +127,8 @@ class Toxiproxy:
     def heal(self) -> None:
         """Every proxy enabled and without toxics (toxiproxy's /reset)."""
         self.request("POST", "/reset")
+        for proxy in self.proxies.values():
+            proxy.added.clear()
 
 
 @dataclass
@@ -137,20 +141,30 @@ class Proxy:
     def url(self) -> str:
         return f"https://127.0.0.1:{self.port}"
 
+    added: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The toxics added through this object, by name (what `reroll` adds again)."""
+
     def add(
         self, toxic: str, kind: str, *, stream: Stream = "downstream", toxicity: float = 1.0, **attributes: int
     ) -> None:
         """Add toxic `toxic` of `kind` (latency, timeout, reset_peer, bandwidth, limit_data, slow_close,
         slicer) with its attributes (latency/jitter/timeout in ms, rate in KB/s, bytes); `toxicity` is
         the share of connections it hits (decided per connection when it opens or the toxic is added)."""
-        self.server.request(
-            "POST",
-            f"/proxies/{self.name}/toxics",
-            {"name": toxic, "type": kind, "stream": stream, "toxicity": toxicity, "attributes": attributes},
-        )
+        body = {"name": toxic, "type": kind, "stream": stream, "toxicity": toxicity, "attributes": attributes}
+        self.server.request("POST", f"/proxies/{self.name}/toxics", body)
+        self.added[toxic] = body
 
     def remove(self, toxic: str) -> None:
         self.server.request("DELETE", f"/proxies/{self.name}/toxics/{toxic}")
+        self.added.pop(toxic, None)
+
+    def reroll(self, *toxics: str) -> None:
+        """Remove and add again: each open connection draws anew whether a toxic hits it."""
+        for toxic in toxics:
+            body = self.added[toxic]
+            self.remove(toxic)
+            self.server.request("POST", f"/proxies/{self.name}/toxics", body)
+            self.added[toxic] = body
 
     def clear(self) -> None:
         """Remove every toxic of this proxy."""
@@ -174,3 +188,23 @@ def via_proxy(kubeconfig: Path, proxy: Proxy, path: Path) -> Path:
     path.write_text(json.dumps(config, indent=2))
     path.chmod(0o600)
     return path
+
+
+@contextlib.contextmanager
+def rerolling(proxy: Proxy, *toxics: str, every: float) -> Iterator[None]:
+    """Re-add `toxics` every `every` seconds while inside. Clients keep connections alive, so a
+    toxic with toxicity 0.05 would otherwise hit the few connections open when it was added and
+    none after; re-drawn, it hits about that share of the connections in every period."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(every):
+            proxy.reroll(*toxics)
+
+    thread = threading.Thread(target=loop, name=f"reroll {proxy.name}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=10)
