@@ -71,13 +71,14 @@ QUEUE_LIMITS: dict[tuple[str, str], int | None] = {
     ("beta", "beta-q3"): None,
 }
 WORKER_LIMITS: dict[str, tuple[str, int]] = {
-    # name: (pool, limit); each pool's workers offer more than the pool's limit, so the pool saturates.
+    # name: (pool, limit). Without any one of its workers, a pool's others still offer its whole
+    # limit: a reclaimed slot is re-granted at once, so a worker that kept executing would show.
     "alpha-w1": ("alpha", 2),
     "alpha-w2": ("alpha", 2),
-    "alpha-w3": ("alpha", 1),
-    "beta-w1": ("beta", 1),
-    "beta-w2": ("beta", 2),
-    "beta-w3": ("beta", 1),
+    "alpha-w3": ("alpha", 2),
+    "beta-w1": ("beta", 2),
+    "beta-w2": ("beta", 1),
+    "beta-w3": ("beta", 2),
 }
 RUNS_PER_QUEUE = 34  # 6 queues: 204 runs
 
@@ -485,8 +486,8 @@ class Chaos:
     # -- the burst -----------------------------------------------------------------------------
 
     def plan(self, *, long_runs: float = 0.0) -> dict[str, PlannedRun]:
-        """RUNS_PER_QUEUE runs per queue, shuffled; the first `long_runs` seconds-long run of each
-        queue (when > 0) sorts first, so it executes early."""
+        """RUNS_PER_QUEUE runs per queue; with `long_runs` > 0, the first of each queue executes that
+        many seconds (`burst` creates those first, so they are admitted first)."""
         planned: list[PlannedRun] = []
         for pool_name, queue_name in QUEUE_LIMITS:
             for i in range(RUNS_PER_QUEUE):
@@ -496,9 +497,13 @@ class Chaos:
         return self.planned
 
     def burst(self) -> None:
-        """Create every planned run at once (one server-side apply)."""
+        """Create every planned run at once (one server-side apply): long ones first, then the rest shuffled."""
         if not self.planned:
             self.plan()
+        longest = max(p.seconds for p in self.planned.values())
+        first = [p for p in self.planned.values() if p.seconds == longest > RUN_SECONDS[1]]
+        rest = [p for p in self.planned.values() if p not in first]
+        self.rng.shuffle(rest)
         bodies = [
             run(
                 p.name,
@@ -506,9 +511,8 @@ class Chaos:
                 workQueue=p.queue,
                 command=f"{sys.executable} -I -S {TRUTH_SCRIPT} {self.truth_dir} {p.seconds}",
             )
-            for p in self.planned.values()
+            for p in first + rest
         ]
-        self.rng.shuffle(bodies)
         self.kubectl.apply(*bodies, namespace=NAMESPACE)
 
     # -- progress ------------------------------------------------------------------------------
@@ -562,7 +566,8 @@ class Chaos:
         heal_seconds: float | None = None
         if not all_terminal():
             stuck = Counter(states.get(name, "(none)") for name in self.planned if states.get(name) not in TERMINAL)
-            problems.append(f"not every run terminal {DONE_BOUND:.0f}s after the heal: {dict(stuck)}")
+            waited = time.monotonic() - self.healed_at
+            problems.append(f"not every run terminal {waited:.0f}s after the heal (bound {DONE_BOUND:.0f}s): {stuck}")
         else:
             try:
                 wait_for(self._slots_free, timeout=SLOTS_BOUND, what="every pool and queue slot free")

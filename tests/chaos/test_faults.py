@@ -158,27 +158,26 @@ def test_f_watch_connections_cut_repeatedly(tmp_path: Path, report: Report) -> N
 
 
 def test_g_a_pool_deleted_while_its_runs_execute(tmp_path: Path, report: Report) -> None:
-    with Chaos.up(tmp_path, "(g) pool beta deleted while its runs execute", seed=17) as chaos:
-        chaos.plan(long_runs=6.0)
+    gone = 4 * HEARTBEAT_SECONDS  # longer than 3 × interval: no worker may fence itself over it
+    long_run = gone + 8.0
+    with Chaos.up(tmp_path, f"(g) pool beta deleted for {gone}s while its runs execute", seed=17) as chaos:
+        chaos.plan(long_runs=long_run)
         chaos.burst()
 
-        def beta_running() -> list[str]:
+        def beta_full_and_long() -> list[str]:
             assert chaos.watch is not None
             states = chaos.watch.invariants.snapshot()
             held = chaos.watch.invariants.holders()
             running = [n for n, (p, _, _) in held.items() if p == "beta" and states[n] == "Running"]
-            return running if len(running) == POOL_LIMITS["beta"] else []
+            long = any(chaos.planned[n].seconds == long_run for n in running)
+            return running if len(running) == POOL_LIMITS["beta"] and long else []
 
-        executing = wait_for(beta_running, timeout=60, interval=0.1, what="pool beta full of Running runs")
+        executing = wait_for(beta_full_and_long, timeout=60, interval=0.1, what="pool beta full, a long run Running")
         chaos.kubectl("delete", "wp", "beta", "-n", NAMESPACE, "--wait=false")
-
-        def beta_idle() -> bool:
-            assert chaos.watch is not None
-            return not any(p == "beta" for p, _, _ in chaos.watch.invariants.holders().values())
-
-        wait_for(beta_idle, timeout=60, what="pool beta's bound runs to end")
+        time.sleep(gone)  # the fault's duration
+        # Re-applied (as GitOps would) while the long runs still execute: its first pass must not crash them.
         chaos.kubectl.apply(pool("beta", concurrencyLimit=POOL_LIMITS["beta"]), namespace=NAMESPACE)
-        chaos.fault(f"pool beta deleted with {len(executing)} runs Running; re-created once they ended")
+        chaos.fault(f"pool beta deleted with {len(executing)} runs Running, re-applied {gone}s later while they ran")
         chaos.healed()
         verdict = conclude(chaos, report)
     verdict.check()  # none of them may be stopped: deleting a pool never kills running work
