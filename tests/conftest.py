@@ -18,11 +18,16 @@ import pytest
 
 from tests.support import worker_rbac
 from tests.support.kube import Kubectl
-from tests.support.operator import OPERATOR_ACCOUNT, OPERATOR_NAMESPACE, OperatorProcess, service_account_kubeconfig
+from tests.support.operator import (
+    OPERATOR_ACCOUNT,
+    OPERATOR_NAMESPACE,
+    OperatorProcess,
+    install,
+    service_account_kubeconfig,
+)
 from tests.support.workers import SimulatedWorker
 from tools.controlplane.cluster import ControlPlane, binaries
 
-ROOT = Path(__file__).resolve().parent.parent
 CLUSTER_LAYERS = ("integration", "e2e")
 
 
@@ -60,16 +65,7 @@ def kubectl(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 @pytest.fixture(scope="session")
 def installed(kubectl: Kubectl) -> Kubectl:
     """manifests/ applied server-side (the operator Deployment scaled to zero: the tests run it)."""
-    kubectl("apply", "--server-side", "--force-conflicts", "-k", str(ROOT / "tools/local-install"))
-    kubectl(
-        "wait",
-        "--for=condition=Established",
-        "crd",
-        "-l",
-        "app.kubernetes.io/part-of=workpool-operator",
-        "--timeout=60s",
-    )
-    return kubectl
+    return install(kubectl)
 
 
 @pytest.fixture(scope="session")

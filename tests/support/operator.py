@@ -17,6 +17,21 @@ from tests.support.waiting import wait_for
 
 OPERATOR_NAMESPACE = "workpools-system"
 OPERATOR_ACCOUNT = "workpools-operator"
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+
+def install(kubectl: Kubectl) -> Kubectl:
+    """manifests/ applied server-side (the operator Deployment scaled to zero: the tests run it)."""
+    kubectl("apply", "--server-side", "--force-conflicts", "-k", str(ROOT / "tools/local-install"))
+    kubectl(
+        "wait",
+        "--for=condition=Established",
+        "crd",
+        "-l",
+        "app.kubernetes.io/part-of=workpool-operator",
+        "--timeout=60s",
+    )
+    return kubectl
 
 
 def service_account_kubeconfig(kubectl: Kubectl, namespace: str, account: str, path: Path) -> Path:

@@ -1,6 +1,9 @@
 """Records every FlowRun change in a namespace from a watch and checks the admission invariants
 at each observed moment: slot holders never above a pool, queue or worker limit, no run bound to
 two workers, and each run terminal at most once.
+
+`RunInvariants` is the check itself, fed one object version at a time by any watch (the chaos
+suite feeds it from a resumable `ResourceWatch`); `RunRecorder` feeds it from `kubectl get --watch`.
 """
 
 from __future__ import annotations
@@ -17,8 +20,8 @@ HOLDING = {"Pending", "Running", "Cancelling"}
 TERMINAL = {"Completed", "Failed", "Crashed", "Cancelled"}
 
 
-class RunRecorder:
-    def __init__(self, kubectl: Kubectl, namespace: str, limits: dict[tuple[str, str], int]):
+class RunInvariants:
+    def __init__(self, limits: dict[tuple[str, str], int]):
         """`limits`: ("pool", name) / ("queue", name) / ("worker", name) → the most slot holders allowed."""
         self.limits = limits
         self.violations: list[str] = []
@@ -28,28 +31,11 @@ class RunRecorder:
         self._holders: dict[str, tuple[str, str, str]] = {}
         self._bound: dict[str, str] = {}
         self._lock = threading.Lock()
-        self._process = subprocess.Popen(
-            [kubectl.binary, "get", "fr", "-n", namespace, "--watch", "-o", "json"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            env=kubectl.env(),
-            text=True,
-        )
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
 
-    def _read(self) -> None:
-        decoder, buffer = json.JSONDecoder(), ""
-        assert self._process.stdout is not None
-        for line in self._process.stdout:
-            buffer += line
-            try:
-                body, end = decoder.raw_decode(buffer.lstrip())
-            except json.JSONDecodeError:
-                continue  # an object spans several lines: read on
-            buffer = buffer.lstrip()[end:]
-            with self._lock:
-                self._observe(body)
+    def observe(self, body: dict[str, Any]) -> None:
+        """One version of one FlowRun, in the API server's order."""
+        with self._lock:
+            self._observe(body)
 
     def _observe(self, body: dict[str, Any]) -> None:
         name, status, spec = body["metadata"]["name"], body.get("status") or {}, body["spec"]
@@ -83,6 +69,39 @@ class RunRecorder:
     def snapshot(self) -> dict[str, str]:
         with self._lock:
             return dict(self.states)
+
+    def holders(self) -> dict[str, tuple[str, str, str]]:
+        """Slot holders now: run → (pool, queue, worker)."""
+        with self._lock:
+            return dict(self._holders)
+
+
+class RunRecorder(RunInvariants):
+    """`RunInvariants` fed by `kubectl get fr --watch` in a thread, from construction to `stop()`."""
+
+    def __init__(self, kubectl: Kubectl, namespace: str, limits: dict[tuple[str, str], int]):
+        super().__init__(limits)
+        self._process = subprocess.Popen(
+            [kubectl.binary, "get", "fr", "-n", namespace, "--watch", "-o", "json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=kubectl.env(),
+            text=True,
+        )
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        decoder, buffer = json.JSONDecoder(), ""
+        assert self._process.stdout is not None
+        for line in self._process.stdout:
+            buffer += line
+            try:
+                body, end = decoder.raw_decode(buffer.lstrip())
+            except json.JSONDecodeError:
+                continue  # an object spans several lines: read on
+            buffer = buffer.lstrip()[end:]
+            self.observe(body)
 
     def stop(self) -> None:
         self._process.terminate()

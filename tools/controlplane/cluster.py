@@ -31,6 +31,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 START_TIMEOUT = 90.0
 """Seconds kube-apiserver may take to become ready (a cold start on 2 cores takes ~10 s)."""
+PROCESSES = ("etcd", "kube-apiserver", "kube-controller-manager")
+"""In start order; stopped in reverse."""
 
 
 def binaries() -> Path:
@@ -148,6 +150,8 @@ class ControlPlane:
     bin_dir: Path = field(default_factory=binaries)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     server: str = ""
+    ports: dict[str, int] = field(default_factory=dict)
+    """Ports chosen at start() (etcd client/peer, apiserver): a restart listens on the same ones."""
 
     @property
     def kubeconfig(self) -> Path:
@@ -167,10 +171,11 @@ class ControlPlane:
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         _issue_certificates(self.pki)
+        self.ports = {"etcd-client": _free_port(), "etcd-peer": _free_port(), "apiserver": _free_port()}
         try:
-            etcd_url = self._start_etcd()
-            port = self._start_apiserver(etcd_url)
-            self.server = f"https://127.0.0.1:{port}"
+            self._start_etcd()
+            self._start_apiserver()
+            self.server = f"https://127.0.0.1:{self.ports['apiserver']}"
             write_kubeconfig(
                 self.kubeconfig,
                 self.server,
@@ -181,7 +186,7 @@ class ControlPlane:
             )
             self._wait_ready()
             self._start_controller_manager()
-            (self.workdir / "pids").write_text(json.dumps({n: p.pid for n, p in self.processes.items()}))
+            self._write_pids()
         except BaseException:
             self.stop()
             raise
@@ -191,16 +196,40 @@ class ControlPlane:
 
     def stop(self) -> None:
         """Stop every process (TERM, then KILL after 10 s). Safe to call twice."""
-        for name in reversed(list(self.processes)):
-            proc = self.processes.pop(name)
+        for name in PROCESSES[::-1]:
+            self._stop_process(name)
+
+    def restart_apiserver(self) -> None:
+        """Stop kube-apiserver and start it again (same port, etcd and certificates); wait until ready."""
+        self._stop_process("kube-apiserver")
+        self._start_apiserver()
+        self._wait_ready()
+        self._write_pids()
+
+    def restart_etcd(self) -> None:
+        """Stop etcd and start it again on the same ports and data dir; wait until kube-apiserver is ready."""
+        self._stop_process("etcd")
+        self._start_etcd()
+        self._wait_ready()
+        self._write_pids()
+
+    def _write_pids(self) -> None:
+        """For `down` (`_stop_detached`): in start order, so it stops them in reverse."""
+        pids = {name: self.processes[name].pid for name in PROCESSES if name in self.processes}
+        (self.workdir / "pids").write_text(json.dumps(pids))
+
+    def _stop_process(self, name: str) -> None:
+        proc = self.processes.pop(name, None)
+        if proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
     # -- processes ---------------------------------------------------------------------------
 
@@ -217,8 +246,8 @@ class ControlPlane:
         self.processes[name] = proc
         return proc
 
-    def _start_etcd(self) -> str:
-        client, peer = _free_port(), _free_port()
+    def _start_etcd(self) -> None:
+        client, peer = self.ports["etcd-client"], self.ports["etcd-peer"]
         self._spawn(
             "etcd",
             f"--data-dir={self.workdir / 'etcd'}",
@@ -230,14 +259,12 @@ class ControlPlane:
             "--unsafe-no-fsync",  # a throwaway test store: durability buys nothing, fsync costs a lot
             "--log-level=warn",
         )
-        return f"http://127.0.0.1:{client}"
 
-    def _start_apiserver(self, etcd_url: str) -> int:
-        port = _free_port()
-        pki = self.pki
+    def _start_apiserver(self) -> None:
+        port, pki = self.ports["apiserver"], self.pki
         self._spawn(
             "kube-apiserver",
-            f"--etcd-servers={etcd_url}",
+            f"--etcd-servers=http://127.0.0.1:{self.ports['etcd-client']}",
             "--bind-address=127.0.0.1",
             "--advertise-address=127.0.0.1",
             f"--secure-port={port}",
@@ -252,7 +279,6 @@ class ControlPlane:
             f"--cert-dir={self.workdir / 'apiserver-certs'}",
             "--profiling=false",
         )
-        return port
 
     def _start_controller_manager(self) -> None:
         pki = self.pki
