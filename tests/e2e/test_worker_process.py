@@ -8,15 +8,18 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.support.kube import Kubectl
 from tests.support.objects import pool, run
 from tests.support.operator import OperatorProcess
+from tests.support.toxiproxy import Proxy, Toxiproxy, via_proxy
 from tests.support.waiting import wait_for
 
 TEMPLATE = {
@@ -32,11 +35,11 @@ def start_worker(worker_kubeconfig: Path, namespace: str, tmp_path: Path) -> Ite
     """`python -m workpools.worker` processes with the worker's kubeconfig; all stopped after the test."""
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(*args: str, name: str = "w1") -> subprocess.Popen[bytes]:
+    def start(*args: str, name: str = "w1", kubeconfig: Path = worker_kubeconfig) -> subprocess.Popen[bytes]:
         log = (tmp_path / f"{name}.log").open("ab")
         process = subprocess.Popen(
             [sys.executable, "-m", "workpools.worker", "-n", namespace, "--name", name, *args],
-            env={**os.environ, "KUBECONFIG": str(worker_kubeconfig)},
+            env={**os.environ, "KUBECONFIG": str(kubeconfig)},
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -49,6 +52,15 @@ def start_worker(worker_kubeconfig: Path, namespace: str, tmp_path: Path) -> Ite
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+@pytest.fixture
+def cut_off(worker_kubeconfig: Path, tmp_path: Path) -> Iterator[tuple[Proxy, Path]]:
+    """A Toxiproxy proxy between one worker and kube-apiserver, and the kubeconfig that goes through it."""
+    server = yaml.safe_load(worker_kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
+    with Toxiproxy.start(tmp_path) as toxiproxy:
+        proxy = toxiproxy.proxy("worker", int(server.rsplit(":", 1)[1]))
+        yield proxy, via_proxy(worker_kubeconfig, proxy, tmp_path / "proxied.kubeconfig")
 
 
 def status(kubectl: Kubectl, namespace: str, name: str) -> dict[str, Any]:
@@ -166,3 +178,59 @@ def test_a_killed_worker_leaves_no_process_of_its_runs_behind(
     worker.kill()  # SIGKILL: no drain, no cleanup code of its own runs
     worker.wait()
     wait_for(lambda: not any(alive(int(pid)) for pid in started), timeout=10, what="the run's processes gone")
+
+
+def test_a_worker_whose_connection_is_cut_reconnects_and_keeps_working(
+    installed: Kubectl,
+    operator: OperatorProcess,
+    namespace: str,
+    start_worker: StartWorker,
+    cut_off: tuple[Proxy, Path],
+) -> None:
+    proxy, kubeconfig = cut_off
+    installed.apply(pool("p", baseJobTemplate=TEMPLATE), run("before", "p"), namespace=namespace)
+    worker = start_worker("--pool", "p", "--heartbeat-interval", "30", kubeconfig=kubeconfig)
+    wait_for(lambda: status(installed, namespace, "before").get("state"), equals="Completed", what="the first run")
+    for _ in range(3):  # its watch connection reset, the API server unreachable for a moment: three times
+        proxy.disable()
+        time.sleep(1)
+        proxy.enable()
+        time.sleep(1)
+    assert worker.poll() is None, "the worker exited when its connection dropped"
+    installed.apply(run("after", "p"), namespace=namespace)
+    wait_for(lambda: status(installed, namespace, "after").get("state"), equals="Completed", what="a run after it")
+
+
+def test_a_partitioned_worker_stops_its_runs_before_the_operator_may_reclaim_them(
+    installed: Kubectl,
+    operator: OperatorProcess,
+    namespace: str,
+    start_worker: StartWorker,
+    cut_off: tuple[Proxy, Path],
+) -> None:
+    # Interval 2 s: the worker fences after 2 × 2 s without an accepted heartbeat, the operator may
+    # reclaim only after 3 × 2 s of silence on its own clock. The process must be gone first.
+    proxy, kubeconfig = cut_off
+    pid_file = kubeconfig.with_name("pid")
+    long_run = run("long", "p", command=f"sh -c 'echo $$ > {pid_file}; exec sleep 300'")
+    installed.apply(pool("p"), long_run, namespace=namespace)
+    start_worker("--pool", "p", "--heartbeat-interval", "2", kubeconfig=kubeconfig)
+    wait_for(lambda: status(installed, namespace, "long").get("state"), equals="Running", what="Running")
+    pid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), what="the run's pid"))
+    proxy.disable()
+    cut_at = time.monotonic()
+    wait_for(lambda: not alive(pid), timeout=10, interval=0.05, what="the run stopped by its fenced worker")
+    stopped_after = time.monotonic() - cut_at
+    crashed = wait_for(
+        lambda: (s := status(installed, namespace, "long")).get("state") == "Crashed" and s,
+        timeout=20,
+        interval=0.05,
+        what="the operator reclaiming the run",
+    )
+    reclaimed_after = time.monotonic() - cut_at
+    assert stopped_after < 2 * 2 + 1 + 1  # fenced at 2 intervals, killed within half an interval (+ polling)
+    assert reclaimed_after > 3 * 2  # never before 3 intervals of silence
+    assert stopped_after < reclaimed_after
+    assert crashed["message"] == "worker w1 went offline while it was running"
+    proxy.enable()  # healed: the worker is back, with nothing running twice
+    wait_for(lambda: installed.get("wkr", "w1", namespace)["status"].get("phase"), equals="Online", what="Online")
