@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.support.kube import Kubectl, KubectlError
-from tests.support.objects import condition, pool, queue
+from tests.support.objects import condition, pool, queue, run
 from tests.support.operator import OperatorProcess
 from tests.support.waiting import wait_for
 from workpools.client import errors
@@ -118,6 +118,58 @@ def test_steady_heartbeats_leave_the_pool_alone_and_write_a_queue_at_most_every_
     assert installed.get("wp", "p", namespace)["metadata"]["resourceVersion"] == pool_version
     assert len(queue_versions) == 1, "lastPolled moved within 30 s"
     assert phase(installed, "wkr", "w1", namespace) == "Online"
+
+
+def test_workers_silent_all_at_once_are_not_reclaimed_en_masse(
+    installed: Kubectl, operator: OperatorProcess, namespace: str, workers: Any
+) -> None:
+    # Three workers, each running a run, fall silent together: more likely the operator (or its
+    # network) is cut off than all three dead. Nothing is reclaimed; the pool says why, once.
+    installed.apply(pool("p"), *(run(f"r{i}", "p") for i in range(3)), namespace=namespace)
+    fleet = [workers("p", f"w{i}", interval=1, limit=1) for i in range(3)]
+    for worker in fleet:
+        worker.beat()
+    bound = wait_for(
+        lambda: (
+            len(found := {r: s.get("worker") for r in ("r0", "r1", "r2") if (s := run_status(installed, namespace, r))})
+            == 3
+            and all(found.values())
+            and found
+        ),
+        what="three runs bound",
+    )
+    for name, worker_name in bound.items():
+        fleet[int(worker_name[1:])].move(name, "Running")
+    suspended = wait_for(
+        lambda: condition(installed.get("wp", "p", namespace), "ReclaimSuspended"), timeout=15, what="ReclaimSuspended"
+    )
+    assert suspended["status"] == "True"
+    assert suspended["message"].startswith("3 of 3 workers fell silent together")
+    time.sleep(3)  # three more intervals: still nothing reclaimed
+    assert {r: run_status(installed, namespace, r)["state"] for r in bound} == dict.fromkeys(bound, "Running")
+    assert {phase(installed, "wkr", w, namespace) for w in bound.values()} == {"Offline"}  # as the operator sees it
+    assert reasons(installed, namespace, "p")["ReclaimSuspended"] == 1
+
+    fleet[0].beat()  # one comes back, and keeps beating below
+    for name in ("w1", "w2"):  # an administrator who knows better releases them by deleting their Workers
+        installed("delete", "wkr", name, "-n", namespace)
+    released = {r for r, w in bound.items() if w != "w0"}
+
+    def states() -> dict[str, str]:
+        fleet[0].beat()
+        return {r: run_status(installed, namespace, r)["state"] for r in bound}
+
+    wait_for(
+        states,
+        equals={r: "Crashed" if r in released else "Running" for r in bound},
+        timeout=15,
+        what="the released workers' runs reclaimed, the other left alone",
+    )
+
+
+def run_status(kubectl: Kubectl, namespace: str, name: str) -> dict[str, Any]:
+    found: dict[str, Any] = kubectl.get("fr", name, namespace).get("status", {})
+    return found
 
 
 def test_offline_workers_are_deleted_after_the_pool_ttl(

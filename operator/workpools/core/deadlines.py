@@ -15,8 +15,7 @@ from workpools.core.runs import scheduled_time
 from workpools.core.selection import LATE_AFTER
 from workpools.core.snapshot import PoolState
 
-TICK = datetime.timedelta(milliseconds=1)
-"""Rules are strict (`>`): a deadline is the first moment after the boundary."""
+TICK = liveness.TICK
 
 
 def next_deadline(state: PoolState) -> datetime.datetime | None:
@@ -27,12 +26,7 @@ def next_deadline(state: PoolState) -> datetime.datetime | None:
 def _moments(state: PoolState) -> Iterator[datetime.datetime]:
     pool = state.pool
     ttl = pool.spec.worker_ttl_after_offline_seconds if pool is not None else None
-    for sighting in state.sightings.values():
-        if (offline := liveness.offline_at(sighting)) is not None:
-            yield offline + TICK  # Online → silent: read it directly
-    for name in liveness.judge(state).suspects:  # unconfirmed (a read failed, or the observer is suspected)
-        seen = state.sightings.get(name)
-        yield state.now + (seen.interval if seen is not None else liveness.DEFAULT_INTERVAL)
+    yield from liveness.moments(state)
     for worker in state.workers:
         if ttl is not None and (since := liveness.offline_since(worker)) is not None:
             yield since + datetime.timedelta(seconds=ttl)  # Offline long enough to delete

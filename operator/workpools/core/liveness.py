@@ -6,18 +6,19 @@ measured on the operator's own clock from the moment the operator *saw* the hear
 `Sighting`), never from the timestamp the worker wrote: a worker whose clock is minutes off is
 judged correctly, and a watch that lags cannot make a live worker look dead by itself.
 
-Taking a slot back is destructive, so a silent worker goes through three steps (DESIGN §4):
-silent (no change seen for 3 × interval) → confirmed by a direct read that still shows no new
-heartbeat (`PoolState.confirmed_silent`) → written Offline, preconditioned on that read. Only a
-worker *written* Offline and still silent is `lost`: its runs may be reclaimed. When many workers
-of a pool go silent at once the observer (the operator, its network) is suspected instead, and
-nothing is reclaimed, as Kubernetes' node lifecycle controller does for a zone.
+Taking a slot back is destructive, so a silent worker goes through steps (DESIGN §4): silent
+(no change seen for 3 × interval) → confirmed by a direct read that still shows no new heartbeat
+(`PoolState.confirmed_silent`) → written Offline, preconditioned on that read → one interval
+later, still silent, `lost`: its runs may be reclaimed. The extra interval lets a wave of
+silences be seen whole: when many workers of a pool fall silent together the observer (the
+operator, its network) is suspected instead and nothing is reclaimed, as Kubernetes' node
+lifecycle controller does for a zone.
 """
 
 from __future__ import annotations
 
 import datetime
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from workpools.api.worker import HEARTBEAT_INTERVAL_DEFAULT, Worker, WorkerPhase
@@ -33,6 +34,9 @@ LAST_POLLED_EVERY = datetime.timedelta(seconds=30)
 """A queue's status.lastPolled follows its workers' heartbeats, written at most this often."""
 
 DEFAULT_INTERVAL = datetime.timedelta(seconds=HEARTBEAT_INTERVAL_DEFAULT)
+
+TICK = datetime.timedelta(milliseconds=1)
+"""Rules are strict (`>`): a deadline is the first moment after the boundary."""
 
 
 def heartbeat_interval(worker: Worker) -> datetime.timedelta:
@@ -73,63 +77,99 @@ class Judgement:
     offline: frozenset[str]
     """To be (or already) written Offline: confirmed silent by a direct read, or never Online."""
     lost: frozenset[str]
-    """Written Offline and still silent, or gone from the API and silent: their slots may be taken back."""
+    """Their slots may be taken back: written Offline (or gone from the API), still silent, silent
+    for one more interval (so a wave of silences is seen whole), and the observer not suspected."""
     suspects: frozenset[str]
-    """Silent but still Online as written: a direct read must confirm before anything is decided."""
+    """Silent but not confirmed yet: a direct read must come first."""
     observer_suspected: str = ""
-    """Why nothing is confirmed Offline now (too many silent at once), or empty."""
+    """Why nothing is reclaimed now (too many silent at once), or empty."""
 
 
 def judge(state: PoolState) -> Judgement:
     now, confirmed = state.now, state.confirmed_silent
     online: set[str] = set()
     offline: set[str] = set()
-    lost: set[str] = set()
+    settled: set[str] = set()  # silent an interval past its silence, and written Offline or gone
     suspects: set[str] = set()
-    newly_silent: set[str] = set()
+    silences = _silences(state)
     for worker in state.workers:
         name, written = worker.metadata.name, worker.status.phase
-        if alive(state.sightings.get(name), now):
+        if name not in silences:
             online.add(name)
         elif written is WorkerPhase.OFFLINE:
             offline.add(name)
-            lost.add(name)
-        elif written is None:  # never judged Online, so nothing can be bound to it
+            if now >= silences[name].reclaim_at:
+                settled.add(name)
+        elif written is None or name in confirmed:  # never Online (nothing bound), or confirmed now
             offline.add(name)
-        elif name in confirmed:
-            newly_silent.add(name)
         else:
             suspects.add(name)
     present = {w.metadata.name for w in state.workers}
-    for name in {r.status.worker for r in state.holders if r.status.worker} - present:
-        if alive(state.sightings.get(name), now):
-            continue  # deleted a moment ago: a live worker registers again within an interval
-        (lost if name in confirmed else suspects).add(name)
-
-    suspicion = _observer_suspected(state, newly_silent)
-    if suspicion:
-        suspects |= newly_silent
-    else:
-        offline |= newly_silent
-    return Judgement(frozenset(online), frozenset(offline), frozenset(lost), frozenset(suspects), suspicion)
+    for name in set(silences) - present:  # bound, but gone from the API
+        if name not in confirmed:
+            suspects.add(name)
+        elif now >= silences[name].reclaim_at:
+            settled.add(name)
+    suspicion = _observer_suspected(state, silences)
+    lost = frozenset() if suspicion else frozenset(settled)
+    return Judgement(frozenset(online), frozenset(offline), lost, frozenset(suspects), suspicion)
 
 
-def _observer_suspected(state: PoolState, newly_silent: set[str]) -> str:
-    """Too many workers of the pool silent within one interval: more likely our view is broken."""
-    if not newly_silent:
-        return ""
-    window = max((heartbeat_interval(w) for w in state.workers), default=DEFAULT_INTERVAL)
-    recent = {
-        w.metadata.name
-        for w in state.workers
-        if (since := offline_since(w)) is not None and state.now - since <= window
-    }
-    wave = len(newly_silent | recent)
-    if wave < 2 or 2 * wave <= len(state.workers):
+def moments(state: PoolState) -> Iterator[datetime.datetime]:
+    """When time alone changes the judgement (core/deadlines.py keeps the future ones)."""
+    for sighting in state.sightings.values():
+        if (silent := offline_at(sighting)) is not None:
+            yield silent + TICK  # alive → silent: read it directly
+    judgement = judge(state)
+    for silence in _silences(state).values():
+        yield silence.reclaim_at  # its slots may be taken back
+    for name in judgement.suspects:  # not confirmed yet (a read failed): read again an interval later
+        seen = state.sightings.get(name)
+        yield state.now + (seen.interval if seen is not None else DEFAULT_INTERVAL)
+
+
+@dataclass(frozen=True, slots=True)
+class _Silence:
+    began: datetime.datetime
+    """When the worker fell silent (3 × interval after its last seen heartbeat, or as written)."""
+    reclaim_at: datetime.datetime
+    """One interval later: the wave it belongs to has been seen whole by then."""
+
+
+def _silences(state: PoolState) -> dict[str, _Silence]:
+    """The pool's silent workers, and those its runs are bound to that are gone from the API."""
+    now, silences = state.now, {}
+    bound = {r.status.worker for r in state.holders if r.status.worker}
+    workers = {w.metadata.name: w for w in state.workers}
+    for name in set(workers) | bound:
+        seen = state.sightings.get(name)
+        if alive(seen, now):
+            continue
+        worker = workers.get(name)
+        began = offline_at(seen) or (offline_since(worker) if worker is not None else None)
+        if began is None:  # silent since before the operator started: long enough
+            began = now - 2 * _wave_window(state)
+        silences[name] = _Silence(began, began + (seen.interval if seen is not None else DEFAULT_INTERVAL))
+    return silences
+
+
+def _wave_window(state: PoolState) -> datetime.timedelta:
+    # Workers that die at once fell silent up to an interval apart (each beat at its own moment).
+    return 2 * max((heartbeat_interval(w) for w in state.workers), default=DEFAULT_INTERVAL)
+
+
+def _observer_suspected(state: PoolState, silences: dict[str, _Silence]) -> str:
+    """More than half of the pool's workers fell silent together: our own view is more likely broken.
+
+    It lasts while they stay silent: a heartbeat of one of them, or deleting their Workers, ends it.
+    """
+    present = {w.metadata.name for w in state.workers}
+    wave = [s.began for name, s in silences.items() if name in present]
+    if len(wave) < 2 or 2 * len(wave) <= len(state.workers) or max(wave) - min(wave) > _wave_window(state):
         return ""
     return (
-        f"{wave} of {len(state.workers)} workers went silent within {int(window.total_seconds())}s: "
-        "not reclaiming their runs (the operator or its network may be the one cut off)"
+        f"{len(wave)} of {len(state.workers)} workers fell silent together: not reclaiming their runs "
+        "(the operator or its network may be the one cut off; delete the Workers to release them)"
     )
 
 

@@ -110,9 +110,11 @@ class ProcessWorker:
         )
         self.executions: dict[str, Execution] = {}
         self.draining = False
-        self.fence_after = 2.0 * interval
-        """Seconds without an accepted heartbeat after which runs are stopped: 3 × interval − margin,
-        margin one interval (enough to stop them: SIGTERM, SIGKILL half a margin later)."""
+        self.margin = interval / 2
+        self.fence_after = 3 * interval - self.margin
+        """Seconds without an accepted heartbeat after which runs are stopped: 3 × interval − margin.
+        They are gone half a margin later (SIGTERM, then SIGKILL), well before the operator may
+        reclaim their slots (not before 4 × interval after it saw the last heartbeat)."""
         self.accepted_at = time.monotonic()
         """Monotonic time at which the last accepted heartbeat was sent (not answered: conservative)."""
         self.deferred: set[str] = set()
@@ -172,18 +174,24 @@ class ProcessWorker:
                     )
 
     async def _heartbeats(self) -> None:
+        """A beat every interval from the last one sent (a slow answer does not push the next one
+        back); a failed beat is retried at once with a short backoff, not an interval later."""
+        pause = RETRY[0]
         while True:
-            await asyncio.sleep(self.interval)
+            await asyncio.sleep(max(0.0, self.accepted_at + self.interval - time.monotonic()))
             try:
                 await self._beat()
+                pause = RETRY[0]
             except errors.WorkpoolsError as error:  # a missed beat is survivable; the next one may land
-                logger.warning("heartbeat failed: %s", error)
+                logger.warning("heartbeat failed: %s; again in %.1fs", error, pause)
+                await asyncio.sleep(pause)
+                pause = min(self.interval, pause * 2)
 
     async def _fence(self) -> None:
         """Stop every run once the operator may consider this worker gone (whatever requests do)."""
         while True:
             await asyncio.sleep(min(0.25, self.interval / 4))
-            running = [e for e in self.executions.values() if not e.abandoned]
+            running = [e for e in self.executions.values() if e.process.returncode is None and not e.abandoned]
             if self.fenced and running:
                 silent = time.monotonic() - self.accepted_at
                 logger.error("no heartbeat accepted for %.1fs: stopping %d runs", silent, len(running))
@@ -194,7 +202,7 @@ class ProcessWorker:
                     )
                     with contextlib.suppress(ProcessLookupError):
                         os.killpg(execution.process.pid, signal.SIGTERM)
-                await asyncio.sleep(self.interval / 2)  # half the margin to go; then no more asking
+                await asyncio.sleep(self.margin / 2)  # then no more asking
                 for execution in running:
                     self._kill(execution)
 
@@ -226,7 +234,8 @@ class ProcessWorker:
                 self.deferred.add(name)
             else:
                 await self._start(run)
-        elif state in TERMINAL and mine:  # ended by the operator (e.g. Crashed): its slot is gone
+        elif state in TERMINAL and mine and self.executions[name].process.returncode is None:
+            # Ended by the operator (e.g. Crashed) while it still runs: its slot is gone.
             execution = self.executions[name]
             execution.abandoned = execution.abandoned or f"the operator marked it {state.value}"
             self._kill(execution)
@@ -300,16 +309,18 @@ class ProcessWorker:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)
         await reading
-        self.executions.pop(name, None)
-        if execution.abandoned:
-            await self._finish(name, S.CRASHED, execution.abandoned)
-        elif execution.cancelled:
-            await self._finish(name, S.CANCELLED, "cancelled: the process was stopped")
-        elif code == 0:
-            await self._finish(name, S.COMPLETED, None)
-        else:
-            await self._finish(name, S.FAILED, failure_message(code, execution.stderr))
         logger.info("run %s ended with exit code %s", name, code)
+        try:  # still ours until reported: a watch event meanwhile must not take it for a lost run
+            if execution.abandoned:
+                await self._finish(name, S.CRASHED, execution.abandoned)
+            elif execution.cancelled:
+                await self._finish(name, S.CANCELLED, "cancelled: the process was stopped")
+            elif code == 0:
+                await self._finish(name, S.COMPLETED, None)
+            else:
+                await self._finish(name, S.FAILED, failure_message(code, execution.stderr))
+        finally:
+            self.executions.pop(name, None)
 
     @staticmethod
     async def _read_stderr(stream: asyncio.StreamReader, lines: collections.deque[str]) -> None:
