@@ -156,6 +156,9 @@ class Store:
             gone = self.pools.pop(key, None)
             if gone is not None:
                 self.deletions[key].append(gone)
+            # A pool's absence is no silence of its workers (they cannot register): if it comes
+            # back, they are taken as seen then, and have their 3 intervals to register again.
+            self.sightings.pop(key, None)
             return {key}
         members: Members[Any] = self._members(kind)
         obj = members.by_key.get(key)

@@ -119,6 +119,10 @@ class ProcessWorker:
         """Monotonic time at which the last accepted heartbeat was sent (not answered: conservative)."""
         self.deferred: set[str] = set()
         """Pending runs seen while fenced: looked at again once a heartbeat lands."""
+        self._deciding = asyncio.Lock()
+        self._background: set[asyncio.Task[None]] = set()
+        self.claimed: set[str] = set()
+        """Runs this process has written Running (or tried to): launched here, or by no process at all."""
 
     @property
     def fenced(self) -> bool:
@@ -162,16 +166,26 @@ class ProcessWorker:
 
     async def _beat(self) -> None:
         sent = time.monotonic()
-        await self.heartbeat.beat()
+        try:
+            await self.heartbeat.beat()
+        except errors.PoolNotFound:
+            # The API server answered: our pool is gone. Nothing of a missing pool is reclaimed,
+            # and when it is back its workers get 3 intervals to register again: keep running.
+            self.accepted_at = sent
+            raise
         was_fenced, self.accepted_at = self.fenced, sent
-        if was_fenced:
-            logger.info("a heartbeat was accepted again: taking runs")
-            for name in sorted(self.deferred):
-                self.deferred.discard(name)
-                with contextlib.suppress(errors.WorkpoolsError):
-                    await self._on_bound_run(
-                        FlowRun.model_validate(await self.transport.get(FLOWRUNS, self.namespace, name))
-                    )
+        if was_fenced and self.deferred:  # in a task of its own: nothing may hold up the heartbeat
+            logger.info("a heartbeat was accepted again: taking the runs bound meanwhile")
+            deferred, self.deferred = sorted(self.deferred), set()
+            self._background.add(task := asyncio.create_task(self._take(deferred), name="deferred runs"))
+            task.add_done_callback(self._background.discard)
+
+    async def _take(self, names: list[str]) -> None:
+        for name in names:
+            with contextlib.suppress(errors.WorkpoolsError):
+                await self._on_bound_run(
+                    FlowRun.model_validate(await self.transport.get(FLOWRUNS, self.namespace, name))
+                )
 
     async def _heartbeats(self) -> None:
         """A beat every interval from the last one sent (a slow answer does not push the next one
@@ -227,6 +241,12 @@ class ProcessWorker:
                 pause = min(RETRY[1], pause * 2)
 
     async def _on_bound_run(self, run: FlowRun) -> None:
+        # One run event at a time (the watch, and deferred runs after a fence), or a run could be
+        # launched twice from two views of it.
+        async with self._deciding:
+            await self._decide(run)
+
+    async def _decide(self, run: FlowRun) -> None:
         name, state = run.metadata.name, run.status.state
         mine = name in self.executions
         if state is S.PENDING and not mine and not self.draining:
@@ -239,6 +259,11 @@ class ProcessWorker:
             execution = self.executions[name]
             execution.abandoned = execution.abandoned or f"the operator marked it {state.value}"
             self._kill(execution)
+        elif state is S.RUNNING and not mine and name in self.claimed:
+            # Our own Running write landed, though its answer was lost (e.g. a cut connection):
+            # this process never launched it, and no other process may have. Launch it now.
+            if (argv := await self._command(run)) is not None:
+                await self._launch(name, argv)
         elif state is S.RUNNING and not mine:
             # Started by an earlier process of this worker that died: never run it twice.
             await self._write(
@@ -258,20 +283,31 @@ class ProcessWorker:
     # -- one run -------------------------------------------------------------------------------
 
     async def _start(self, run: FlowRun) -> None:
-        name = run.metadata.name
+        argv = await self._command(run)
+        if argv is None:
+            return
+        self.claimed.add(run.metadata.name)  # from here on a Running run of that name is this process's own
+        started = await self._write(run, S.RUNNING, startTime=timestamp(utc_now()), message=None)
+        if started is None:
+            self.claimed.discard(run.metadata.name)
+            return  # it moved on meanwhile (cancelled, reclaimed): not ours to run
+        await self._launch(run.metadata.name, argv)
+
+    async def _command(self, run: FlowRun) -> list[str] | None:
+        """The run's argv, or None when it cannot be built (the run is then Failed, with why)."""
         try:
             argv = command_of(run, await self._pool_template())
         except templates.TemplateError as error:
             await self._write(run, S.FAILED, message=f"cannot build the command: {error}", endTime=timestamp(utc_now()))
-            return
+            return None
         if shutil.which(argv[0]) is None:
             await self._write(
                 run, S.FAILED, message=f"cannot start {argv[0]!r}: no such executable", endTime=timestamp(utc_now())
             )
-            return
-        started = await self._write(run, S.RUNNING, startTime=timestamp(utc_now()), message=None)
-        if started is None:
-            return  # it moved on meanwhile (cancelled, reclaimed): not ours to run
+            return None
+        return argv
+
+    async def _launch(self, name: str, argv: list[str]) -> None:
         env = {
             **os.environ,
             "WORKPOOLS_FLOW_RUN": name,
@@ -321,6 +357,7 @@ class ProcessWorker:
                 await self._finish(name, S.FAILED, failure_message(code, execution.stderr))
         finally:
             self.executions.pop(name, None)
+            self.claimed.discard(name)
 
     @staticmethod
     async def _read_stderr(stream: asyncio.StreamReader, lines: collections.deque[str]) -> None:

@@ -98,3 +98,13 @@ def test_sightings_are_kept_for_bound_workers_and_pruned_for_the_rest() -> None:
     clock.now = at(minutes=1)
     # A bound worker never seen (gone before the operator started) is taken as seen now.
     assert store.sightings_for(POOL, {"old"}) == {"old": Sighting(None, at(minutes=1))}
+
+
+def test_a_deleted_pool_forgets_its_sightings_so_its_workers_get_time_when_it_is_back() -> None:
+    clock = Clock()
+    store = Store(clock=clock)
+    store.put(worker_body(T0, 1))
+    store.remove({"kind": "WorkPool", "metadata": {"namespace": "ns", "name": "p", "uid": "uid-p"}})
+    store.remove(worker_body(T0, 2))  # garbage-collected with its pool
+    clock.now = at(minutes=10)  # the pool is back ten minutes later; its worker has not registered yet
+    assert store.sightings_for(POOL, {"w"}) == {"w": Sighting(None, at(minutes=10))}
