@@ -50,7 +50,7 @@ async def identity(transport: Transport) -> WorkerIdentity:
     return known
 
 
-def describe(who: WorkerIdentity) -> str:
+def _describe(who: WorkerIdentity) -> str:
     return who.username + (f" (pod {who.pod_name})" if who.pod_name else "")
 
 
@@ -114,8 +114,8 @@ class Heartbeat:
         recorded = current.get("spec", {}).get("identity")
         if recorded is not None and recorded != to_json(me):
             raise errors.Forbidden(
-                f"Worker {self.name} was registered by {describe(WorkerIdentity.model_validate(recorded))}, "
-                f"and this process is {describe(me)}: only the identity that registered a Worker may use it; "
+                f"Worker {self.name} was registered by {_describe(WorkerIdentity.model_validate(recorded))}, "
+                f"and this process is {_describe(me)}: only the identity that registered a Worker may use it; "
                 "choose another worker name, or delete the Worker",
                 kind="Worker",
                 namespace=self.namespace,
