@@ -8,13 +8,14 @@ a worker's own run and Worker limited to the worker's fields and moves; identiti
 registration (ServiceAccount token, pod-bound token: two pods of one ServiceAccount are two
 identities) and copied onto runs at the grant; registration under a taken name refused; the
 legitimate work of a worker and the operator's moves (grants, Offline, Crashed) unaffected.
+Every write is a plain merge PATCH through the worker's own client, as a hostile worker would send.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +28,10 @@ from tests.support.worker_rbac import pod_worker_kubeconfig, worker_kubeconfig
 from tests.support.workers import SimulatedWorker
 from workpools.client import errors
 
-pytestmark = pytest.mark.usefixtures("operator")  # every test runs the operator as its ServiceAccount
+pytestmark = pytest.mark.usefixtures("operator", "enforced")
 
 DENIED = "ValidatingAdmissionPolicy 'workpools-worker-restriction' with binding 'workpools-worker-restriction' denied"
+Workers = Callable[..., SimulatedWorker]
 
 
 def now() -> str:
@@ -40,18 +42,13 @@ def user(namespace: str, account: str) -> str:
     return f"system:serviceaccount:{namespace}:{account}"
 
 
-def refused(as_someone: Kubectl, *args: str) -> str:
-    """Run kubectl as a worker, expecting the policy to refuse it; the policy's message."""
-    with pytest.raises(KubectlError) as error:
-        as_someone(*args)
-    assert DENIED in error.value.stderr, error.value.stderr
-    assert "(Forbidden)" in error.value.stderr, error.value.stderr
-    return error.value.stderr.split(" denied request: ", 1)[1].strip()
-
-
-def patch_status(kind: str, name: str, namespace: str, status: dict[str, Any]) -> list[str]:
-    """A plain merge PATCH of the status subresource: what a worker's client sends."""
-    return ["patch", kind, name, "-n", namespace, "--subresource=status", "--type=merge", "-p", json.dumps(status)]
+def refused(write: Callable[[], object]) -> str:
+    """Make a write the policy must refuse (403 Forbidden); the policy's message."""
+    with pytest.raises(errors.Forbidden) as error:
+        write()
+    assert DENIED in error.value.message, error.value.message
+    assert error.value.status == 403
+    return error.value.message.split(" denied request: ", 1)[1]
 
 
 def state_of(kubectl: Kubectl, name: str, namespace: str) -> tuple[str | None, str | None]:
@@ -59,8 +56,10 @@ def state_of(kubectl: Kubectl, name: str, namespace: str) -> tuple[str | None, s
     return status.get("state"), status.get("worker")
 
 
-def enforced(as_worker: Kubectl, namespace: str) -> None:
+@pytest.fixture
+def enforced(installed: Kubectl, worker_kubeconfig: Path, namespace: str) -> None:
     """Wait until the API server enforces the policy (it picks up a new policy within a second or so)."""
+    as_worker = Kubectl(worker_kubeconfig, binary=installed.binary)
     unregistered = {"apiVersion": API_VERSION, "kind": "Worker", "metadata": {"name": "x"}, "spec": {"workPool": "p"}}
 
     def denies() -> bool:
@@ -74,30 +73,13 @@ def enforced(as_worker: Kubectl, namespace: str) -> None:
 
 
 @pytest.fixture
-def as_worker(installed: Kubectl, worker_kubeconfig: Path, namespace: str) -> Kubectl:
-    """kubectl with the credentials of worker `a` (ServiceAccount `worker`), the policy enforced."""
-    kubectl = Kubectl(worker_kubeconfig, binary=installed.binary)
-    enforced(kubectl, namespace)
-    return kubectl
-
-
-@pytest.fixture
-def intruder_kubeconfig(installed: Kubectl, namespace: str, tmp_path: Path) -> Path:
-    """Another worker of the same namespace, with the same role: ServiceAccount `intruder`."""
-    return worker_kubeconfig(installed, namespace, tmp_path / "intruder.kubeconfig", account="intruder")
-
-
-@pytest.fixture
-def as_intruder(installed: Kubectl, intruder_kubeconfig: Path) -> Kubectl:
-    return Kubectl(intruder_kubeconfig, binary=installed.binary)
-
-
-@pytest.fixture
-def intruder(intruder_kubeconfig: Path, namespace: str) -> Iterator[Any]:
+def intruder(installed: Kubectl, namespace: str, tmp_path: Path) -> Iterator[Workers]:
+    """Workers of another identity in the same namespace, with the same role: ServiceAccount `intruder`."""
+    kubeconfig = worker_kubeconfig(installed, namespace, tmp_path / "intruder.kubeconfig", account="intruder")
     made: list[SimulatedWorker] = []
 
     def make(pool_name: str, name: str, **options: Any) -> SimulatedWorker:
-        made.append(SimulatedWorker(intruder_kubeconfig, namespace, pool_name, name, **options))
+        made.append(SimulatedWorker(kubeconfig, namespace, pool_name, name, **options))
         return made[-1]
 
     yield make
@@ -116,18 +98,17 @@ def bound_run(installed: Kubectl, namespace: str, name: str = "r", worker: str =
 # -- the three attacks of issue 16 ---------------------------------------------------------------
 
 
-def test_a_worker_cannot_bind_a_scheduled_run_to_itself(
-    installed: Kubectl, namespace: str, workers: Any, as_worker: Kubectl
-) -> None:
+def test_a_worker_cannot_bind_a_scheduled_run_to_itself(installed: Kubectl, namespace: str, workers: Workers) -> None:
     installed.apply(pool("p", paused=True, concurrencyLimit=1), namespace=namespace)
-    workers("p", "a").beat()
+    a = workers("p", "a")
+    a.beat()
     installed.apply(run("r", "p"), namespace=namespace)
     wait_for(lambda: state_of(installed, "r", namespace), equals=("Scheduled", None), what="r Scheduled")
-    me = {"username": user(namespace, "worker")}
     slot = {"acquiredAt": now(), "queue": "p-default"}
     grant = {"state": "Pending", "stateName": "Pending", "worker": "a", "slot": slot}
+    me = {"username": user(namespace, "worker")}
     for status in (grant, {**grant, "workerIdentity": me}):  # naming itself as the bound identity changes nothing
-        message = refused(as_worker, *patch_status("fr", "r", namespace, {"status": status}))
+        message = refused(lambda status=status: a.patch("fr", "r", {"status": status}, status=True))
         assert message == (
             f"FlowRun r is bound to no worker (no identity); "
             f"{user(namespace, 'worker')} may move only the runs bound to it"
@@ -135,19 +116,18 @@ def test_a_worker_cannot_bind_a_scheduled_run_to_itself(
     assert state_of(installed, "r", namespace) == ("Scheduled", None)
 
 
-@pytest.mark.usefixtures("as_worker")  # the policy enforced
 def test_a_worker_cannot_move_a_run_bound_to_another_worker(
-    installed: Kubectl, namespace: str, workers: Any, as_intruder: Kubectl, intruder: Any
+    installed: Kubectl, namespace: str, workers: Workers, intruder: Workers
 ) -> None:
     installed.apply(pool("p"), namespace=namespace)
     a = workers("p", "a")
     a.beat()
     body = bound_run(installed, namespace)
     assert body["status"]["workerIdentity"] == {"username": user(namespace, "worker")}  # copied at the grant
-    intruder("p", "b").beat()  # a worker of the pool in its own right, after r was bound
+    b = intruder("p", "b")
+    b.beat()  # a worker of the pool in its own right, registered after r was bound
     crash = {"status": {"state": "Crashed", "stateName": "Crashed", "slot": None, "endTime": now()}}
-    message = refused(as_intruder, *patch_status("fr", "r", namespace, crash))
-    assert message == (
+    assert refused(lambda: b.patch("fr", "r", crash, status=True)) == (
         f"FlowRun r is bound to worker a ({user(namespace, 'worker')}); "
         f"{user(namespace, 'intruder')} may move only the runs bound to it"
     )
@@ -158,19 +138,17 @@ def test_a_worker_cannot_move_a_run_bound_to_another_worker(
     assert state_of(installed, "r", namespace) == ("Completed", "a")
 
 
-@pytest.mark.usefixtures("as_worker")  # the policy enforced
 def test_a_worker_cannot_beat_or_change_another_workers_worker(
-    installed: Kubectl, namespace: str, workers: Any, as_intruder: Kubectl, intruder: Any
+    installed: Kubectl, namespace: str, workers: Workers, intruder: Workers
 ) -> None:
     installed.apply(pool("p"), namespace=namespace)
     workers("p", "a").beat()
-    intruder("p", "b").beat()
+    b = intruder("p", "b")
+    b.beat()
     owner, other = user(namespace, "worker"), user(namespace, "intruder")
     expected = f"Worker a belongs to {owner}; {other} may change only its own Worker"
-    beat = {"status": {"lastHeartbeatTime": now()}}
-    assert refused(as_intruder, *patch_status("wkr", "a", namespace, beat)) == expected
-    drain = ["patch", "wkr", "a", "-n", namespace, "--type=merge", "-p", '{"spec": {"draining": true}}']
-    assert refused(as_intruder, *drain) == expected
+    assert refused(lambda: b.patch("wkr", "a", {"status": {"lastHeartbeatTime": now()}}, status=True)) == expected
+    assert refused(lambda: b.patch("wkr", "a", {"spec": {"draining": True}})) == expected
     # Registering under a's name through the client: refused before anything is written.
     with pytest.raises(errors.Forbidden, match=f"Worker a was registered by {owner}, and this process is {other}"):
         intruder("p", "a").beat()
@@ -181,8 +159,7 @@ def test_a_worker_cannot_beat_or_change_another_workers_worker(
         "metadata": {"name": "c"},
         "spec": {"workPool": "p", "identity": {"username": owner}},
     }
-    message = refused(as_intruder, "create", "-n", namespace, "-f", "-", input=json.dumps(forged))
-    assert message == (
+    assert refused(lambda: b.create(forged)) == (
         f"a worker registers a Worker under its own identity: spec.identity must be {{username: {other}}}, not {owner}"
     )
 
@@ -191,21 +168,19 @@ def test_a_worker_cannot_beat_or_change_another_workers_worker(
 
 
 def test_a_worker_changes_only_the_heartbeat_of_its_own_worker(
-    installed: Kubectl, namespace: str, workers: Any, as_worker: Kubectl
+    installed: Kubectl, namespace: str, workers: Workers
 ) -> None:
     installed.apply(pool("p"), namespace=namespace)
-    workers("p", "a").beat()
+    a = workers("p", "a")
+    a.beat()
     wait_for(lambda: installed.get("wkr", "a", namespace)["status"].get("phase"), equals="Online", what="a Online")
     forged = {"status": {"lastHeartbeatTime": now(), "phase": "Online", "conditions": []}}
-    assert refused(as_worker, *patch_status("wkr", "a", namespace, forged)) == (
+    assert refused(lambda: a.patch("wkr", "a", forged, status=True)) == (
         "a worker may change only status.lastHeartbeatTime of its Worker, not conditions "
         "(phase, conditions and assignedRuns are the operator's)"
     )
-    with pytest.raises(KubectlError, match=r"spec\.identity is immutable"):
-        as_worker(
-            "patch", "wkr", "a", "-n", namespace, "--type=merge",
-            "-p", json.dumps({"spec": {"identity": {"username": user(namespace, "intruder")}}}),
-        )  # fmt: skip
+    with pytest.raises(errors.Invalid, match=r"spec\.identity is immutable"):
+        a.patch("wkr", "a", {"spec": {"identity": {"username": user(namespace, "intruder")}}})
 
 
 OPERATORS_FIELDS = {
@@ -219,15 +194,18 @@ OPERATORS_FIELDS = {
 
 @pytest.mark.parametrize("field", OPERATORS_FIELDS)
 def test_a_worker_cannot_change_the_operators_fields_of_its_own_run(
-    field: str, installed: Kubectl, namespace: str, workers: Any, as_worker: Kubectl
+    field: str, installed: Kubectl, namespace: str, workers: Workers
 ) -> None:
     installed.apply(pool("p"), namespace=namespace)
-    workers("p", "a").beat()
+    a = workers("p", "a")
+    a.beat()
     bound_run(installed, namespace)
     start = {"state": "Running", "stateName": "Running", "startTime": now(), **OPERATORS_FIELDS[field]}
-    message = refused(as_worker, *patch_status("fr", "r", namespace, {"status": start}))
-    assert message.startswith("a worker may change only state, stateName, startTime, endTime, message of a FlowRun")
-    assert message.endswith(f"not {field} (FlowRun r; worker, workerIdentity, slot and conditions are the operator's)")
+    assert refused(lambda: a.patch("fr", "r", {"status": start}, status=True)) == (
+        "a worker may change only state, stateName, startTime, endTime, message of a FlowRun (and drop status.slot "
+        f"when the run stops holding it), not {field} "
+        "(FlowRun r; worker, workerIdentity, slot and conditions are the operator's)"
+    )
     assert state_of(installed, "r", namespace) == ("Pending", "a")
 
 
@@ -244,10 +222,9 @@ FORBIDDEN_MOVES = {
 
 @pytest.mark.parametrize("case", FORBIDDEN_MOVES, ids=" → ".join)
 def test_a_worker_makes_only_the_workers_moves_of_its_own_run(
-    case: tuple[str, str], installed: Kubectl, namespace: str, workers: Any, as_worker: Kubectl
+    case: tuple[str, str], installed: Kubectl, namespace: str, workers: Workers
 ) -> None:
     first, move = case
-    expected = FORBIDDEN_MOVES[case]
     installed.apply(pool("p"), namespace=namespace)
     a = workers("p", "a")
     a.beat()
@@ -255,9 +232,9 @@ def test_a_worker_makes_only_the_workers_moves_of_its_own_run(
     for state in {"Pending": [], "Running": ["Running"], "Completed": ["Running", "Completed"]}[first]:
         a.move("r", state)
     message = refused(
-        as_worker, *patch_status("fr", "r", namespace, {"status": {"state": move, "stateName": move, "message": "x"}})
+        lambda: a.patch("fr", "r", {"status": {"state": move, "stateName": move, "message": "x"}}, status=True)
     )
-    assert message.startswith(f"{expected} (FlowRun r); the bound worker moves Pending → Running, ")
+    assert message.startswith(f"{FORBIDDEN_MOVES[case]} (FlowRun r); the bound worker moves Pending → Running, ")
     assert message.endswith(", the operator makes every other move")
     assert state_of(installed, "r", namespace) == (first, "a")
 
@@ -270,47 +247,45 @@ def test_workers_in_pods_are_told_apart_by_their_bound_tokens(
 ) -> None:
     installed.apply(pool("p"), namespace=namespace)
     account = user(namespace, "worker")
-    in_pod = {
-        pod: pod_worker_kubeconfig(installed, namespace, pod, tmp_path / f"{pod}.kubeconfig")
+    pods = {
+        pod: SimulatedWorker(
+            pod_worker_kubeconfig(installed, namespace, pod, tmp_path / f"{pod}.kubeconfig"), namespace, "p", pod
+        )
         for pod in ("worker-0", "worker-1")
     }
-    enforced(Kubectl(in_pod["worker-0"], binary=installed.binary), namespace)
-    first = SimulatedWorker(in_pod["worker-0"], namespace, "p", "worker-0")
-    second = SimulatedWorker(in_pod["worker-1"], namespace, "p", "worker-1")
+    unbound = SimulatedWorker(worker_kubeconfig, namespace, "p", "unbound")  # the same account, bound to no pod
     try:
-        first.beat()
+        pods["worker-0"].beat()
         identity = {"username": account, "podName": "worker-0"}
         assert installed.get("wkr", "worker-0", namespace)["spec"]["identity"] == identity
         assert bound_run(installed, namespace, worker="worker-0")["status"]["workerIdentity"] == identity
-        second.beat()
+        pods["worker-1"].beat()
         crash = {"status": {"state": "Crashed", "stateName": "Crashed", "endTime": now()}}
-        # The other pod of the same ServiceAccount, and a token of that ServiceAccount bound to no pod.
-        for kubeconfig, requester in ((in_pod["worker-1"], f"{account} (pod worker-1)"), (worker_kubeconfig, account)):
-            message = refused(Kubectl(kubeconfig, binary=installed.binary), *patch_status("fr", "r", namespace, crash))
-            assert message == (
+        for other, requester in ((pods["worker-1"], f"{account} (pod worker-1)"), (unbound, account)):
+            assert refused(lambda other=other: other.patch("fr", "r", crash, status=True)) == (
                 f"FlowRun r is bound to worker worker-0 ({account} (pod worker-0)); "
                 f"{requester} may move only the runs bound to it"
             )
-        beat = patch_status("wkr", "worker-0", namespace, {"status": {"lastHeartbeatTime": now()}})
-        assert refused(Kubectl(in_pod["worker-1"], binary=installed.binary), *beat) == (
+        beat = {"status": {"lastHeartbeatTime": now()}}
+        assert refused(lambda: pods["worker-1"].patch("wkr", "worker-0", beat, status=True)) == (
             f"Worker worker-0 belongs to {account} (pod worker-0); "
             f"{account} (pod worker-1) may change only its own Worker"
         )
-        first.move("r", "Running")
-        first.move("r", "Completed")
+        pods["worker-0"].move("r", "Running")
+        pods["worker-0"].move("r", "Completed")
         assert state_of(installed, "r", namespace) == ("Completed", "worker-0")
     finally:
-        first.close()
-        second.close()
+        for worker in (*pods.values(), unbound):
+            worker.close()
 
 
 def test_a_worker_from_before_identities_is_claimed_only_by_an_admin(
-    installed: Kubectl, namespace: str, workers: Any, as_worker: Kubectl
+    installed: Kubectl, namespace: str, workers: Workers
 ) -> None:
     installed.apply(pool("p"), namespace=namespace)
     legacy = {"apiVersion": API_VERSION, "kind": "Worker", "metadata": {"name": "a"}, "spec": {"workPool": "p"}}
     installed("create", "-n", namespace, "-f", "-", input=json.dumps(legacy))  # an admin is not restricted
-    with pytest.raises(errors.Forbidden, match=r"Worker a has no spec.identity \(only an admin may claim it\)"):
+    with pytest.raises(errors.Forbidden, match=r"Worker a has no spec\.identity \(only an admin may claim it\)"):
         workers("p", "a").beat()
     claim = {"spec": {"identity": {"username": user(namespace, "worker")}}}
     installed("patch", "wkr", "a", "-n", namespace, "--type=merge", "-p", json.dumps(claim))
@@ -323,7 +298,7 @@ def test_a_worker_from_before_identities_is_claimed_only_by_an_admin(
 
 
 def test_the_operator_still_makes_its_moves_on_a_restricted_workers_objects(
-    installed: Kubectl, namespace: str, workers: Any, as_worker: Kubectl
+    installed: Kubectl, namespace: str, workers: Workers
 ) -> None:
     """Grant, Online, Offline and Crashed on the Worker and run of a worker the policy restricts."""
     installed.apply(pool("p"), namespace=namespace)
