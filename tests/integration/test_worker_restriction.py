@@ -310,3 +310,21 @@ def test_the_operator_still_makes_its_moves_on_a_restricted_workers_objects(
     wait_for(lambda: state_of(installed, "r", namespace), equals=("Crashed", "a"), timeout=20, what="r Crashed")
     assert installed.get("wkr", "a", namespace)["status"]["phase"] == "Offline"
     assert installed.get("fr", "r", namespace)["status"]["message"] == "worker a went offline while it was running"
+
+
+def test_what_the_garbage_collector_does_to_a_worker_stays_allowed(
+    installed: Kubectl, namespace: str, workers: Workers, intruder: Workers
+) -> None:
+    """The garbage collector holds no `admit`: it is restricted like a worker, so dropping an owner
+    reference of another's Worker (orphaning it) stays allowed, and nothing more. Sent here by
+    another worker, as the collector sends it (a JSON merge patch on the version it read)."""
+    installed.apply(pool("p"), namespace=namespace)
+    workers("p", "a").beat()
+    b = intruder("p", "b")
+    version = installed.get("wkr", "a", namespace)["metadata"]["resourceVersion"]
+    owner, other = user(namespace, "worker"), user(namespace, "intruder")
+    more = {"metadata": {"labels": {"x": "y"}, "ownerReferences": None}}
+    expected = f"Worker a belongs to {owner}; {other} may change only its own Worker"
+    assert refused(lambda: b.patch("wkr", "a", more)) == expected
+    b.patch("wkr", "a", {"metadata": {"resourceVersion": version, "ownerReferences": None}})
+    assert "ownerReferences" not in installed.get("wkr", "a", namespace)["metadata"]
