@@ -73,6 +73,21 @@ class Cluster:
         return path
 
 
+def worker_account(name: str) -> str:
+    """A ServiceAccount for one worker, with the workpools-worker ClusterRole in the demo namespace."""
+    return f"""
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: {name}}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: workpools-worker-{name}}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: workpools-worker}}
+subjects: [{{kind: ServiceAccount, name: {name}}}]
+"""
+
+
 def spawn(name: str, argv: list[str], env: dict[str, str], state: Path) -> int:
     """Start a background process that outlives this script; its pid goes to <state>/<name>.pid."""
     with (state / f"{name}.log").open("ab") as log:
@@ -145,11 +160,16 @@ def up(args: argparse.Namespace) -> int:
     )
     cluster("apply", "--server-side", "--force-conflicts", "-k", str(ROOT / "examples"))
     cluster("wait", "--for=jsonpath={.status.queues}=4", f"workpool/{POOL}", "-n", NAMESPACE, "--timeout=60s")
-    cluster("delete", "flowruns", "--all", "-n", NAMESPACE, "--wait=true")
+    cluster("delete", "flowruns,workers", "--all", "-n", NAMESPACE, "--wait=true")  # a rerun starts afresh
 
-    print("== starting two workers: " + ", ".join(f"{w} (limit {n})" for w, n in WORKERS.items()))
-    worker_config = cluster.token_kubeconfig(NAMESPACE, "worker", state / "worker.kubeconfig")
+    print(
+        "== starting two workers, each as a ServiceAccount of its own (bound to the workpools-worker role): "
+        + ", ".join(f"{w} (limit {n})" for w, n in WORKERS.items())
+    )
     for name, limit in WORKERS.items():
+        # Its own identity, so the worker-restriction policy keeps each worker to its own runs.
+        cluster("apply", "-n", NAMESPACE, "-f", "-", stdin=worker_account(name))
+        worker_config = cluster.token_kubeconfig(NAMESPACE, name, state / f"{name}.kubeconfig")
         spawn(
             name,
             [

@@ -54,6 +54,10 @@ class RecordingTransport(Transport):
         self.calls.append(("patch", rt.plural + ("/status" if options.get("status") else ""), name))
         return await super().patch(rt, namespace, name, patch, **options)
 
+    async def who_am_i(self) -> Body:
+        self.calls.append(("create", "selfsubjectreviews", ""))
+        return await super().who_am_i()
+
     async def delete(self, rt: ResourceType, namespace: str, name: str, **options: Any) -> None:
         self.calls.append(("delete", rt.plural, name))
         await super().delete(rt, namespace, name, **options)
@@ -215,6 +219,7 @@ def test_heartbeat_through_the_client_registers_once_then_writes_status_once_per
 
     first = as_worker(lambda c: c.heartbeat("p", "w1", interval=5, queues=["p-default"], limit=2))
     assert as_worker.calls == [
+        ("create", "selfsubjectreviews", ""),  # who the worker is, asked once per connection
         ("get", "workers", "w1"),
         ("get", "workpools", "p"),
         ("create", "workers", "w1"),
@@ -228,6 +233,7 @@ def test_heartbeat_through_the_client_registers_once_then_writes_status_once_per
         "limit": 2,
         "heartbeatIntervalSeconds": 5,
         "type": "process",
+        "identity": {"username": f"system:serviceaccount:{namespace}:worker"},
     }
     assert [(o["kind"], o["name"], o["uid"]) for o in written["metadata"]["ownerReferences"]] == [
         ("WorkPool", "p", owner_uid)

@@ -22,6 +22,7 @@ import yaml
 
 from tests.support.kube import Kubectl, KubectlError
 from tests.support.waiting import wait_for
+from tests.support.worker_rbac import worker_rbac
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "operator" / "workpools"
@@ -30,6 +31,10 @@ KINDS = ("workpools", "workqueues", "workers", "flowruns")
 SYSTEM_NAMESPACE = "workpools-system"
 OPERATOR_ACCOUNT = "workpools-operator"
 OPERATOR_USER = f"system:serviceaccount:{SYSTEM_NAMESPACE}:{OPERATOR_ACCOUNT}"
+POLICY_FILE = "manifests/policy/worker_restriction.yaml"
+POLICY = "workpools-worker-restriction"
+SPECIAL_VERBS = ("use", "bind", "escalate", "impersonate", "approve", "admit")
+"""Verbs beyond the API's own that an authorizer may be asked about; `admit` exempts from the worker restriction."""
 
 Obj = dict[str, Any]
 PodSpec = dict[str, Any]
@@ -572,8 +577,12 @@ class Reason:
     """
 
     why: str
-    file: str  # under operator/workpools/
+    file: str  # under operator/workpools/, or under the repository for a path starting with manifests/
     snippets: tuple[str, ...]
+
+    @property
+    def path(self) -> Path:
+        return ROOT / self.file if self.file.startswith("manifests/") else PACKAGE / self.file
 
 
 def _operator_needs() -> dict[Grant, Reason]:
@@ -618,6 +627,12 @@ def _operator_needs() -> dict[Grant, Reason]:
         "Workers offline longer than the pool's TTL are deleted",
         "controllers/pools.py",
         ("await rt.transport.delete(WORKERS,", "resource_version=meta.resource_version"),
+    )
+    needs[Grant("cluster", GROUP, "flowruns", "admit")] = Reason(
+        "not an API verb: whoever may admit runs is exempt from the worker restriction, so the operator keeps "
+        "the moves it owns",
+        POLICY_FILE,
+        ("authorizer.group('workpools.dev').resource('flowruns')", ".check('admit').allowed()"),
     )
     needs[Grant("cluster", "", "events", "create")] = Reason(
         "lifecycle Events about our objects (core/v1 Events)", "client/events.py", ("await transport.create(EVENTS,",)
@@ -674,7 +689,7 @@ def test_the_operator_is_granted_exactly_what_the_code_needs(rendered: list[Obj]
 @pytest.mark.parametrize("grant", sorted(OPERATOR_NEEDS), ids=str)
 def test_the_code_that_justifies_each_grant_is_still_there(grant: Grant) -> None:
     reason = OPERATOR_NEEDS[grant]
-    source = re.sub(r"\s+", "", (PACKAGE / reason.file).read_text())
+    source = re.sub(r"\s+", "", reason.path.read_text())
     for snippet in reason.snippets:
         assert re.sub(r"\s+", "", snippet) in source, f"{grant}: {reason.why}; {snippet!r} is gone from {reason.file}"
 
@@ -682,7 +697,7 @@ def test_the_code_that_justifies_each_grant_is_still_there(grant: Grant) -> None
 @pytest.mark.parametrize("namespace", ["some-namespace", SYSTEM_NAMESPACE])
 def test_the_api_server_grants_the_operator_exactly_that(installed: Kubectl, namespace: str) -> None:
     """The installed roles as the authorizer sees them: every needed verb allowed, every other denied."""
-    verbs = {*EDIT_VERBS, "use", "bind", "escalate", "impersonate", "approve"}
+    verbs = {*EDIT_VERBS, *SPECIAL_VERBS}
     needed = {Access(g.verb, g.resource, g.group) for g in OPERATOR_NEEDS if g.scope in ("cluster", namespace)}
     resources = {(g.resource, g.group) for g in OPERATOR_NEEDS}
     resources |= {(r, "") for r in ("secrets", "pods", "configmaps", "namespaces", "serviceaccounts")}
@@ -692,3 +707,104 @@ def test_the_api_server_grants_the_operator_exactly_that(installed: Kubectl, nam
     assert sorted(map(str, allowed(installed, OPERATOR_USER, namespace, asked, account_groups))) == sorted(
         map(str, needed)
     )
+
+
+# -- the worker's ClusterRole and the worker restriction ----------------------------------------
+
+
+WORKER_ACCOUNT = "worker"
+
+
+def _worker_needs() -> dict[Access, Reason]:
+    registration, process = "client/heartbeats.py", "worker/process.py"
+    return {
+        Access("get", "workpools"): Reason(
+            "the pool's uid (a Worker is owned by its pool) and its baseJobTemplate",
+            process,
+            ("await self.transport.get(WORKPOOLS, self.namespace, self.pool)",),
+        ),
+        Access("get", "workers"): Reason(
+            "registration reads the Worker", registration, ("await self._transport.get(WORKERS,",)
+        ),
+        Access("create", "workers"): Reason(
+            "registration creates the Worker", registration, ("await self._transport.create(WORKERS,",)
+        ),
+        Access("patch", "workers"): Reason(
+            "registration brings the spec up to date; a stopping worker drains",
+            registration,
+            ('{"spec": change}', '{"spec": {"draining": True}}'),
+        ),
+        Access("patch", "workers/status"): Reason(
+            "the heartbeat", registration, ('{"status": {"lastHeartbeatTime": stamp}}', "status=True")
+        ),
+        Access("get", "flowruns"): Reason(
+            "a run is read again before its end is reported",
+            process,
+            ("await self.transport.get(FLOWRUNS, self.namespace, name)",),
+        ),
+        Access("list", "flowruns"): Reason(
+            "the watch of the runs bound to the worker starts with a LIST",
+            process,
+            ('field_selector=f"status.worker={self.name}"',),
+        ),
+        Access("watch", "flowruns"): Reason(
+            "the worker watches the runs bound to it", process, ("self.transport.watch(FLOWRUNS",)
+        ),
+        Access("patch", "flowruns/status"): Reason(
+            "the worker's moves of the runs bound to it",
+            process,
+            ("self.transport.patch(FLOWRUNS,", "status=True,"),
+        ),
+    }
+
+
+WORKER_NEEDS = _worker_needs()
+"""Everything a worker may do, in its namespace. A new verb in worker_role.yaml needs a reason here."""
+
+
+def test_the_worker_role_grants_exactly_what_the_worker_needs(rendered: list[Obj]) -> None:
+    role = find(rendered, "ClusterRole", "workpools-worker")
+    granted = set()
+    for rule in role["rules"]:
+        assert not rule.get("resourceNames"), "resourceNames: extend this test to compare them"
+        granted |= {Access(v, r, g) for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+    assert sorted(map(str, granted)) == sorted(map(str, WORKER_NEEDS))
+
+
+@pytest.mark.parametrize("access", sorted(WORKER_NEEDS), ids=str)
+def test_the_code_that_justifies_each_worker_grant_is_still_there(access: Access) -> None:
+    reason = WORKER_NEEDS[access]
+    source = re.sub(r"\s+", "", reason.path.read_text())
+    for snippet in reason.snippets:
+        assert re.sub(r"\s+", "", snippet) in source, f"{access}: {reason.why}; {snippet!r} is gone from {reason.file}"
+
+
+def test_the_api_server_grants_a_worker_exactly_that_in_its_namespace(installed: Kubectl, namespace: str) -> None:
+    installed.apply(worker_rbac(WORKER_ACCOUNT), namespace=namespace)
+    worker = f"system:serviceaccount:{namespace}:{WORKER_ACCOUNT}"
+    groups = ("system:serviceaccounts", f"system:serviceaccounts:{namespace}")
+    asked = {Access(verb, access.resource) for access in WORKER_NEEDS for verb in (*EDIT_VERBS, *SPECIAL_VERBS)}
+    asked |= kind_access((*EDIT_VERBS, *SPECIAL_VERBS)) | kind_access(EDIT_VERBS, "status")
+    assert sorted(map(str, allowed(installed, worker, namespace, asked, groups))) == sorted(map(str, WORKER_NEEDS))
+    assert allowed(installed, worker, "default", asked, groups) == set()  # bound in its namespace only
+    # Asking who it is (registration) needs no grant of ours: every authenticated user may.
+    who = Access("create", "selfsubjectreviews", "authentication.k8s.io")
+    assert allowed(installed, worker, namespace, {who}, groups) == {who}
+
+
+def test_the_worker_restriction_policy_is_installed_and_bound_everywhere(
+    installed: Kubectl, rendered: list[Obj]
+) -> None:
+    policy = find(rendered, "ValidatingAdmissionPolicy", POLICY)
+    binding = find(rendered, "ValidatingAdmissionPolicyBinding", POLICY)
+    assert binding["spec"] == {"policyName": POLICY, "validationActions": ["Deny"]}  # every namespace, no params
+    assert policy["spec"]["failurePolicy"] == "Fail"  # an error in the policy refuses rather than lets through
+    (rule,) = policy["spec"]["matchConstraints"]["resourceRules"]
+    assert set(rule["resources"]) == {"workers", "workers/status", "flowruns/status"}
+    assert set(rule["operations"]) == {"CREATE", "UPDATE"}
+    # Served as applied (the API server enforces it: tests/integration/test_worker_restriction.py).
+    assert (
+        installed.json("get", "validatingadmissionpolicy", POLICY)["spec"]["validations"]
+        == policy["spec"]["validations"]
+    )
+    assert installed.json("get", "validatingadmissionpolicybinding", POLICY)["spec"]["policyName"] == POLICY

@@ -34,9 +34,12 @@ def install(kubectl: Kubectl) -> Kubectl:
     return kubectl
 
 
-def service_account_kubeconfig(kubectl: Kubectl, namespace: str, account: str, path: Path) -> Path:
-    """A kubeconfig that authenticates as `namespace/account` with a token from the TokenRequest API."""
-    token = kubectl("create", "token", account, "-n", namespace, "--duration=24h").strip()
+def service_account_kubeconfig(
+    kubectl: Kubectl, namespace: str, account: str, path: Path, *, token: str | None = None
+) -> Path:
+    """A kubeconfig that authenticates as `namespace/account` with a token from the TokenRequest API
+    (or with `token`, e.g. one bound to a pod)."""
+    token = token or kubectl("create", "token", account, "-n", namespace, "--duration=24h").strip()
     admin = json.loads(kubectl("config", "view", "--raw", "--minify", "-o", "json"))
     cluster = admin["clusters"][0]
     config = {

@@ -10,7 +10,7 @@ from typing import Any
 
 from workpools.api.base import timestamp
 from workpools.client.heartbeats import Heartbeat
-from workpools.client.resources import FLOWRUNS
+from workpools.client.resources import FLOWRUNS, WORKERS
 from workpools.client.transport import Transport
 
 
@@ -43,6 +43,20 @@ class SimulatedWorker:
             )
         )
         return body
+
+    def patch(self, kind: str, name: str, body: dict[str, Any], *, status: bool = False) -> dict[str, Any]:
+        """A plain merge PATCH of any Worker (`wkr`) or FlowRun (`fr`), or of its status, with this
+        worker's credentials: whatever a buggy or hostile worker could send."""
+        resource = {"wkr": WORKERS, "fr": FLOWRUNS}[kind]
+        written: dict[str, Any] = self._run(
+            self._transport.patch(resource, self.namespace, name, body, status=status, field_manager="workpools-worker")
+        )
+        return written
+
+    def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Create a Worker with this worker's credentials, as written (no identity filled in)."""
+        created: dict[str, Any] = self._run(self._transport.create(WORKERS, self.namespace, body))
+        return created
 
     def close(self) -> None:
         self._run(self._transport.close())

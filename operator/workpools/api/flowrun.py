@@ -12,6 +12,7 @@ from workpools.api.base import DNS_LABEL, PoolRef, QueueName, Resource
 from workpools.api.conditions import Condition, conditions_field
 from workpools.api.meta import NAME_MAX
 from workpools.api.states import StateType, transition_pairs
+from workpools.api.worker import WorkerIdentity
 
 MESSAGE_MAX = 4096
 """status.message is bounded: a worker puts the last lines of stderr here, never more."""
@@ -85,6 +86,10 @@ class FlowRunStatus(schema.BaseModel):
     worker: Annotated[
         str | None, Field(max_length=253, description="The Worker this run is bound to (like a pod's nodeName).")
     ] = None
+    worker_identity: WorkerIdentity | None = Field(
+        default=None,
+        description="spec.identity of the Worker, copied at the grant: only that identity may move the run.",
+    )
     slot: SlotGrant | None = Field(default=None, description="The slot this run holds, while it holds one.")
     scheduled_time: datetime.datetime | None = Field(
         default=None, description="spec.scheduledTime, or the creation time when absent."

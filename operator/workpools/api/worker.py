@@ -6,7 +6,7 @@ import datetime
 from typing import Annotated
 
 from kube_custom_resource import schema
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from workpools.api.base import PoolRef, QueueName, Resource
 from workpools.api.conditions import Condition, conditions_field
@@ -22,8 +22,41 @@ class WorkerPhase(str, schema.Enum):
     OFFLINE = "Offline"
 
 
+POD_NAME_EXTRA = "authentication.kubernetes.io/pod-name"
+"""The user-info extra a pod-bound ServiceAccount token carries: the name of the pod it is bound to."""
+
+
+class WorkerIdentity(schema.BaseModel):
+    """Who a worker process is to the API server: what a SelfSubjectReview answers for its credentials.
+
+    Recorded on the Worker at registration and copied onto each run granted to it, so that the
+    worker-restriction admission policy (manifests/policy/) can tell a worker's own objects from
+    the others'. The pod name tells apart workers that share one ServiceAccount.
+    """
+
+    username: Annotated[str, Field(min_length=1, max_length=1024, description="The authenticated user name.")]
+    pod_name: Annotated[
+        str | None,
+        Field(
+            max_length=253,
+            description=f"The pod a bound ServiceAccount token is tied to (user-info extra {POD_NAME_EXTRA}).",
+        ),
+    ] = None
+
+
 class WorkerSpec(schema.BaseModel):
     """Desired state of a Worker; written by the worker process itself."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(oldSelf.identity) || has(self.identity)",
+                    "message": "spec.identity cannot be removed: it names who registered this Worker",
+                }
+            ]
+        }
+    )
 
     work_pool: PoolRef
     work_queues: Annotated[
@@ -50,6 +83,23 @@ class WorkerSpec(schema.BaseModel):
     ] = None
     type: Annotated[str, Field(min_length=1, max_length=63, description="Worker type, e.g. process.")] = "process"
     draining: bool = Field(default=False, description="Set by a stopping worker: it takes no new runs.")
+    identity: Annotated[
+        WorkerIdentity | None,
+        Field(
+            description=(
+                "Who registered this Worker; only that identity may change it, beat its heartbeat and move "
+                "the runs bound to it. Set at creation, immutable."
+            ),
+            json_schema_extra={
+                "x-kubernetes-validations": [
+                    {
+                        "rule": "self == oldSelf",
+                        "message": "spec.identity is immutable: it names who registered this Worker",
+                    }
+                ]
+            },
+        ),
+    ] = None
 
 
 class WorkerStatus(schema.BaseModel):

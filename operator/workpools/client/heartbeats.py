@@ -4,16 +4,23 @@ Prefect's `worker_heartbeat` upserts the worker row on every beat. Here registra
 Worker, owned by its pool so it goes with the pool; bring its spec up to date) happens once per
 `Heartbeat` object, and every beat after that is a single PATCH of `status.lastHeartbeatTime`
 through the status subresource. It never writes a WorkPool or WorkQueue.
+
+Registration records in `spec.identity` who the API server takes this process's credentials for
+(a SelfSubjectReview, asked once per connection): the worker-restriction policy in
+manifests/policy/ lets only that identity change the Worker, beat its heartbeat and move the runs
+bound to it.
 """
 
 from __future__ import annotations
 
 import datetime
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
+from workpools.api.base import to_json
 from workpools.api.meta import API_VERSION
-from workpools.api.worker import Worker
+from workpools.api.worker import POD_NAME_EXTRA, Worker, WorkerIdentity
 from workpools.client import errors
 from workpools.client.patches import merge_patch
 from workpools.client.resources import WORKERS, WORKPOOLS
@@ -24,6 +31,27 @@ FIELD_MANAGER = "workpools-worker"
 
 def _utc_now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
+
+
+_identities: weakref.WeakKeyDictionary[Transport, WorkerIdentity] = weakref.WeakKeyDictionary()
+"""A connection's credentials do not change who they are: one SelfSubjectReview per Transport."""
+
+
+async def identity(transport: Transport) -> WorkerIdentity:
+    """Who the API server takes `transport`'s credentials for, as a Worker records it in spec.identity.
+
+    With a pod-bound ServiceAccount token that includes the pod's name, so workers sharing one
+    ServiceAccount (replicas of a Deployment) are still told apart.
+    """
+    if (known := _identities.get(transport)) is None:
+        user = await transport.who_am_i()
+        pods = (user.get("extra") or {}).get(POD_NAME_EXTRA) or []
+        known = _identities[transport] = WorkerIdentity(username=user["username"], pod_name=pods[0] if pods else None)
+    return known
+
+
+def _describe(who: WorkerIdentity) -> str:
+    return who.username + (f" (pod {who.pod_name})" if who.pod_name else "")
 
 
 class Heartbeat:
@@ -73,16 +101,33 @@ class Heartbeat:
         return Worker.model_validate(body)
 
     async def register(self) -> Worker:
-        """Create the Worker if it is missing and make its spec match this heartbeat's."""
+        """Create the Worker if it is missing and make its spec match this heartbeat's.
+
+        Raises `Forbidden` when the Worker was registered by another identity: only that one may
+        use it (delete the Worker, or choose another name).
+        """
+        me = await identity(self._transport)
         try:
             current = await self._transport.get(WORKERS, self.namespace, self.name)
         except errors.NotFound:
-            current = await self._create()
+            current = await self._create(me)
+        recorded = current.get("spec", {}).get("identity")
+        if recorded is not None and recorded != to_json(me):
+            raise errors.Forbidden(
+                f"Worker {self.name} was registered by {_describe(WorkerIdentity.model_validate(recorded))}, "
+                f"and this process is {_describe(me)}: only the identity that registered a Worker may use it; "
+                "choose another worker name, or delete the Worker",
+                kind="Worker",
+                namespace=self.namespace,
+                name=self.name,
+            )
         # A heartbeat without an interval keeps the one recorded (Prefect sets it only when given);
         # an omitted limit or queue list means "none" and is written as such.
         managed = {k for k, v in self.spec.items() if v is not None or k != "heartbeatIntervalSeconds"}
         wanted = {k: v for k, v in self.spec.items() if k in managed and v is not None}
         have = {k: v for k, v in current.get("spec", {}).items() if k in managed}
+        if recorded is None:  # a Worker from before identities: claim it (the policy lets only admins do that)
+            wanted["identity"], have["identity"] = to_json(me), None
         if have != wanted:
             change = merge_patch(have, wanted)
             current = await self._transport.patch(
@@ -98,7 +143,7 @@ class Heartbeat:
         )
         return Worker.model_validate(body)
 
-    async def _create(self) -> dict[str, Any]:
+    async def _create(self, me: WorkerIdentity) -> dict[str, Any]:
         try:
             pool = await self._transport.get(WORKPOOLS, self.namespace, self.pool)
         except errors.NotFound as missing:
@@ -114,7 +159,7 @@ class Heartbeat:
                     {"apiVersion": API_VERSION, "kind": "WorkPool", "name": self.pool, "uid": pool["metadata"]["uid"]}
                 ],
             },
-            "spec": {k: v for k, v in self.spec.items() if v is not None},
+            "spec": {**{k: v for k, v in self.spec.items() if v is not None}, "identity": to_json(me)},
         }
         try:
             return await self._transport.create(WORKERS, self.namespace, body, field_manager=FIELD_MANAGER)

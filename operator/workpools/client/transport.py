@@ -53,6 +53,7 @@ class ResourceType:
 
 EVENTS = ResourceType("", "v1", "events", "Event")
 LEASES = ResourceType("coordination.k8s.io", "v1", "leases", "Lease")
+SELF_SUBJECT_REVIEWS = ResourceType("authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview")
 
 READ_TIMEOUT = 30.0
 WRITE_TIMEOUT = 5.0
@@ -447,6 +448,17 @@ class Transport:
             if content_type == JSON_PATCH and "test operation" in error.message:  # the precondition failed
                 raise errors.Conflict(error.message, kind=rt.kind, namespace=namespace, name=name) from error
             raise
+
+    async def who_am_i(self) -> Body:
+        """Who the API server takes these credentials for: a SelfSubjectReview's user info
+        (`username`, `uid`, `groups`, `extra`), as admission sees it in `request.userInfo`."""
+        review = k8s.V1SelfSubjectReview(api_version=SELF_SUBJECT_REVIEWS.api_version, kind=SELF_SUBJECT_REVIEWS.kind)
+        with _answers(SELF_SUBJECT_REVIEWS, "", ""):
+            answer = await k8s.AuthenticationV1Api(self._api).create_self_subject_review(
+                review, _request_timeout=READ_TIMEOUT
+            )
+        user = answer.status.user_info if answer.status is not None else None
+        return user.to_dict() if user is not None else {}
 
     async def delete(
         self,

@@ -244,10 +244,14 @@ def admission_changes(state: PoolState) -> list[RunChange]:
         [worker_view(w, judgement) for w in state.workers],
         now=now,
     )
+    # The worker's identity goes onto the run in the grant write itself: the worker-restriction
+    # policy lets only that identity move the run (manifests/policy/).
+    identities = {w.metadata.name: w.spec.identity for w in state.workers}
     changes = []
     for grant in decided.grants:
         run = by_name[grant.run.name]
         conditions = _admitted(run, True, Reason.ADMITTED, f"bound to worker {grant.worker}", now)
+        identity = identities.get(grant.worker)
         changes.append(
             RunChange(
                 run,
@@ -255,6 +259,7 @@ def admission_changes(state: PoolState) -> list[RunChange]:
                     "state": S.PENDING.value,
                     "stateName": "Pending",
                     "worker": grant.worker,
+                    "workerIdentity": None if identity is None else to_json(identity),
                     "slot": {"acquiredAt": timestamp(now), "queue": grant.run.queue},
                     "message": None,
                     **({"conditions": conditions} if conditions is not None else {}),

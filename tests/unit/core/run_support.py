@@ -60,6 +60,7 @@ def wkr(
     queues: Iterable[str] = (),
     limit: int | None = None,
     offline_since: datetime | None = None,
+    identity: dict[str, str] | None = None,
 ) -> Worker:
     """A Worker; `offline_since` writes the Ready=False condition the operator sets when it goes Offline."""
     spec: dict[str, Any] = {"workPool": "p", "workQueues": list(queues), "draining": draining}
@@ -67,6 +68,8 @@ def wkr(
         spec["heartbeatIntervalSeconds"] = interval
     if limit is not None:
         spec["limit"] = limit
+    if identity is not None:
+        spec["identity"] = identity
     status: dict[str, Any] = {}
     if heartbeat is not None:
         status["lastHeartbeatTime"] = timestamp(heartbeat)

@@ -511,6 +511,7 @@ def test_a_grant_binds_the_run_takes_a_slot_and_says_so() -> None:
         "state": "Pending",
         "stateName": "Pending",
         "worker": "w",
+        "workerIdentity": None,
         "slot": {"acquiredAt": ts(NOW), "queue": DEFAULT_QUEUE},
         "message": None,
         "conditions": [
@@ -525,6 +526,13 @@ def test_a_grant_binds_the_run_takes_a_slot_and_says_so() -> None:
         ],
     }
     assert change.event is None
+
+
+def test_a_grant_copies_the_workers_identity_onto_the_run() -> None:
+    """The worker-restriction policy lets only this identity move the run: it must land with the grant."""
+    identity = {"username": "system:serviceaccount:ns:worker", "podName": "worker-0"}
+    state = pool_state(runs=[flowrun("r", scheduled=T0)], workers=[wkr("w", heartbeat=NOW, identity=identity)], now=NOW)
+    assert only(admission_changes(state)).patch["workerIdentity"] == identity
 
 
 def test_a_grant_takes_the_slot_in_the_runs_own_queue() -> None:
