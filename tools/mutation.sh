@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Mutation testing of the pure rules: mutmut changes core/ and api/states.py one small edit at a
+# time (`+= 1` → `+= 2`, `>` → `>=`, a string, a constant) and runs tests/unit against each; a
+# mutant no test notices marks a rule nothing pins down. Prints killed / total per module and
+# fails below MUTATION_MIN percent overall (default 97). Slow (tens of minutes): run it before
+# changing a rule in core/, and weekly in CI, not on every push (README, Development).
+#
+#   tools/mutation.sh                      one worker, as the README's figures were measured
+#   MUTATION_JOBS=4 tools/mutation.sh      more workers on a machine of one's own
+#   cd .mutation && mutmut show <name>     a surviving mutant's diff, after a run
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+source "$root/tools/python-env.sh"
+
+# mutmut is the `mutation` extra, installed here only, so the everyday test install stays light.
+stamp="$root/.venv/.mutation-$(sha256sum "$root/pyproject.toml" | cut -c1-16)"
+if [[ ! -e "$stamp" ]]; then
+  echo "mutation: installing the mutation extra into $root/.venv" >&2
+  python -m pip install --quiet -e "$root[test,mutation]"
+  rm -f "$root"/.venv/.mutation-* && touch "$stamp"
+fi
+
+# mutmut names a mutant after its file's path from the working directory and switches it on only
+# in the module of that name, so it must run where the package sits at the top (`workpools/`,
+# not `operator/workpools/`): a staging directory of links, rebuilt each run.
+work="$root/.mutation"
+rm -rf "$work"
+mkdir -p "$work"
+for item in tests pyproject.toml crds examples manifests; do
+  ln -s "../$item" "$work/$item"
+done
+ln -s ../operator/workpools "$work/workpools"
+# A fixed hypothesis seed: the same tree gives the same score, and a kill never hinges on luck.
+cat >"$work/setup.cfg" <<'EOF'
+[mutmut]
+source_paths = workpools
+only_mutate =
+    workpools/core/*
+    workpools/api/states.py
+pytest_add_cli_args_test_selection = tests/unit
+pytest_add_cli_args =
+    --hypothesis-seed=0
+    -p
+    no:cacheprovider
+also_copy =
+    crds
+    examples
+    manifests
+EOF
+
+cd "$work"
+echo "mutation: $(git -C "$root" rev-parse --short HEAD)$(git -C "$root" diff --quiet HEAD -- operator tests || echo ' (with uncommitted changes)'), ${MUTATION_JOBS:-1} worker(s)" >&2
+mutmut run --max-children "${MUTATION_JOBS:-1}" >"$work/run.log" 2>&1 || {
+  tail -n 40 "$work/run.log" >&2
+  exit 1
+}
+mutmut results --all true >"$work/results.txt"
+
+python - "${MUTATION_MIN:-97}" "$work/results.txt" <<'EOF'
+"""Score per module from `mutmut results --all true` lines: `    <module>.x_<function>__mutmut_<n>: <status>`."""
+
+import re
+import sys
+from collections import Counter, defaultdict
+
+minimum, path = float(sys.argv[1]), sys.argv[2]
+# A mutant that makes the tests hang is caught as surely as one that makes them fail.
+CAUGHT = {"killed", "timeout", "caught by type check"}
+statuses: defaultdict[str, Counter[str]] = defaultdict(Counter)
+survivors: list[str] = []
+for line in open(path, encoding="utf-8"):
+    name, _, status = line.strip().rpartition(": ")
+    if not name:
+        continue
+    module = re.split(r"\.x(?:_|ǁ)", name, maxsplit=1)[0]
+    statuses[module][status] += 1
+    if status not in CAUGHT:
+        survivors.append(f"{status}: {name}")
+
+print(f"{'module':<34} {'killed':>7} {'total':>6} {'score':>7}")
+caught = total = 0
+for module, counts in sorted(statuses.items()):
+    k, n = sum(counts[s] for s in CAUGHT), sum(counts.values())
+    caught, total = caught + k, total + n
+    print(f"{module:<34} {k:>7} {n:>6} {100 * k / n:>6.1f}%")
+score = 100 * caught / total if total else 0.0
+print(f"{'all':<34} {caught:>7} {total:>6} {score:>6.1f}%")
+for survivor in survivors:
+    print("  not killed:", survivor)
+if score < minimum:
+    sys.exit(f"mutation score {score:.1f}% is below {minimum:g}%")
+EOF
