@@ -212,6 +212,13 @@ CASES: dict[str, Case] = {
         {"r2": H.NO_ONLINE_WORKER},
         workers=[worker("w", limit=1)],
     ),
+    # `assigned += 1` per grant: a limit of 1 cannot tell one from two, so fill a limit of 2.
+    "worker-filled-to-a-limit-of-two-in-one-pass": Case(
+        [run("r1", created=at(seconds=-2)), run("r2", created=at(seconds=-1)), run("r3")],
+        [("r1", "w"), ("r2", "w")],
+        {"r3": H.NO_ONLINE_WORKER},
+        workers=[worker("w", limit=2)],
+    ),
     "full-worker-is-passed-over": Case(
         [holding("a", worker="a"), run("r")], [("r", "z")], workers=[worker("a", limit=1), worker("z")]
     ),
