@@ -26,7 +26,7 @@ fi
 work="$root/.mutation"
 rm -rf "$work"
 mkdir -p "$work"
-for item in tests pyproject.toml crds examples manifests; do
+for item in tests tools pyproject.toml crds examples manifests; do
   ln -s "../$item" "$work/$item"
 done
 ln -s ../operator/workpools "$work/workpools"
@@ -43,6 +43,7 @@ pytest_add_cli_args =
     -p
     no:cacheprovider
 also_copy =
+    tools
     crds
     examples
     manifests
