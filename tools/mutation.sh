@@ -30,7 +30,14 @@ for item in tests tools pyproject.toml crds examples manifests; do
   ln -s "../$item" "$work/$item"
 done
 ln -s ../operator/workpools "$work/workpools"
-# A fixed hypothesis seed: the same tree gives the same score, and a kill never hinges on luck.
+# mutmut traces every call, so hypothesis deadlines would turn slowness into kills; and a shared
+# example database, like a random seed, would make the score hang on luck and mutant order.
+cat >"$work/conftest.py" <<'EOF'
+from hypothesis import settings
+
+settings.register_profile("mutation", deadline=None, database=None)
+settings.load_profile("mutation")
+EOF
 cat >"$work/setup.cfg" <<'EOF'
 [mutmut]
 source_paths = workpools
@@ -43,6 +50,7 @@ pytest_add_cli_args =
     -p
     no:cacheprovider
 also_copy =
+    conftest.py
     tools
     crds
     examples
