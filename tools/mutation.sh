@@ -85,19 +85,22 @@ for line in open(path, encoding="utf-8"):
         continue
     module = re.split(r"\.x(?:_|ǁ)", name, maxsplit=1)[0]
     statuses[module][status] += 1
-    if status not in CAUGHT:
+    if status not in CAUGHT | {"not checked"}:
         survivors.append(f"{status}: {name}")
 
 print(f"{'module':<34} {'killed':>7} {'total':>6} {'score':>7}")
-caught = total = 0
+caught = total = unchecked = 0
 for module, counts in sorted(statuses.items()):
-    k, n = sum(counts[s] for s in CAUGHT), sum(counts.values())
-    caught, total = caught + k, total + n
-    print(f"{module:<34} {k:>7} {n:>6} {100 * k / n:>6.1f}%")
+    k, n, u = sum(counts[s] for s in CAUGHT), sum(counts.values()), counts["not checked"]
+    caught, total, unchecked = caught + k, total + n - u, unchecked + u
+    note = f"  ({u} not checked)" if u else ""
+    print(f"{module:<34} {k:>7} {n - u:>6} {100 * k / max(n - u, 1):>6.1f}%{note}")
 score = 100 * caught / total if total else 0.0
 print(f"{'all':<34} {caught:>7} {total:>6} {score:>6.1f}%")
 for survivor in survivors:
     print("  not killed:", survivor)
+if unchecked:
+    sys.exit(f"{unchecked} mutants not checked: the run was interrupted, so this is no score")
 if score < minimum:
     sys.exit(f"mutation score {score:.1f}% is below {minimum:g}%")
 EOF
