@@ -98,8 +98,12 @@ CASES: dict[str, Case] = {
     "full-workers-before-pool-limit": Case(
         [holding("a"), run("r")], [], {"r": H.NO_ONLINE_WORKER}, pool=pool(limit=1), workers=[worker("w", limit=1)]
     ),
-    "pool-limit-when-a-worker-has-room": Case(
-        [holding("a"), run("r")], [], {"r": H.POOL_LIMIT_REACHED}, pool=pool(limit=1), workers=[worker("w", limit=2)]
+    "pool-limit-when-a-worker-of-the-queue-has-room": Case(
+        [holding("a"), run("r")],
+        [],
+        {"r": H.POOL_LIMIT_REACHED},
+        pool=pool(limit=1),
+        workers=[worker("w", queues={"q"}, limit=2)],
     ),
     "queue-limit-before-no-worker": Case(
         [holding("a"), run("r")], [], {"r": H.QUEUE_LIMIT_REACHED}, queues=[queue(limit=1)], workers=[]
