@@ -31,14 +31,10 @@ for item in tests tools pyproject.toml crds examples manifests; do
   ln -s "../$item" "$work/$item"
 done
 ln -s ../operator/workpools "$work/workpools"
-# mutmut traces every call, so hypothesis deadlines would turn slowness into kills; and a shared
-# example database, like a random seed, would make the score hang on luck and mutant order.
-cat >"$work/conftest.py" <<'EOF'
-from hypothesis import settings
-
-settings.register_profile("mutation", deadline=None, database=None)
-settings.load_profile("mutation")
-EOF
+# Hypothesis as tests/unit/conftest.py sets it for mutation runs: no deadline (mutmut traces every
+# call, and slowness must not count as a kill), no example database (nor, below, a random seed),
+# so the score never hangs on luck or on the order mutants ran in.
+export WORKPOOLS_HYPOTHESIS_PROFILE=mutation
 modules=("${@:-core/*}")
 [[ $# -gt 0 ]] || modules+=(api/states.py)
 cat >"$work/setup.cfg" <<EOF
@@ -52,7 +48,6 @@ pytest_add_cli_args =
     -p
     no:cacheprovider
 also_copy =
-    conftest.py
     tools
     crds
     examples
