@@ -119,10 +119,5 @@ def is_slot_holding(state: StateType | None) -> bool:
 
 def transition_pairs() -> list[tuple[StateType | None, StateType]]:
     """Every allowed move in lifecycle order (None first), so generated CEL is stable."""
-    order = {state: rank for rank, state in enumerate(StateType)}
-
-    def key(pair: tuple[StateType | None, StateType]) -> tuple[int, int]:
-        old, new = pair
-        return (-1 if old is None else order[old], order[new])
-
-    return sorted(ALLOWED, key=key)
+    rank: dict[StateType | None, int] = {state: n for n, state in enumerate([None, *StateType])}
+    return sorted(ALLOWED, key=lambda pair: (rank[pair[0]], rank[pair[1]]))

@@ -5,6 +5,10 @@ order (queue effective priority, then scheduled time) and each grant is charged 
 pool's and queue's open slots and to the worker's room, so the second grant of a pass sees the
 first: a limit can never be exceeded by one pass. A run that cannot be bound (no worker serves
 its queue) does not block the runs behind it: its slot stays free for them (best effort).
+
+A waiting run's reason names what would have to change for it to be admitted first: the queue
+limit, then a worker with room, then the pool limit. `PoolLimitReached` therefore means a worker
+would take the run, so no run behind it in admission order was granted.
 """
 
 from __future__ import annotations
@@ -101,25 +105,46 @@ def admit(
     # Reasons are judged against the slots as the pass leaves them, so the next pass over an
     # unchanged pool gives the same reasons (and writes nothing).
     holds += [
-        _why_waiting(run, by_name[run.queue], pool_name, pool, queue_open=queue_open[run.queue], pool_open=pool_open)
+        _why_waiting(
+            run,
+            by_name[run.queue],
+            pool_name,
+            pool,
+            queue_open=queue_open[run.queue],
+            workers=workers,
+            assigned=assigned,
+        )
         for run in waiting
     ]
     return Admission(grants, holds)
 
 
 def _why_waiting(
-    run: RunView, queue: QueueView, pool_name: str, pool: PoolView, *, queue_open: int | None, pool_open: int | None
+    run: RunView,
+    queue: QueueView,
+    pool_name: str,
+    pool: PoolView,
+    *,
+    queue_open: int | None,
+    workers: Sequence[WorkerView],
+    assigned: Counter[str],
 ) -> Hold:
-    """A ready run that got nothing: the queue first (the narrower limit), then the pool, then workers."""
+    """A ready run that got nothing: the queue first (the narrower limit), then workers, then the pool.
+
+    Workers before the pool: a run nobody can take lets lower runs have the pool's slots (best
+    effort), and a bigger pool would not admit it, so the pool limit would not be the true reason.
+    """
     if queue_open == 0:
         return Hold(
             run, HoldReason.QUEUE_LIMIT_REACHED, f"queue {run.queue} has no open slot (limit {queue.concurrency_limit})"
         )
-    if pool_open == 0:
-        return Hold(
-            run, HoldReason.POOL_LIMIT_REACHED, f"pool {pool_name} has no open slot (limit {pool.concurrency_limit})"
-        )
-    return Hold(run, HoldReason.NO_ONLINE_WORKER, f"no online worker with room serves queue {run.queue}")
+    if pick_worker(workers, run.queue, assigned) is None:
+        return Hold(run, HoldReason.NO_ONLINE_WORKER, f"no online worker with room serves queue {run.queue}")
+    # Queue open and a worker with room after the pass: both were so when this run's turn came
+    # (they only shrink during a pass), so the pool was full then and is now.
+    return Hold(
+        run, HoldReason.POOL_LIMIT_REACHED, f"pool {pool_name} has no open slot (limit {pool.concurrency_limit})"
+    )
 
 
 def _gate(run: RunView, queue: QueueView | None, pool_name: str, now: datetime.datetime) -> Hold | None:

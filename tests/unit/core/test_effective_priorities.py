@@ -139,7 +139,7 @@ def test_replay_order_is_seen_then_queue_name() -> None:
 
 
 def test_a_queue_with_two_requests_is_refused() -> None:
-    with pytest.raises(ValueError, match="'a' has more than one priority request"):
+    with pytest.raises(ValueError, match=r"^queue 'a' has more than one priority request$"):
         resolve([PriorityRequest("a", 1, at(0)), PriorityRequest("a", 2, at(1))])
 
 

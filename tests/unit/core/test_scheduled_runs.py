@@ -325,6 +325,9 @@ def test_negative_limit_is_refused() -> None:
         pytest.param(S.PENDING, at(hours=1), None, False, id="admitted-is-not-late"),
         pytest.param(S.RUNNING, at(hours=1), None, False, id="running-is-not-late"),
         pytest.param(S.SCHEDULED, at(seconds=31), timedelta(seconds=30), True, id="custom-threshold"),
+        # Between the default and a custom threshold: only the one passed may decide.
+        pytest.param(S.SCHEDULED, at(seconds=20), timedelta(seconds=30), False, id="20s-under-a-30s-threshold"),
+        pytest.param(S.SCHEDULED, at(seconds=12), timedelta(seconds=10), True, id="12s-over-a-10s-threshold"),
     ],
 )
 def test_late(state: StateType, now: datetime, after: timedelta | None, want: bool) -> None:
