@@ -19,7 +19,9 @@ Reconcile = Callable[[ObjectKey], Awaitable[None]]
 
 
 class Wakeups:
-    def __init__(self, reconcile: Reconcile, *, first_retry: float = 1.0, max_retry: float = 60.0):
+    def __init__(self, reconcile: Reconcile, *, first_retry: float = 1.0, max_retry: float = 16.0):
+        # At most 16 s between retries: after a fault heals, a pool is decided again within
+        # seconds; a persistent error still costs one pass per 16 s, never a storm.
         self._reconcile = reconcile
         self._first_retry = first_retry
         self._max_retry = max_retry

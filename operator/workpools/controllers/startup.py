@@ -11,6 +11,7 @@ import kopf
 from workpools.api.meta import ObjectKey
 from workpools.cache.store import Store
 from workpools.cache.wakeups import Wakeups
+from workpools.client import errors
 from workpools.client.resources import FLOWRUNS, WORKERS, WORKPOOLS, WORKQUEUES
 from workpools.client.transport import Transport
 from workpools.controllers import metrics
@@ -20,6 +21,9 @@ from workpools.controllers.scope import Scope
 from workpools.controllers.timers import run_timers
 
 logger = logging.getLogger(__name__)
+
+PRIME_RETRIES = (0.5, 1, 2, 4, 8)
+"""Pauses between attempts to LIST a kind at startup (a LIST is idempotent: the store takes it again)."""
 
 
 @kopf.on.startup()
@@ -61,8 +65,16 @@ async def prime(rt: Runtime, scope: Scope) -> None:
     """
     for resource in (WORKPOOLS, WORKQUEUES, WORKERS, FLOWRUNS):
         for namespace in scope.list_namespaces():
-            async for body in rt.transport.list_all(resource, namespace):
-                rt.wakeups.wake(*rt.store.put(body))
+            for pause in PRIME_RETRIES:  # a broken connection must not cost kopf's 60 s startup retry
+                try:
+                    async for body in rt.transport.list_all(resource, namespace):
+                        rt.wakeups.wake(*rt.store.put(body))
+                    break
+                except errors.Unavailable as error:
+                    logger.warning("listing %s failed (%s); again in %.0fs", resource.plural, error, pause)
+                    await asyncio.sleep(pause)
+            else:
+                raise errors.Unavailable(f"could not list {resource.plural} to prime the store", kind=resource.kind)
     logger.info(
         "store primed: %d pools, %d queues, %d workers, %d runs",
         len(rt.store.pools),
