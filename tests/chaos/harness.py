@@ -21,6 +21,7 @@ import http.client
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -81,6 +82,7 @@ WORKER_LIMITS: dict[str, tuple[str, int]] = {
     "beta-w3": ("beta", 2),
 }
 RUNS_PER_QUEUE = 34  # 6 queues: 204 runs
+RUN_NAME = re.compile(r"[a-z]+-q[0-9]-[0-9]{3}")
 
 
 def limits() -> dict[tuple[str, str], int]:
@@ -215,6 +217,8 @@ class FlowRunWatch:
         self.grants: list[float] = []
         """time.monotonic() of every Scheduled → Pending seen."""
         self.deleted: list[str] = []
+        self.messages: dict[str, str] = {}
+        """Run → the last status.message seen (why a run ended otherwise than Completed)."""
         self.failure: BaseException | None = None
         self.revision = 0
         """The next revision to see."""
@@ -272,6 +276,7 @@ class FlowRunWatch:
                 body["metadata"]["resourceVersion"] = str(revision)  # what kube-apiserver would add
                 previous = self.invariants.states.get(name)  # this thread is the only writer
                 self.invariants.observe(body)
+                self.messages[name] = (body.get("status") or {}).get("message") or ""
                 if (body.get("status") or {}).get("state") == "Pending" and previous != "Pending":
                     self.grants.append(time.monotonic())
             self.revision = revision + 1
@@ -365,6 +370,7 @@ class Verdict:
             f"   executions: {sum(executions.values())} processes for {len(executions)} runs "
             f"({killed} stopped by SIGTERM, {sum(1 for e in self.truth.executions if e.end is None)} without an end)",
             f"   reclaims (Warning events): {dict(self.reclaims) or 0}",
+            *(f"   {n} × {why}" for why, n in self._endings().most_common(5)),
             "   time to heal (faults off → every run terminal, slots free): "
             + (f"{self.heal_seconds:.1f}s" if self.heal_seconds is not None else "not healed")
             + f" (bound {DONE_BOUND:.0f}s); first grant after the heal: "
@@ -373,6 +379,15 @@ class Verdict:
             f"other {len(self.problems)}",
         ]
         return "\n".join(rows)
+
+    def _endings(self) -> Counter[str]:
+        """Why runs ended otherwise than Completed: state and message, with run names made generic."""
+        states, messages = self.watch.invariants.snapshot(), self.watch.messages
+        return Counter(
+            f"{states.get(name) or '(none)'}: {RUN_NAME.sub('RUN', messages.get(name, ''))}"
+            for name in self.planned
+            if states.get(name) != "Completed"
+        )
 
     def check(self, *, may_stop: Collection[str] = (), any_may_stop: bool = False) -> None:
         """Every invariant. A run must end Completed, unless it is in `may_stop` (a fault may
@@ -538,6 +553,7 @@ class Chaos:
         assert self.toxiproxy is not None
         self.toxiproxy.heal()
         self.healed_at = time.monotonic()
+        self.faults.append(f"healed with {self.terminal()}/{len(self.planned)} runs terminal")
 
     # -- the verdict ---------------------------------------------------------------------------
 
