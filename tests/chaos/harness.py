@@ -219,6 +219,8 @@ class FlowRunWatch:
         self.deleted: list[str] = []
         self.messages: dict[str, str] = {}
         """Run → the last status.message seen (why a run ended otherwise than Completed)."""
+        self.history: dict[str, list[str]] = {}
+        """Run → each version: revision, when this watch saw it (monotonic, as the ground truth), state, worker."""
         self.failure: BaseException | None = None
         self.revision = 0
         """The next revision to see."""
@@ -276,7 +278,12 @@ class FlowRunWatch:
                 body["metadata"]["resourceVersion"] = str(revision)  # what kube-apiserver would add
                 previous = self.invariants.states.get(name)  # this thread is the only writer
                 self.invariants.observe(body)
-                self.messages[name] = (body.get("status") or {}).get("message") or ""
+                status = body.get("status") or {}
+                self.messages[name] = status.get("message") or ""
+                self.history.setdefault(name, []).append(
+                    f"rev {revision} seen {time.monotonic():.3f}: {status.get('state')} on {status.get('worker')}"
+                    + (f" ({self.messages[name]})" if self.messages[name] else "")
+                )
                 if (body.get("status") or {}).get("state") == "Pending" and previous != "Pending":
                     self.grants.append(time.monotonic())
             self.revision = revision + 1
@@ -395,6 +402,9 @@ class Verdict:
         server restarts); whatever its end, the invariants hold."""
         inv = self.watch.invariants
         failures = [f"ground truth: {v}" for v in self.truth.violations]
+        for name in sorted({n for v in self.truth.violations[:2] for n in RUN_NAME.findall(v)}):
+            lines = [e for e in self.truth.executions if e.run == name]
+            failures.append(f"  {name}: processes {lines}; in etcd: " + "; ".join(self.watch.history.get(name, [])))
         failures += [f"etcd: {v}" for v in inv.violations]
         failures += [f"etcd: {name} was deleted" for name in self.watch.deleted]
         if self.watch.failure is not None:
@@ -465,17 +475,19 @@ class Chaos:
             proxy = self.toxiproxy.proxy(name, upstream)
             config = via_proxy(operator_config, proxy, self.workdir / f"{name}.kubeconfig")
             self.operators[name] = OperatorProcess(config, self.workdir / f"{name}.log", leader_election=identity)
-        for index, process in enumerate(self.operators.values()):
-            process.start(wait=index == 0)  # replicas after the first are standbys: never healthy while it leads
-
+        first, *standbys = self.operators.values()
+        first.start(wait=False)
         base = worker_kubeconfig(self.kubectl, NAMESPACE, self.workdir / "worker.kubeconfig")
         for name, (pool_name, limit) in WORKER_LIMITS.items():
             config = via_proxy(base, self.toxiproxy.proxy(name, upstream), self.workdir / f"{name}.kubeconfig")
             self.workers[name] = WorkerProcess(name, pool_name, limit, config, self.workdir / f"{name}.log")
-            self.workers[name].start()
+            self.workers[name].start()  # meanwhile the operator starts: both import for seconds
         # After the workers (their preexec_fn must not run while another thread of ours exists), before the runs.
         self.watch = FlowRunWatch(f"http://127.0.0.1:{self.plane.ports['etcd-client']}", NAMESPACE)
         self.watch.start()
+        wait_for(first.healthy, timeout=60, what="the operator's health endpoint")
+        for standby in standbys:  # once the first leads: never healthy while it does
+            standby.start(wait=False)
 
         def online() -> bool:
             pools = self.kubectl.json("get", "wp", "-n", NAMESPACE)["items"]
