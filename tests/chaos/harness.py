@@ -59,6 +59,8 @@ STALL_SECONDS = 45.0
 """Waiting for the bound ends early when no FlowRun changed for this long (the scenario failed anyway)."""
 SLOTS_BOUND = 30.0
 """…and then every pool and queue shows `status.slots.active == 0` within this many seconds."""
+SETUP_BOUND = 120.0
+"""Seconds the operator and the workers may take to start (7 Python processes importing at once)."""
 RUN_SECONDS = (0.2, 1.0)
 """How long each run's process executes, uniformly (seeded per scenario)."""
 
@@ -485,7 +487,7 @@ class Chaos:
         # After the workers (their preexec_fn must not run while another thread of ours exists), before the runs.
         self.watch = FlowRunWatch(f"http://127.0.0.1:{self.plane.ports['etcd-client']}", NAMESPACE)
         self.watch.start()
-        wait_for(first.healthy, timeout=60, what="the operator's health endpoint")
+        wait_for(first.healthy, timeout=SETUP_BOUND, what="the operator's health endpoint")
         for standby in standbys:  # once the first leads: never healthy while it does
             standby.start(wait=False)
 
@@ -494,7 +496,7 @@ class Chaos:
             counts = {p["metadata"]["name"]: (p.get("status") or {}).get("workers", {}).get("online") for p in pools}
             return counts == {"alpha": 3, "beta": 3}
 
-        wait_for(online, timeout=60, what="six workers Online")
+        wait_for(online, timeout=SETUP_BOUND, what="six workers Online")
 
     def _teardown(self) -> None:
         for worker in self.workers.values():

@@ -26,7 +26,7 @@ from tests.support.objects import pool
 from tests.support.toxiproxy import Proxy, rerolling
 from tests.support.waiting import wait_for
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = pytest.mark.timeout(480)
 
 LEASE_SECONDS = 15
 """client/leadership: a standby may take over after this much silence from the leader."""
@@ -154,7 +154,8 @@ def test_f_watch_connections_cut_repeatedly(tmp_path: Path, report: Report) -> N
         chaos.fault(f"{cuts} cuts 3 s apart on the operator's and every worker's proxy: reset_peer / limit_data 4 KiB")
         chaos.healed()
         verdict = conclude(chaos, report)
-    verdict.check()
+    # Every worker's heartbeats fail during cuts: two in a row may make a worker fence itself.
+    verdict.check(any_may_stop=True)
 
 
 def test_g_a_pool_deleted_while_its_runs_execute(tmp_path: Path, report: Report) -> None:
