@@ -554,11 +554,6 @@ class Chaos:
         assert self.watch is not None
         return sum(1 for state in self.watch.invariants.snapshot().values() if state in TERMINAL)
 
-    def wait_terminal(self, share: float, *, timeout: float) -> None:
-        """Until `share` of the planned runs are terminal; fails after `timeout` seconds."""
-        wanted = int(len(self.planned) * share)
-        wait_for(lambda: self.terminal() >= wanted, timeout=timeout, interval=0.1, what=f"{wanted} runs terminal")
-
     def fault(self, description: str) -> None:
         self.faults.append(description)
 
