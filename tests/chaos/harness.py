@@ -21,6 +21,7 @@ import http.client
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -58,6 +59,8 @@ STALL_SECONDS = 45.0
 """Waiting for the bound ends early when no FlowRun changed for this long (the scenario failed anyway)."""
 SLOTS_BOUND = 30.0
 """…and then every pool and queue shows `status.slots.active == 0` within this many seconds."""
+SETUP_BOUND = 120.0
+"""Seconds the operator and the workers may take to start (7 Python processes importing at once)."""
 RUN_SECONDS = (0.2, 1.0)
 """How long each run's process executes, uniformly (seeded per scenario)."""
 
@@ -81,6 +84,7 @@ WORKER_LIMITS: dict[str, tuple[str, int]] = {
     "beta-w3": ("beta", 2),
 }
 RUNS_PER_QUEUE = 34  # 6 queues: 204 runs
+RUN_NAME = re.compile(r"[a-z]+-q[0-9]-[0-9]{3}")
 
 
 def limits() -> dict[tuple[str, str], int]:
@@ -215,6 +219,10 @@ class FlowRunWatch:
         self.grants: list[float] = []
         """time.monotonic() of every Scheduled → Pending seen."""
         self.deleted: list[str] = []
+        self.messages: dict[str, str] = {}
+        """Run → the last status.message seen (why a run ended otherwise than Completed)."""
+        self.history: dict[str, list[str]] = {}
+        """Run → each version: revision, when this watch saw it (monotonic, as the ground truth), state, worker."""
         self.failure: BaseException | None = None
         self.revision = 0
         """The next revision to see."""
@@ -272,6 +280,12 @@ class FlowRunWatch:
                 body["metadata"]["resourceVersion"] = str(revision)  # what kube-apiserver would add
                 previous = self.invariants.states.get(name)  # this thread is the only writer
                 self.invariants.observe(body)
+                status = body.get("status") or {}
+                self.messages[name] = status.get("message") or ""
+                self.history.setdefault(name, []).append(
+                    f"rev {revision} seen {time.monotonic():.3f}: {status.get('state')} on {status.get('worker')}"
+                    + (f" ({self.messages[name]})" if self.messages[name] else "")
+                )
                 if (body.get("status") or {}).get("state") == "Pending" and previous != "Pending":
                     self.grants.append(time.monotonic())
             self.revision = revision + 1
@@ -365,6 +379,7 @@ class Verdict:
             f"   executions: {sum(executions.values())} processes for {len(executions)} runs "
             f"({killed} stopped by SIGTERM, {sum(1 for e in self.truth.executions if e.end is None)} without an end)",
             f"   reclaims (Warning events): {dict(self.reclaims) or 0}",
+            *(f"   {n} × {why}" for why, n in self._endings().most_common(5)),
             "   time to heal (faults off → every run terminal, slots free): "
             + (f"{self.heal_seconds:.1f}s" if self.heal_seconds is not None else "not healed")
             + f" (bound {DONE_BOUND:.0f}s); first grant after the heal: "
@@ -374,12 +389,24 @@ class Verdict:
         ]
         return "\n".join(rows)
 
+    def _endings(self) -> Counter[str]:
+        """Why runs ended otherwise than Completed: state and message, with run names made generic."""
+        states, messages = self.watch.invariants.snapshot(), self.watch.messages
+        return Counter(
+            f"{states.get(name) or '(none)'}: {RUN_NAME.sub('RUN', messages.get(name, ''))}"
+            for name in self.planned
+            if states.get(name) != "Completed"
+        )
+
     def check(self, *, may_stop: Collection[str] = (), any_may_stop: bool = False) -> None:
         """Every invariant. A run must end Completed, unless it is in `may_stop` (a fault may
         legitimately stop it) or `any_may_stop` (e.g. every worker fences itself while the API
         server restarts); whatever its end, the invariants hold."""
         inv = self.watch.invariants
         failures = [f"ground truth: {v}" for v in self.truth.violations]
+        for name in sorted({n for v in self.truth.violations[:2] for n in RUN_NAME.findall(v)}):
+            lines = [e for e in self.truth.executions if e.run == name]
+            failures.append(f"  {name}: processes {lines}; in etcd: " + "; ".join(self.watch.history.get(name, [])))
         failures += [f"etcd: {v}" for v in inv.violations]
         failures += [f"etcd: {name} was deleted" for name in self.watch.deleted]
         if self.watch.failure is not None:
@@ -450,24 +477,26 @@ class Chaos:
             proxy = self.toxiproxy.proxy(name, upstream)
             config = via_proxy(operator_config, proxy, self.workdir / f"{name}.kubeconfig")
             self.operators[name] = OperatorProcess(config, self.workdir / f"{name}.log", leader_election=identity)
-        for index, process in enumerate(self.operators.values()):
-            process.start(wait=index == 0)  # replicas after the first are standbys: never healthy while it leads
-
+        first, *standbys = self.operators.values()
+        first.start(wait=False)
         base = worker_kubeconfig(self.kubectl, NAMESPACE, self.workdir / "worker.kubeconfig")
         for name, (pool_name, limit) in WORKER_LIMITS.items():
             config = via_proxy(base, self.toxiproxy.proxy(name, upstream), self.workdir / f"{name}.kubeconfig")
             self.workers[name] = WorkerProcess(name, pool_name, limit, config, self.workdir / f"{name}.log")
-            self.workers[name].start()
+            self.workers[name].start()  # meanwhile the operator starts: both import for seconds
         # After the workers (their preexec_fn must not run while another thread of ours exists), before the runs.
         self.watch = FlowRunWatch(f"http://127.0.0.1:{self.plane.ports['etcd-client']}", NAMESPACE)
         self.watch.start()
+        wait_for(first.healthy, timeout=SETUP_BOUND, what="the operator's health endpoint")
+        for standby in standbys:  # once the first leads: never healthy while it does
+            standby.start(wait=False)
 
         def online() -> bool:
             pools = self.kubectl.json("get", "wp", "-n", NAMESPACE)["items"]
             counts = {p["metadata"]["name"]: (p.get("status") or {}).get("workers", {}).get("online") for p in pools}
             return counts == {"alpha": 3, "beta": 3}
 
-        wait_for(online, timeout=60, what="six workers Online")
+        wait_for(online, timeout=SETUP_BOUND, what="six workers Online")
 
     def _teardown(self) -> None:
         for worker in self.workers.values():
@@ -525,11 +554,6 @@ class Chaos:
         assert self.watch is not None
         return sum(1 for state in self.watch.invariants.snapshot().values() if state in TERMINAL)
 
-    def wait_terminal(self, share: float, *, timeout: float) -> None:
-        """Until `share` of the planned runs are terminal; fails after `timeout` seconds."""
-        wanted = int(len(self.planned) * share)
-        wait_for(lambda: self.terminal() >= wanted, timeout=timeout, interval=0.1, what=f"{wanted} runs terminal")
-
     def fault(self, description: str) -> None:
         self.faults.append(description)
 
@@ -538,6 +562,7 @@ class Chaos:
         assert self.toxiproxy is not None
         self.toxiproxy.heal()
         self.healed_at = time.monotonic()
+        self.faults.append(f"healed with {self.terminal()}/{len(self.planned)} runs terminal")
 
     # -- the verdict ---------------------------------------------------------------------------
 

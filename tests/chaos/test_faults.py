@@ -21,12 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos.harness import HEARTBEAT_SECONDS, NAMESPACE, POOL_LIMITS, Chaos, Verdict
+from tests.chaos.harness import HEARTBEAT_SECONDS, NAMESPACE, POOL_LIMITS, SETUP_BOUND, Chaos, Verdict
 from tests.support.objects import pool
 from tests.support.toxiproxy import Proxy, rerolling
 from tests.support.waiting import wait_for
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = pytest.mark.timeout(480)
 
 LEASE_SECONDS = 15
 """client/leadership: a standby may take over after this much silence from the leader."""
@@ -76,10 +76,10 @@ def test_b_c_a_control_plane_component_restarted_mid_burst(tmp_path: Path, repor
     label = "(b) kube-apiserver restarted" if component == "kube-apiserver" else "(c) etcd restarted"
     with Chaos.up(tmp_path, f"{label} mid-burst", seed=12 if component == "kube-apiserver" else 13) as chaos:
         chaos.burst()
-        chaos.wait_terminal(0.25, timeout=90)
+        hold(chaos, 60, share=0.25)  # mid-burst: at a quarter of the runs, at the latest after 60 s
         began = time.monotonic()
         chaos.plane.restart_apiserver() if component == "kube-apiserver" else chaos.plane.restart_etcd()
-        chaos.fault(f"{component} stopped and started again after 25 % of the runs: {time.monotonic() - began:.1f}s")
+        chaos.fault(f"{component} stopped and started again, down for {time.monotonic() - began:.1f}s")
         chaos.healed()
         verdict = conclude(chaos, report)
     # Every worker loses the API server for longer than 3 × its interval: it may fence its runs.
@@ -120,7 +120,7 @@ def test_e_leader_frozen_past_its_lease_with_a_standby(tmp_path: Path, report: R
     with Chaos.up(tmp_path, label, seed=15, operators=("a", "b")) as chaos:
         leader, standby = chaos.operators["operator-a"], chaos.operators["operator-b"]
         chaos.burst()
-        chaos.wait_terminal(0.2, timeout=90)
+        hold(chaos, 60, share=0.2)
         assert leader.process is not None
         leader.process.send_signal(signal.SIGSTOP)
         frozen = time.monotonic()
@@ -154,7 +154,8 @@ def test_f_watch_connections_cut_repeatedly(tmp_path: Path, report: Report) -> N
         chaos.fault(f"{cuts} cuts 3 s apart on the operator's and every worker's proxy: reset_peer / limit_data 4 KiB")
         chaos.healed()
         verdict = conclude(chaos, report)
-    verdict.check()
+    # Every worker's heartbeats fail during cuts: two in a row may make a worker fence itself.
+    verdict.check(any_may_stop=True)
 
 
 def test_g_a_pool_deleted_while_its_runs_execute(tmp_path: Path, report: Report) -> None:
@@ -180,7 +181,9 @@ def test_g_a_pool_deleted_while_its_runs_execute(tmp_path: Path, report: Report)
         chaos.fault(f"pool beta deleted with {len(executing)} runs Running, re-applied {gone}s later while they ran")
         chaos.healed()
         verdict = conclude(chaos, report)
-    verdict.check()  # none of them may be stopped: deleting a pool never kills running work
+    # Deleting a pool never kills its running work: beta's runs must all complete. (alpha's may be
+    # fenced if the loaded API server answers its heartbeats too late; that is not this scenario's claim.)
+    verdict.check(may_stop={name for name, p in verdict.planned.items() if p.pool != "beta"})
 
 
 def test_h_operator_killed_twice_under_latency_stalls_and_resets(tmp_path: Path, report: Report) -> None:
@@ -189,14 +192,21 @@ def test_h_operator_killed_twice_under_latency_stalls_and_resets(tmp_path: Path,
         downtimes = []
         with slow_and_flaky(chaos.proxy("operator")):
             chaos.burst()
-            for share in (0.25, 0.5):
-                chaos.wait_terminal(share, timeout=120)
+            for _ in range(2):
+                # Killed the moment a grant lands (the rest of its pass is likely in flight), or after 30 s.
+                assert chaos.watch is not None
+                grants, waited = len(chaos.watch.grants), time.monotonic()
+                while len(chaos.watch.grants) == grants and time.monotonic() - waited < 30:
+                    time.sleep(0.02)
+                landed = "after a grant" if len(chaos.watch.grants) > grants else "with no grant for 30 s"
                 operator.stop(signal.SIGKILL)
                 killed = time.monotonic()
-                operator.start()
-                downtimes.append(f"{time.monotonic() - killed:.1f}s")
+                operator.start(wait=False)
+                wait_for(operator.healthy, timeout=SETUP_BOUND, what="the restarted operator's health endpoint")
+                back = time.monotonic() - killed
+                downtimes.append(f"{landed} with {chaos.terminal()} runs ended, back in {back:.1f}s")
             hold(chaos, 10, share=0.6)
-        chaos.fault(f"on the operator: {TOXICS}; SIGKILLed at 25 % and 50 % of the runs, back after {downtimes}")
+        chaos.fault(f"on the operator: {TOXICS}; SIGKILLed twice: {'; '.join(downtimes)}")
         chaos.healed()
         verdict = conclude(chaos, report)
     verdict.check()
