@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 source tools/python-env.sh
 bin_dir=$(bash tools/controlplane/build.sh)
 export PATH="$bin_dir:$PATH"
-# The fault injector of tests/chaos (in the default run), cached beside the control plane.
+# The fault injector of tests/chaos (`tools/test.sh -m chaos`, and the worker e2e tests), cached beside the control plane.
 bash tools/toxiproxy/build.sh >/dev/null
 # CI builds the operator image and runs it against the local control plane (tests/integration/test_image.py).
 if [[ ${CI:-} == true ]]; then bash tools/image/install-tools.sh; fi
