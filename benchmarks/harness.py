@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.kube import Kubectl
+from tests.support.operator import install
 from tools.controlplane.cluster import ControlPlane, binaries
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,15 +64,7 @@ class Cluster:
 
     def install(self) -> None:
         """manifests/ through tools/local-install (the operator Deployment at zero: we run it)."""
-        self.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(ROOT / "tools/local-install"))
-        self.kubectl(
-            "wait",
-            "--for=condition=Established",
-            "crd",
-            "-l",
-            "app.kubernetes.io/part-of=workpool-operator",
-            "--timeout=60s",
-        )
+        install(self.kubectl)
 
     def server_version(self) -> str:
         return str(self.kubectl.json("version")["serverVersion"]["gitVersion"])
