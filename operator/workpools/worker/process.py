@@ -212,7 +212,7 @@ class ProcessWorker:
                 for execution in running:
                     execution.abandoned = (
                         f"worker {self.name} stopped it: no heartbeat accepted for {silent:.0f}s "
-                        f"(its slot may be given to another worker after {3 * self.interval}s)"
+                        f"(its slot may be given to another worker {4 * self.interval}s after its last heartbeat)"
                     )
                     with contextlib.suppress(ProcessLookupError):
                         os.killpg(execution.process.pid, signal.SIGTERM)
