@@ -32,7 +32,7 @@ LEASE_SECONDS = 15
 """client/leadership: a standby may take over after this much silence from the leader."""
 
 Report = Callable[[str], None]
-TOXICS = "latency 1000±1000 ms, timeout 3 s (toxicity .05) and reset_peer (toxicity .05) re-drawn every 2 s"
+TOXICS = "latency 1000±1000 ms, timeout 3 s (toxicity .05) and reset_peer (toxicity .05) re-drawn every 4 s"
 
 
 def hold(chaos: Chaos, seconds: float, *, share: float = 1.0) -> None:
@@ -45,12 +45,12 @@ def hold(chaos: Chaos, seconds: float, *, share: float = 1.0) -> None:
 
 @contextlib.contextmanager
 def slow_and_flaky(proxy: Proxy) -> Iterator[None]:
-    """(a)'s toxics while inside: every response 0–2 s late; every 2 s, ~5 % of the connections stall
+    """(a)'s toxics while inside: every response 0–2 s late; every 4 s, ~5 % of the connections stall
     for 3 s and are then closed (writes with an unknown outcome), ~5 % are reset by the peer."""
     proxy.add("latency", "latency", latency=1000, jitter=1000)
     proxy.add("stall", "timeout", timeout=3000, toxicity=0.05)
     proxy.add("reset", "reset_peer", stream="upstream", timeout=200, toxicity=0.05)
-    with rerolling(proxy, "stall", "reset", every=2.0):
+    with rerolling(proxy, "stall", "reset", every=4.0):  # longer than a stall: it ends in a close
         yield
 
 

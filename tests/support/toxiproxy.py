@@ -159,12 +159,13 @@ class Proxy:
         self.added.pop(toxic, None)
 
     def reroll(self, *toxics: str) -> None:
-        """Remove and add again: each open connection draws anew whether a toxic hits it."""
+        """Each open connection draws anew whether a toxic hits it. Through the update endpoint, not a
+        remove and add: removing a `timeout` toxic closes every connection of the proxy (its Cleanup),
+        hit or not, which would turn a 5 % fault into a cut of everything."""
         for toxic in toxics:
             body = self.added[toxic]
-            self.remove(toxic)
-            self.server.request("POST", f"/proxies/{self.name}/toxics", body)
-            self.added[toxic] = body
+            update = {"attributes": body["attributes"], "toxicity": body["toxicity"]}
+            self.server.request("POST", f"/proxies/{self.name}/toxics/{toxic}", update)
 
     def clear(self) -> None:
         """Remove every toxic of this proxy."""
@@ -192,9 +193,10 @@ def via_proxy(kubeconfig: Path, proxy: Proxy, path: Path) -> Path:
 
 @contextlib.contextmanager
 def rerolling(proxy: Proxy, *toxics: str, every: float) -> Iterator[None]:
-    """Re-add `toxics` every `every` seconds while inside. Clients keep connections alive, so a
+    """Re-draw `toxics` every `every` seconds while inside. Clients keep connections alive, so a
     toxic with toxicity 0.05 would otherwise hit the few connections open when it was added and
-    none after; re-drawn, it hits about that share of the connections in every period."""
+    none after; re-drawn, it hits about that share of the connections in every period. A re-draw
+    interrupts a toxic in progress: make `every` longer than a stall should last."""
     stop = threading.Event()
 
     def loop() -> None:
