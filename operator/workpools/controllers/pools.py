@@ -38,11 +38,16 @@ async def reconcile_pool(rt: Runtime, key: ObjectKey) -> None:
     previous step's writes left it: (1) run lifecycle (start, cancel, recover, Late), (2) admission,
     (3) statuses of the pool, its queues and workers, and their events. Before them: the outcome of
     earlier writes that is still unknown is read back, and silent workers are read directly.
+
+    A failed run write does not stop the steps after it; the pass raises it at the end (and is
+    retried). That is safe because a lifecycle write that did not land leaves the store as it was,
+    and that view is the cautious one for admission: the run still holds its slot, or is not yet
+    Scheduled, or has its cancellation requested. So grants never wait for bookkeeping to land.
     """
     await _read_back_unsure_runs(rt, key)
     silent = await _read_silent_workers(rt, key)
-    await _apply_run_changes(rt, key, runs.lifecycle_changes(_state(rt, key, silent)))
-    await _apply_run_changes(rt, key, runs.admission_changes(_state(rt, key, silent)))
+    failed = await _apply_run_changes(rt, key, runs.lifecycle_changes(_state(rt, key, silent)))
+    failed = await _apply_run_changes(rt, key, runs.admission_changes(_state(rt, key, silent))) or failed
 
     state = _state(rt, key, silent)
     pool = state.pool
@@ -68,6 +73,8 @@ async def reconcile_pool(rt: Runtime, key: ObjectKey) -> None:
         rt.deadlines[key] = deadline
     else:
         rt.deadlines.pop(key, None)
+    if failed is not None:
+        raise failed
 
 
 async def _write_worker_statuses(rt: Runtime, state: PoolState, plan: PoolPlan) -> set[tuple[str, str]]:
@@ -87,15 +94,25 @@ async def _write_worker_statuses(rt: Runtime, state: PoolState, plan: PoolPlan) 
 
 async def _read_back_unsure_runs(rt: Runtime, pool: ObjectKey) -> None:
     """Learn the outcome of writes that failed ambiguously; until then this pool is not decided."""
-    for name in sorted(rt.store.unsure.get(pool, ())):
-        try:
-            body = await rt.transport.get(FLOWRUNS, pool.namespace, name)
-        except errors.NotFound:
-            rt.store.remove({"kind": "FlowRun", "metadata": {"namespace": pool.namespace, "name": name}})
-        else:
-            rt.store.put(body)
+    gate = asyncio.Semaphore(RUN_WRITES_IN_FLIGHT)
+
+    async def read_back(name: str) -> None:
+        async with gate:
+            try:
+                body = await rt.transport.get(FLOWRUNS, pool.namespace, name)
+            except errors.NotFound:
+                rt.store.remove({"kind": "FlowRun", "metadata": {"namespace": pool.namespace, "name": name}})
+            else:
+                rt.store.put(body)
         rt.store.unsure[pool].discard(name)
-    rt.store.unsure.pop(pool, None)
+
+    names = sorted(rt.store.unsure.get(pool, ()))
+    outcomes = await asyncio.gather(*(read_back(name) for name in names), return_exceptions=True)
+    if not rt.store.unsure.get(pool, True):
+        rt.store.unsure.pop(pool, None)
+    for outcome in outcomes:  # a read that failed leaves its run unsure: no decision on this pool yet
+        if isinstance(outcome, BaseException):
+            raise outcome
 
 
 async def _read_silent_workers(rt: Runtime, pool: ObjectKey) -> frozenset[str]:
@@ -138,12 +155,12 @@ RUN_WRITES_IN_FLIGHT = 16
 """Run writes of one pass go out concurrently (they touch distinct objects), this many at a time."""
 
 
-async def _apply_run_changes(rt: Runtime, pool: ObjectKey, changes: Sequence[runs.RunChange]) -> None:
+async def _apply_run_changes(rt: Runtime, pool: ObjectKey, changes: Sequence[runs.RunChange]) -> Exception | None:
     """Write each run's status patch on the exact version it was decided on; post its event if it landed.
 
     Returns only when every write has ended: a write still in flight when the pass moved on would
     be a grant the next pass does not count. A write with an unknown outcome is marked unsure (read
-    back before the pool is decided again); the first such error is raised after all have ended.
+    back before the pool is decided again); the first such error is returned, for the pass to raise.
     """
     gate = asyncio.Semaphore(RUN_WRITES_IN_FLIGHT)
 
@@ -175,8 +192,12 @@ async def _apply_run_changes(rt: Runtime, pool: ObjectKey, changes: Sequence[run
             await _post(rt, change.run, change.event)
 
     outcomes = await asyncio.gather(*(apply(change) for change in changes), return_exceptions=True)
-    if failures := [o for o in outcomes if isinstance(o, BaseException)]:
-        raise failures[0]
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            if not isinstance(outcome, Exception):
+                raise outcome  # cancellation: the pass ends now
+            return outcome
+    return None
 
 
 def default_queue_manifest(pool: WorkPool) -> dict[str, Any]:

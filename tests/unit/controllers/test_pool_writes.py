@@ -3,8 +3,9 @@ the API server: only the order and outcome of writes are under test here, so eac
 what the case needs (the integration tests run the same code against a real API server).
 
 Aspects: a pass never ends with its own writes in flight, and a write with an unknown outcome is
-read back before the pool is decided again; a worker is deleted for its TTL only on the version
-judged; a silent worker is read directly before anything is decided about it.
+read back before the pool is decided again; a failed bookkeeping write does not hold up grants;
+a worker is deleted for its TTL only on the version judged; a silent worker is read directly
+before anything is decided about it.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from typing import Any
 import pytest
 
 from tests.builders import T0
-from tests.unit.core.run_support import flowrun, wkr
-from workpools.api.base import to_json
-from workpools.api.meta import ObjectKey
+from tests.unit.core.run_support import DEFAULT_QUEUE, flowrun, merge, wkr, wp, wq
+from workpools.api.base import Resource, to_json
+from workpools.api.meta import API_VERSION, ObjectKey
 from workpools.api.states import StateType
 from workpools.cache.store import Store
 from workpools.cache.wakeups import Wakeups
@@ -44,7 +45,10 @@ class ScriptedTransport:
         return await self.answers[verb](name, options)
 
     async def patch(self, rt: ResourceType, namespace: str, name: str, patch: Any, **options: Any) -> Any:
-        return await self._call("patch", name, {"patch": patch, **options})
+        return await self._call("patch", name, {"kind": rt.kind, "patch": patch, **options})
+
+    async def create(self, rt: ResourceType, namespace: str, body: Any, **options: Any) -> Any:
+        return await self._call("create", body["metadata"].get("name", ""), {"kind": rt.kind, "body": body})
 
     async def get(self, rt: ResourceType, namespace: str, name: str) -> Any:
         return await self._call("get", name, {})
@@ -57,7 +61,24 @@ def runtime(transport: ScriptedTransport) -> Runtime:
     async def reconcile(pool: ObjectKey) -> None:
         return None
 
-    return Runtime(transport=transport, store=Store(), wakeups=Wakeups(reconcile), clock=lambda: T0)  # type: ignore[arg-type]
+    store = Store(clock=lambda: T0)
+    return Runtime(transport=transport, store=store, wakeups=Wakeups(reconcile), clock=lambda: T0)  # type: ignore[arg-type]
+
+
+def stored(rt: Runtime, *objects: Resource) -> None:
+    for obj in objects:
+        obj.metadata.uid, obj.metadata.resource_version = f"uid-{obj.metadata.name}", "1"
+        rt.store.put({"apiVersion": API_VERSION, "kind": obj.KIND, **to_json(obj, as_read=True)})
+
+
+def as_patched(rt: Runtime, kind: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+    """What the API server answers to a status patch of the object the store holds."""
+    members = {"WorkPool": rt.store.pools.values(), "WorkQueue": rt.store.queues.of(POOL)}
+    objects = {"Worker": rt.store.workers.of(POOL), "FlowRun": rt.store.runs.of(POOL), **members}
+    obj = next(o for o in objects[kind] if o.metadata.name == name)
+    body = merge({"apiVersion": API_VERSION, "kind": kind, **to_json(obj, as_read=True)}, patch)
+    body["metadata"]["resourceVersion"] = str(int(obj.metadata.resource_version or "1") + 1)
+    return body
 
 
 def grant(name: str) -> RunChange:
@@ -90,12 +111,40 @@ def test_a_failed_write_ends_the_pass_only_once_its_sibling_writes_have_ended() 
         await asyncio.sleep(0.05)
         assert not writing.done(), "the pass ended while one of its grants was still on the wire"
         slow.set()
-        with pytest.raises(errors.Unavailable):
-            await writing
+        assert isinstance(await writing, errors.Unavailable)  # for the pass to raise once its steps are done
 
     asyncio.run(scenario())
     assert rt.store.unsure[POOL] == {"reset"}  # may have landed: read back before deciding again
     assert [r.status.worker for r in rt.store.runs.of(POOL)] == ["w"]  # the slow grant counts
+
+
+def test_a_failed_bookkeeping_write_does_not_hold_up_a_grant_of_the_same_pass() -> None:
+    # "new" must first be stamped Scheduled (lifecycle step), and that write is reset; "waiting"
+    # is Scheduled already, and the only worker is online: the pass grants it all the same.
+    async def patch(name: str, options: dict[str, Any]) -> dict[str, Any]:
+        if name == "new":
+            raise errors.Unavailable("connection reset by peer", kind="FlowRun", name=name)
+        return as_patched(rt, options["kind"], name, options["patch"])
+
+    async def create(name: str, options: dict[str, Any]) -> dict[str, Any]:
+        return options["body"]  # events
+
+    transport = ScriptedTransport(patch=patch, create=create)
+    rt = runtime(transport)
+    pool = wp(concurrencyLimit=1)
+    pool.status.default_queue = DEFAULT_QUEUE
+    stored(rt, pool, wq(), wkr("w"), flowrun("new", state=None), flowrun("waiting", state=StateType.SCHEDULED))
+
+    async def scenario() -> None:
+        with pytest.raises(errors.Unavailable):  # raised once every step is done: the pass is retried
+            await pools.reconcile_pool(rt, POOL)
+
+    asyncio.run(scenario())
+    assert {r.metadata.name: (r.status.state, r.status.worker) for r in rt.store.runs.of(POOL)} == {
+        "new": (None, None),
+        "waiting": (StateType.PENDING, "w"),
+    }
+    assert rt.store.unsure[POOL] == {"new"}
 
 
 def test_a_write_with_unknown_outcome_is_read_back_before_the_pool_is_decided() -> None:
