@@ -48,6 +48,16 @@ def test_schemas_use_only_structural_openapi(crd: dict[str, Any]) -> None:
 def test_every_kind_shares_the_category_and_has_a_status_subresource() -> None:
     for kind in crds.KINDS:
         crd = crds.custom_resource_definition(kind)
-        assert crd["spec"]["names"]["categories"] == ["workpools"]
+        assert crd["spec"]["names"]["categories"] == ["workpools-all"]
         assert crd["spec"]["versions"][0]["subresources"] == {"status": {}}
         assert crd["spec"]["names"]["shortNames"]
+
+
+def test_the_category_is_no_kinds_name() -> None:
+    # kubectl expands a category before it resolves a resource name: a category named like a
+    # plural would make `kubectl get <plural>` list every kind (issue 15).
+    names = set()
+    for kind in crds.KINDS:
+        crd_names = crds.custom_resource_definition(kind)["spec"]["names"]
+        names |= {crd_names["plural"], crd_names["singular"], crd_names["kind"].lower(), *crd_names["shortNames"]}
+    assert crds.CATEGORY not in names
