@@ -21,6 +21,19 @@ def reasons(kubectl: Kubectl, namespace: str, name: str, kind: str = "WorkPool")
     return Counter(e["reason"] for e in kubectl.events(namespace, name) if e["involvedObject"]["kind"] == kind)
 
 
+def described_events(kubectl: Kubectl, resource: str, name: str, namespace: str) -> list[tuple[str, str]]:
+    """(reason, message) of each event in the Events table of `kubectl describe`, as a person reads it."""
+    text = kubectl("describe", resource, name, "-n", namespace)
+    table = text.split("\nEvents:", 1)[1].splitlines()[3:]  # after the heading and the dashes
+    rows = []
+    for line in table:
+        if not line.strip():
+            break
+        _type, reason, rest = line.split(maxsplit=2)
+        rows.append((reason, rest.split("workpools-operator", 1)[1].strip()))
+    return rows
+
+
 def phase_of(kubectl: Kubectl, resource: str, name: str, namespace: str) -> str | None:
     obj = kubectl.try_get(resource, name, namespace)
     return (obj or {}).get("status", {}).get("phase")
@@ -50,7 +63,11 @@ def test_new_pool_gets_an_owned_default_queue_and_one_created_event(
         lambda: installed.get("wq", "etl-default", namespace).get("status", {}).get("effectivePriority") == 1,
         what="default queue priority 1",
     )
-    wait_for(lambda: reasons(installed, namespace, "etl"), equals={"Created": 1}, what="one Created event")
+    wait_for(
+        lambda: reasons(installed, namespace, "etl"),
+        equals={"Created": 1, "NotReady": 1},
+        what="Created, then the first phase",
+    )
 
 
 def test_paused_pool_starts_paused_and_each_transition_emits_one_event(
@@ -58,6 +75,20 @@ def test_paused_pool_starts_paused_and_each_transition_emits_one_event(
 ) -> None:
     installed.apply(pool("p", paused=True), namespace=namespace)
     wait_phase(installed, "wp", "p", namespace, "Paused")
+    # Created, then the phase it starts in, as Prefect emits them (issue 15), in that order.
+    wait_for(lambda: reasons(installed, namespace, "p"), equals={"Created": 1, "Paused": 1}, what="Created, Paused")
+    assert described_events(installed, "wp", "p", namespace) == [
+        ("Created", "WorkPool p created; default queue p-default"),
+        ("Paused", "WorkPool p is now Paused: the pool is paused"),
+    ]
+    wait_for(
+        lambda: described_events(installed, "wq", "p-default", namespace),
+        equals=[
+            ("Created", "WorkQueue p-default created in pool p with priority 1"),
+            ("NotReady", "WorkQueue p-default is now NotReady: no online worker serves this queue"),
+        ],
+        what="the default queue's Created, then NotReady",
+    )
 
     installed.apply(pool("p", paused=False), namespace=namespace)
     wait_phase(installed, "wp", "p", namespace, "NotReady")
@@ -66,9 +97,15 @@ def test_paused_pool_starts_paused_and_each_transition_emits_one_event(
     wait_phase(installed, "wp", "p", namespace, "Paused")
     wait_for(
         lambda: reasons(installed, namespace, "p"),
-        equals={"Created": 1, "NotReady": 1, "Paused": 1},
-        what="Created, NotReady, Paused once each",
+        equals={"Created": 1, "Paused": 2, "NotReady": 1},
+        what="one event per real transition after that",
     )
+    assert [reason for reason, _ in described_events(installed, "wp", "p", namespace)] == [
+        "Created",
+        "Paused",
+        "NotReady",
+        "Paused",
+    ]
     paused = condition(installed.get("wp", "p", namespace), "Paused")
     assert paused is not None
     assert paused["status"] == "True"

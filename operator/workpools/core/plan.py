@@ -25,7 +25,15 @@ from workpools.api.workpool import WorkerCounts, WorkPool, WorkPoolSpec, WorkPoo
 from workpools.api.workqueue import QueuePhase, WorkQueue, WorkQueueStatus
 from workpools.core import liveness, priorities, slots, templates
 from workpools.core.snapshot import PoolState
-from workpools.core.statuses import Event, EventType, pool_events, pool_status, set_condition, slot_status
+from workpools.core.statuses import (
+    Event,
+    EventType,
+    phase_event,
+    pool_events,
+    pool_status,
+    set_condition,
+    slot_status,
+)
 
 
 @dataclass(frozen=True)
@@ -370,17 +378,18 @@ def _queue_status(
 
 def _queue_events(queue: WorkQueue, new: WorkQueueStatus, *, pool_name: str) -> list[Event]:
     old, name = queue.status, queue.metadata.name
-    if old.observed_generation is None:
-        return [
+    events = []
+    first_sight = old.observed_generation is None
+    if first_sight:
+        events.append(
             Event(
                 EventType.NORMAL,
                 "Created",
                 f"WorkQueue {name} created in pool {pool_name} with priority {new.effective_priority}",
             )
-        ]
-    events = []
-    if new.phase != old.phase and new.phase is not None:
-        events.append(Event(EventType.NORMAL, new.phase.value, f"WorkQueue {name} is now {new.phase.value}"))
+        )
+    if new.phase is not None and (new.phase != old.phase or first_sight):
+        events.append(phase_event(queue.KIND, name, new.phase.value, new.conditions))
     for type_ in (ConditionType.PRIORITY_CONFLICT, ConditionType.POOL_NOT_FOUND):
         before, after = _condition(old.conditions, type_), _condition(new.conditions, type_)
         newly_true = after is not None and after.status == "True"

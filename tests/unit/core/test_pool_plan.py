@@ -1,6 +1,6 @@
 """`plan_pool`: statuses and events of a pool and its queues, decided without any server.
 
-Aspects: first sight (Created, default queue); events only on real transitions; a settled pool
+Aspects: first sight (Created, then the first phase, default queue); events only on real transitions; a settled pool
 plans no events and the same statuses (idempotence, also as a property); Updated messages;
 the Invalid condition; PoolNotFound; Deleted events.
 """
@@ -58,7 +58,38 @@ def test_a_new_pool_is_created_not_ready_and_asks_for_its_default_queue() -> Non
     assert result.pool_status is not None
     assert result.pool_status.phase == "NotReady"
     assert result.pool_status.default_queue == "p-default"
-    assert events(result) == [("p", "Normal", "Created")]
+    assert events(result) == [("p", "Normal", "Created"), ("p", "Normal", "NotReady")]
+
+
+def test_a_pool_created_paused_says_so_once_after_created() -> None:
+    # Issue 15: Prefect emits the created event, then the status event; we did only the first.
+    first = plan(wp(paused=True), [])
+    assert [(e.reason, e.message) for _, e in first.events] == [
+        ("Created", "WorkPool p created; default queue p-default"),
+        ("Paused", "WorkPool p is now Paused: the pool is paused"),
+    ]
+    pool, _ = settle(wp(paused=True), [], first)
+    assert events(plan(pool, [], minutes=1)) == []
+
+
+def test_a_new_queue_gets_created_then_its_phase() -> None:
+    pool, _ = settle(wp(), [], plan(wp(), []))
+    result = plan(pool, [wq("p-default"), wq("q", priority=3, paused=True)], minutes=1)
+    assert [(obj.metadata.name, e.reason, e.message) for obj, e in result.events] == [
+        ("p-default", "Created", "WorkQueue p-default created in pool p with priority 1"),
+        ("p-default", "NotReady", "WorkQueue p-default is now NotReady: no online worker serves this queue"),
+        ("q", "Created", "WorkQueue q created in pool p with priority 3"),
+        ("q", "Paused", "WorkQueue q is now Paused: the queue is paused"),
+    ]
+
+
+def test_a_queue_first_seen_without_its_pool_warns_at_once() -> None:
+    result = plan(None, [wq("q", priority=2)])
+    assert [(e.reason, e.message) for _, e in result.events] == [
+        ("Created", "WorkQueue q created in pool p with priority 2"),
+        ("NotReady", "WorkQueue q is now NotReady: WorkPool p not found"),
+        ("PoolNotFound", "WorkPool p does not exist"),
+    ]
 
 
 def test_a_settled_pool_plans_no_events_and_the_same_statuses() -> None:
@@ -74,10 +105,14 @@ def test_a_settled_pool_plans_no_events_and_the_same_statuses() -> None:
 def test_pausing_emits_one_paused_event_and_resuming_one_not_ready() -> None:
     pool, queues = settle(wp(), [wq("p-default")], plan(wp(), [wq("p-default")]))
     paused = plan(wp(generation=2, paused=True).model_copy(update={"status": pool.status}), queues, minutes=1)
-    assert events(paused) == [("p", "Normal", "Paused")]
+    assert [(e.reason, e.message) for _, e in paused.events] == [
+        ("Paused", "WorkPool p is now Paused: the pool is paused")
+    ]
     pool, queues = settle(wp(generation=2, paused=True), queues, paused)
     resumed = plan(wp(generation=3).model_copy(update={"status": pool.status}), queues, minutes=2)
-    assert events(resumed) == [("p", "Normal", "NotReady")]
+    assert [(e.reason, e.message) for _, e in resumed.events] == [
+        ("NotReady", "WorkPool p is now NotReady: no worker is online")
+    ]
 
 
 def test_a_spec_change_becomes_one_updated_event_listing_each_field() -> None:
