@@ -57,6 +57,13 @@ class WorkQueueStatus(schema.BaseModel):
         ge=1,
         description="spec.priority, or the value assigned when the queue was first seen without one.",
     )
+    priority_assigned: bool | None = Field(
+        default=None,
+        description=(
+            "True when requestedPriority was assigned (the queue has no spec.priority); setting spec.priority, "
+            "even to that value, is then a new request."
+        ),
+    )
     priority_requested_at: datetime.datetime | None = Field(
         default=None,
         description="When the operator first saw the current requested priority; later requests win collisions.",

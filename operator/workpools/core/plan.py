@@ -282,23 +282,29 @@ def queue_priorities(
     """Each queue's request (spec, else the value it was given) and the replayed effective priorities.
 
     A queue seen for the first time without spec.priority takes the first value free at that
-    moment and keeps it (in status.requestedPriority), like Prefect's create. A queue whose
-    spec.priority is removed keeps its last requested value: nothing moves.
+    moment and keeps it (in status.requestedPriority, with status.priorityAssigned), like
+    Prefect's create. A queue whose spec.priority is removed keeps its last requested value:
+    nothing moves. `priorities.current_request` says when a request is new.
     """
     requests: dict[str, priorities.PriorityRequest] = {}
     newcomers = []
     for queue in queues:
-        kept, since = queue.status.requested_priority, queue.status.priority_requested_at
-        wanted = queue.spec.priority if queue.spec.priority is not None else kept
-        if wanted is None:
+        request = priorities.current_request(
+            queue.metadata.name,
+            spec=queue.spec.priority,
+            kept=queue.status.requested_priority,
+            kept_assigned=queue.status.priority_assigned,
+            since=queue.status.priority_requested_at,
+            now=now,
+        )
+        if request is None:
             newcomers.append(queue)
-            continue
-        seen = since if kept == wanted and since is not None else now
-        requests[queue.metadata.name] = priorities.PriorityRequest(queue.metadata.name, wanted, seen)
+        else:
+            requests[queue.metadata.name] = request
     for queue in sorted(newcomers, key=lambda q: (q.metadata.creation_timestamp or now, q.metadata.name)):
         taken = priorities.resolve(requests.values()).values()
         name = queue.metadata.name
-        requests[name] = priorities.PriorityRequest(name, priorities.first_free_priority(taken), now)
+        requests[name] = priorities.PriorityRequest(name, priorities.first_free_priority(taken), now, assigned=True)
     return priorities.resolve(requests.values()), requests
 
 
@@ -368,6 +374,7 @@ def _queue_status(
             "observed_generation": generation,
             "effective_priority": effective,
             "requested_priority": request.requested,
+            "priority_assigned": request.assigned,
             "priority_requested_at": request.seen,
             "slots": slot_status(slots.Slots(active, queue.spec.concurrency_limit)),
             "scheduled_runs": scheduled,

@@ -172,3 +172,24 @@ def test_planning_is_idempotent_for_any_queues(requests: list[int | None]) -> No
     assert again.queue_statuses == {q.metadata.name: q.status for q in settled}
     values = [s.effective_priority for s in again.queue_statuses.values()]
     assert len(set(values)) == len(values)
+
+
+def test_asking_for_the_value_a_queue_was_assigned_is_a_new_request() -> None:
+    # Issue 15 (a), replayed against Prefect 3.9: the default queue is assigned 1; `create d` with
+    # priority 1 pushes it to 2; then the default queue's priority is set to 1: Prefect gives
+    # default=1, d=2. Setting spec.priority is an update even when it equals the assigned value.
+    pool, queues = settle(wp(), [wq("p-default")], plan(wp(), [wq("p-default")]))
+    assert queues[0].status.priority_assigned is True
+    pool, queues = settle(pool, [*queues, wq("d", priority=1)], plan(pool, [*queues, wq("d", priority=1)], minutes=1))
+    assert {q.metadata.name: q.status.effective_priority for q in queues} == {"p-default": 2, "d": 1}
+
+    asked = wq("p-default", generation=2, priority=1).model_copy(update={"status": queues[0].status})
+    result = plan(pool, [asked, queues[1]], minutes=2)
+    effective = {name: status.effective_priority for name, status in result.queue_statuses.items()}
+    assert effective == {"p-default": 1, "d": 2}
+    assert result.queue_statuses["p-default"].priority_assigned is False
+    assert [(obj.metadata.name, e.reason, e.message) for obj, e in result.events] == [
+        ("d", "PriorityConflict", "priority 1 is held by queue p-default; effective priority 2"),
+    ]
+    pool, queues = settle(pool, [asked, queues[1]], result)
+    assert events(plan(pool, queues, minutes=3)) == []
