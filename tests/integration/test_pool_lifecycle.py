@@ -7,6 +7,7 @@ deletion (`Deleted`, the default queue garbage-collected, other queues `PoolNotF
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any
 
@@ -32,6 +33,18 @@ def described_events(kubectl: Kubectl, resource: str, name: str, namespace: str)
         _type, reason, rest = line.split(maxsplit=2)
         rows.append((reason, rest.split("workpools-operator", 1)[1].strip()))
     return rows
+
+
+def wide_table(text: str) -> dict[str, dict[str, str]]:
+    """`kubectl get -o wide` as {name: {column: cell}}; columns start where the header's names do."""
+    header, *lines = text.splitlines()
+    columns = [(m.group(), m.start()) for m in re.finditer(r"\S+(?: \S+)*", header)]  # names may hold one space
+    bounds = [start for _, start in columns[1:]] + [None]
+    table = {}
+    for line in lines:
+        cells = {name: line[start:end].strip() for (name, start), end in zip(columns, bounds, strict=True)}
+        table[cells["NAME"]] = cells
+    return table
 
 
 def phase_of(kubectl: Kubectl, resource: str, name: str, namespace: str) -> str | None:
@@ -207,3 +220,37 @@ def test_deleting_a_pool_leaves_its_other_queues_reporting_pool_not_found(
     # The operator keeps serving everything else.
     installed.apply(pool("other"), namespace=namespace)
     wait_phase(installed, "wp", "other", namespace, "NotReady")
+
+
+def test_kubectl_get_wide_says_why_and_shows_a_future_scheduled_time(
+    installed: Kubectl, operator: OperatorProcess, namespace: str
+) -> None:
+    installed.apply(
+        pool("p", paused=True),
+        queue("q", "p", priority=3),
+        run("soon", "p", workQueue="q"),
+        run("later", "p", workQueue="q", scheduledTime="2030-01-01T00:00:00Z"),
+        namespace=namespace,
+    )
+    wait_phase(installed, "wp", "p", namespace, "Paused")
+    wait_for(lambda: condition(installed.get("fr", "soon", namespace), "Admitted"), what="the runs' Admitted condition")
+
+    def rows(resource: str) -> dict[str, dict[str, str]]:
+        return wide_table(installed("get", resource, "-n", namespace, "-o", "wide"))
+
+    assert rows("wp")["p"]["MESSAGE"] == "the pool is paused"
+    assert rows("wq")["q"] | {"AGE": ""} == {
+        "NAME": "q",
+        "POOL": "p",
+        "PRIORITY": "3",
+        "STATUS": "NotReady",
+        "SLOTS": "0/∞",
+        "SCHEDULED": "2",
+        "AGE": "",
+        "REQUESTED": "3",
+        "MESSAGE": "no online worker serves this queue",
+    }
+    runs = wait_for(lambda: (r := rows("fr"))["later"]["SCHEDULED"] and r, what="the runs' scheduled times")
+    assert runs["later"]["SCHEDULED"] == "2030-01-01T00:00:00Z"  # a date column printed <invalid>
+    assert (runs["later"]["STATE"], runs["later"]["ADMISSION"]) == ("Scheduled", "PoolPaused")
+    assert runs["soon"]["STATE NAME"] in {"Scheduled", "Late"}
