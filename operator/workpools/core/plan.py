@@ -270,7 +270,8 @@ def _ready_message(worker: Worker, *, online: bool) -> str:
     if online:
         # Stable while Online: a message that changed with every heartbeat would cost a write each.
         return f"heartbeating every {interval}s"
-    return f"no heartbeat since {last.isoformat()} (more than {liveness.OFFLINE_AFTER_INTERVALS} x {interval}s)"
+    since = last.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"no heartbeat since {since} (more than {liveness.OFFLINE_AFTER_INTERVALS} x {interval}s)"
 
 
 # -- priorities ----------------------------------------------------------------------------------

@@ -92,9 +92,10 @@ def pool_status(
 ) -> WorkPoolStatus:
     """`invalid` says what is wrong with a spec the schema accepted (empty: nothing)."""
     phase = pool_phase(paused=paused, workers_online=workers.online)
+    none_online = f"no worker is online ({workers.total} registered, all offline)" if workers.total else ""
     ready_reason, ready_message = {
         PoolPhase.READY: (Reason.READY, f"{workers.online} of {workers.total} workers online"),
-        PoolPhase.NOT_READY: (Reason.NO_ONLINE_WORKER, "no worker is online"),
+        PoolPhase.NOT_READY: (Reason.NO_ONLINE_WORKER, none_online or "no worker is online"),
         PoolPhase.PAUSED: (Reason.PAUSED, "the pool is paused"),
     }[phase]
     conditions = set_condition(

@@ -14,10 +14,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.builders import T0
+from tests.unit.core.run_support import wkr
+from workpools.api.worker import WorkerPhase
 from workpools.api.workpool import WorkPool
 from workpools.api.workqueue import WorkQueue
 from workpools.core.plan import PoolPlan, SpecChange, plan_pool
-from workpools.core.snapshot import PoolState
+from workpools.core.snapshot import PoolState, Sighting
 
 
 def wp(name: str = "p", generation: int = 1, **spec: Any) -> WorkPool:
@@ -193,3 +195,24 @@ def test_asking_for_the_value_a_queue_was_assigned_is_a_new_request() -> None:
     ]
     pool, queues = settle(pool, [asked, queues[1]], result)
     assert events(plan(pool, queues, minutes=3)) == []
+
+
+def test_a_worker_confirmed_silent_goes_offline_saying_since_when_and_the_pool_says_so() -> None:
+    worker = wkr("w", heartbeat=T0).model_copy(deep=True)
+    worker.status.phase = WorkerPhase.ONLINE
+    state = PoolState(
+        name="p",
+        pool=wp(),
+        queues=[],
+        workers=[worker],
+        runs=[],
+        now=T0 + timedelta(minutes=2),
+        sightings={"w": Sighting(T0, T0, timedelta(seconds=30))},
+        confirmed_silent=frozenset({"w"}),
+    )
+    result = plan_pool(state)
+    assert [(obj.metadata.name, e.type.value, e.reason, e.message) for obj, e in result.events] == [
+        ("w", "Warning", "WorkerOffline", "no heartbeat since 2026-01-01T12:00:00Z (more than 3 x 30s)"),
+        ("p", "Normal", "Created", "WorkPool p created; default queue p-default"),
+        ("p", "Normal", "NotReady", "WorkPool p is now NotReady: no worker is online (1 registered, all offline)"),
+    ]
