@@ -268,11 +268,15 @@ def same_priority(queue: WorkQueue, holder: str | None, prog: str) -> str:
     effective = queue.status.effective_priority
     if effective == asked:
         return f'WorkQueue "{name}" already asks for and runs at priority {asked}; nothing to change'
+    if effective is None:
+        return (
+            f'WorkQueue "{name}" already asks for priority {asked}; nothing to change (the operator has not '
+            "resolved it yet: see status.effectivePriority)"
+        )
     held = f"queue {holder} holds {asked}" if holder else f"{asked} is taken"
-    running = f"priority {effective}" if effective is not None else "a priority the operator has not resolved yet"
     return (
-        f'WorkQueue "{name}" already asks for priority {asked} (spec.priority) and runs at {running}: {held}, '
-        "asked for later. Nothing was written: writing the same value again is not a change the operator "
+        f'WorkQueue "{name}" already asks for priority {asked} (spec.priority) and runs at priority {effective}: '
+        f"{held}, asked for later. Nothing was written: writing the same value again is not a change the operator "
         f"can see, so it cannot take {asked} back (Prefect's update would). To give it {asked} now and "
         f"push the others down, run `{prog} queue reorder {pool} {name}={asked}` (rewrites spec.priority "
         "of the queues it moves)."

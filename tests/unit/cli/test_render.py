@@ -270,3 +270,12 @@ def test_asking_again_for_a_pushed_priority_explains_why_nothing_moves_and_what_
         "others down, run `kubectl workpools queue reorder etl etl-high=1` (rewrites spec.priority of the "
         "queues it moves)."
     )
+
+
+def test_asking_again_for_a_priority_not_resolved_yet_says_so() -> None:
+    unresolved = queue("etl-high", priority=1).model_copy(deep=True)
+    unresolved.status.effective_priority = None
+    assert render.same_priority(unresolved, None, "workpools") == (
+        'WorkQueue "etl-high" already asks for priority 1; nothing to change (the operator has not resolved it '
+        "yet: see status.effectivePriority)"
+    )
