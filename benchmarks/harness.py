@@ -248,8 +248,8 @@ class Change:
 class Watch:
     """`kubectl get <resource> -w` in one namespace: every ADDED/MODIFIED/DELETED event, timestamped.
 
-    Name the resource fully (`workpools.workpools.dev`): the plural `workpools` is also the name
-    of the category of all four kinds, which kubectl expands first, and cannot watch.
+    Name the resource fully (`workpools.workpools.dev`), so that no category or other group's
+    resource of the same name can ever be picked instead (kubectl cannot watch a category).
     """
 
     def __init__(self, kubectl: Kubectl, resource: str, namespace: str, stderr: Path):

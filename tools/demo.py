@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from tools.controlplane.cluster import ControlPlane, binaries
+from workpools.api.meta import CATEGORY
 from workpools.client.resources import FLOWRUNS
 from workpools.client.transport import Transport
 
@@ -204,7 +205,7 @@ def up(args: argparse.Namespace) -> int:
         print(
             f"\nStill running: the operator, the workers{'' if given else ' and the control plane'}. Look around:\n"
             f"  export KUBECONFIG={kubeconfig} PATH={bin_dir}:$PATH\n"
-            f"  kubectl get workpools -n {NAMESPACE}\n"
+            f"  kubectl get {CATEGORY} -n {NAMESPACE}     # pools, queues, workers and runs\n"
             f"Logs in {state}.  Stop everything: tools/demo.sh down"
         )
     return 0 if summary.ok() else 1

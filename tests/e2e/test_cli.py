@@ -243,6 +243,13 @@ def test_queue_verbs(cli: Cli, installed: Kubectl, operator: OperatorProcess, na
     cli("queue", "set-priority", "etl", "etl-low", "1")
     assert spec_of(installed, "wq", "etl-high", namespace)["priority"] == 1
     wait_for(lambda: "1 (asks 1)" not in (t := cli("queue", "ls", "etl")) and "2 (asks 1)" in t and t, what="conflict")
+    # asking again for the value it already requests writes nothing, and says why and what to do instead
+    generation = installed.get("wq", "etl-high", namespace)["metadata"]["generation"]
+    again = cli("queue", "set-priority", "etl", "etl-high", "1")
+    assert again.startswith('WorkQueue "etl-high" already asks for priority 1 (spec.priority) and runs at priority 2')
+    assert "queue etl-low holds 1, asked for later" in again
+    assert "queue reorder etl etl-high=1" in again
+    assert installed.get("wq", "etl-high", namespace)["metadata"]["generation"] == generation
 
     # reorder is Prefect's bulk action: it rewrites the specs it moves
     table = cli("queue", "reorder", "etl", "etl-high=1", "etl-low=2")

@@ -211,6 +211,22 @@ def test_cancel_stops_scheduled_runs_at_once_and_asks_workers_to_stop_active_one
         equals={"active": "Cancelling", "queued": "Cancelled"},
         what="cancellation",
     )
+    # each run's events say when cancellation was asked for and what happens next
+    for name, expected in (
+        ("queued", ("Cancelled", "FlowRun queued cancelled by request")),
+        (
+            "active",
+            (
+                "Cancelling",
+                "FlowRun active cancellation requested (spec.cancel); worker w1 stops it and reports Cancelled",
+            ),
+        ),
+    ):
+        wait_for(
+            lambda name=name: [(e["reason"], e["message"]) for e in installed.events(namespace, name)],
+            equals=[expected],
+            what=f"one event on {name}",
+        )
     worker.move("active", "Cancelled")
     wait_for(
         lambda: installed.get("wp", "p", namespace)["status"]["slots"]["active"], equals=0, what="the slot released"

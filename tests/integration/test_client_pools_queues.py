@@ -91,6 +91,11 @@ def test_read_work_pool_returns_the_model_with_its_status(
     assert (etl.metadata.name, etl.metadata.namespace) == ("etl", namespace)
     assert (etl.spec.type, etl.spec.description, etl.spec.concurrency_limit) == ("process", "nightly loads", 3)
     assert etl.status.default_queue == "etl-default"
+    # Prefect's names for the same reads (objects here are named, not numbered)
+    assert client(lambda c: c.read_work_pool_by_name("etl")).metadata.uid == etl.metadata.uid
+    wait_for(lambda: installed.try_get("wq", "etl-default", namespace), what="the default queue")
+    default = client(lambda c: c.read_work_queue_by_name("etl", "etl-default"))
+    assert (default.metadata.name, default.spec.work_pool) == ("etl-default", "etl")
 
 
 def test_missing_objects_raise_typed_errors_naming_kind_and_name(
@@ -106,6 +111,7 @@ def test_missing_objects_raise_typed_errors_naming_kind_and_name(
 
     queue_calls: list[Callable[[WorkpoolsClient], Awaitable[object]]] = [
         lambda c: c.read_work_queue("nope", "q"),
+        lambda c: c.read_work_queue_by_name("nope", "q"),
         lambda c: c.read_work_queues("nope"),
         lambda c: c.count_work_queues("nope"),
         lambda c: c.bulk_update_work_queue_priorities("nope", {"q": 1}),

@@ -130,6 +130,15 @@ def test_slot_holders_and_active_slots(
     # no worker is online yet: everything waits, and the preview shows the admission order
     assert [r.name for r in runs(lambda c: c.preview("p"))] == ["a0", "a1", "b0"]  # q1's limit, then the pool's
     assert [r.name for r in runs(lambda c: c.preview("p", limit=1))] == ["a0"]
+    # Prefect's name and arguments for the same rule: queues named, bounds on the scheduled time
+    assert [r.name for r in runs(lambda c: c.get_scheduled_flow_runs("p"))] == ["a0", "a1", "b0"]
+    assert [r.name for r in runs(lambda c: c.get_scheduled_flow_runs("p", ["q2", "p-default"]))] == ["b0", "b1", "d0"]
+    later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)
+    assert runs(lambda c: c.get_scheduled_flow_runs("p", scheduled_after=later)) == []
+    assert [r.name for r in runs(lambda c: c.get_scheduled_flow_runs("p", scheduled_before=later, limit=2))] == [
+        "a0",
+        "a1",
+    ]
     workers("p", "w1").beat()
     workers("p2", "w2").beat()
     wait_for(
@@ -148,6 +157,8 @@ def test_slot_holders_and_active_slots(
 
     assert runs(lambda c: c.count_work_pool_slot_holders("p")) == 3
     assert runs(lambda c: c.count_work_pool_slot_holders_by_queue("p")) == {"q1": 2, "q2": 1}
+    assert runs(lambda c: c.count_work_queue_slot_holders("p", "q1")) == 2
+    assert runs(lambda c: c.count_work_queue_slot_holders("p", "p-default")) == 0
     assert runs(lambda c: c.count_work_pool_active_slots("p")) == 3
     assert runs(lambda c: c.count_work_queue_active_slots("p", "q2")) == 1
     assert runs(lambda c: c.count_work_queue_active_slots("p", "p-default")) == 0
@@ -165,6 +176,8 @@ def test_slot_holders_and_active_slots(
     for call in (
         lambda c: c.get_work_pool_slot_holders("ghost"),
         lambda c: c.count_work_pool_slot_holders("ghost"),
+        lambda c: c.count_work_queue_slot_holders("ghost", "q1"),
+        lambda c: c.get_scheduled_flow_runs("ghost"),
         lambda c: c.count_work_pool_active_slots("ghost"),
         lambda c: c.preview("ghost"),
     ):

@@ -267,6 +267,9 @@ def test_heartbeat_through_the_client_registers_once_then_writes_status_once_per
     assert as_worker.calls == [("get", "workers", "w1"), ("patch", "workers/status", "w1")]
     assert installed.get("wkr", "w1", namespace)["spec"]["heartbeatIntervalSeconds"] == 10
 
+    named = as_worker(lambda c: c.worker_heartbeat("p", "w1", 10))  # Prefect's name for the same call
+    assert (named.metadata.name, named.spec.heartbeat_interval_seconds) == ("w1", 10)
+
 
 def test_worker_calls_raise_typed_errors(
     installed: Kubectl, namespace: str, sessions: Callable[..., Session], tmp_path: Path

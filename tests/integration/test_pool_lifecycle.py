@@ -7,6 +7,7 @@ deletion (`Deleted`, the default queue garbage-collected, other queues `PoolNotF
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import Any
 
@@ -19,6 +20,31 @@ from tests.support.waiting import wait_for
 def reasons(kubectl: Kubectl, namespace: str, name: str, kind: str = "WorkPool") -> Counter[str]:
     """How many events of each reason the object has (listing order is not chronological)."""
     return Counter(e["reason"] for e in kubectl.events(namespace, name) if e["involvedObject"]["kind"] == kind)
+
+
+def described_events(kubectl: Kubectl, resource: str, name: str, namespace: str) -> list[tuple[str, str]]:
+    """(reason, message) of each event in the Events table of `kubectl describe`, as a person reads it."""
+    text = kubectl("describe", resource, name, "-n", namespace)
+    table = text.split("\nEvents:", 1)[1].splitlines()[3:]  # after the heading and the dashes
+    rows = []
+    for line in table:
+        if not line.strip():
+            break
+        _type, reason, rest = line.split(maxsplit=2)
+        rows.append((reason, rest.split("workpools-operator", 1)[1].strip()))
+    return rows
+
+
+def wide_table(text: str) -> dict[str, dict[str, str]]:
+    """`kubectl get -o wide` as {name: {column: cell}}; columns start where the header's names do."""
+    header, *lines = text.splitlines()
+    columns = [(m.group(), m.start()) for m in re.finditer(r"\S+(?: \S+)*", header)]  # names may hold one space
+    bounds = [start for _, start in columns[1:]] + [None]
+    table = {}
+    for line in lines:
+        cells = {name: line[start:end].strip() for (name, start), end in zip(columns, bounds, strict=True)}
+        table[cells["NAME"]] = cells
+    return table
 
 
 def phase_of(kubectl: Kubectl, resource: str, name: str, namespace: str) -> str | None:
@@ -50,7 +76,11 @@ def test_new_pool_gets_an_owned_default_queue_and_one_created_event(
         lambda: installed.get("wq", "etl-default", namespace).get("status", {}).get("effectivePriority") == 1,
         what="default queue priority 1",
     )
-    wait_for(lambda: reasons(installed, namespace, "etl"), equals={"Created": 1}, what="one Created event")
+    wait_for(
+        lambda: reasons(installed, namespace, "etl"),
+        equals={"Created": 1, "NotReady": 1},
+        what="Created, then the first phase",
+    )
 
 
 def test_paused_pool_starts_paused_and_each_transition_emits_one_event(
@@ -58,6 +88,20 @@ def test_paused_pool_starts_paused_and_each_transition_emits_one_event(
 ) -> None:
     installed.apply(pool("p", paused=True), namespace=namespace)
     wait_phase(installed, "wp", "p", namespace, "Paused")
+    # Created, then the phase it starts in, as Prefect emits them (issue 15), in that order.
+    wait_for(lambda: reasons(installed, namespace, "p"), equals={"Created": 1, "Paused": 1}, what="Created, Paused")
+    assert described_events(installed, "wp", "p", namespace) == [
+        ("Created", "WorkPool p created; default queue p-default"),
+        ("Paused", "WorkPool p is now Paused: the pool is paused"),
+    ]
+    wait_for(
+        lambda: described_events(installed, "wq", "p-default", namespace),
+        equals=[
+            ("Created", "WorkQueue p-default created in pool p with priority 1"),
+            ("NotReady", "WorkQueue p-default is now NotReady: no online worker serves this queue"),
+        ],
+        what="the default queue's Created, then NotReady",
+    )
 
     installed.apply(pool("p", paused=False), namespace=namespace)
     wait_phase(installed, "wp", "p", namespace, "NotReady")
@@ -66,9 +110,15 @@ def test_paused_pool_starts_paused_and_each_transition_emits_one_event(
     wait_phase(installed, "wp", "p", namespace, "Paused")
     wait_for(
         lambda: reasons(installed, namespace, "p"),
-        equals={"Created": 1, "NotReady": 1, "Paused": 1},
-        what="Created, NotReady, Paused once each",
+        equals={"Created": 1, "Paused": 2, "NotReady": 1},
+        what="one event per real transition after that",
     )
+    assert [reason for reason, _ in described_events(installed, "wp", "p", namespace)] == [
+        "Created",
+        "Paused",
+        "NotReady",
+        "Paused",
+    ]
     paused = condition(installed.get("wp", "p", namespace), "Paused")
     assert paused is not None
     assert paused["status"] == "True"
@@ -170,3 +220,37 @@ def test_deleting_a_pool_leaves_its_other_queues_reporting_pool_not_found(
     # The operator keeps serving everything else.
     installed.apply(pool("other"), namespace=namespace)
     wait_phase(installed, "wp", "other", namespace, "NotReady")
+
+
+def test_kubectl_get_wide_says_why_and_shows_a_future_scheduled_time(
+    installed: Kubectl, operator: OperatorProcess, namespace: str
+) -> None:
+    installed.apply(
+        pool("p", paused=True),
+        queue("q", "p", priority=3),
+        run("soon", "p", workQueue="q"),
+        run("later", "p", workQueue="q", scheduledTime="2030-01-01T00:00:00Z"),
+        namespace=namespace,
+    )
+    wait_phase(installed, "wp", "p", namespace, "Paused")
+    wait_for(lambda: condition(installed.get("fr", "soon", namespace), "Admitted"), what="the runs' Admitted condition")
+
+    def rows(resource: str) -> dict[str, dict[str, str]]:
+        return wide_table(installed("get", resource, "-n", namespace, "-o", "wide"))
+
+    assert rows("wp")["p"]["MESSAGE"] == "the pool is paused"
+    assert rows("wq")["q"] | {"AGE": ""} == {
+        "NAME": "q",
+        "POOL": "p",
+        "PRIORITY": "3",
+        "STATUS": "NotReady",
+        "SLOTS": "0/∞",
+        "SCHEDULED": "2",
+        "AGE": "",
+        "REQUESTED": "3",
+        "MESSAGE": "no online worker serves this queue",
+    }
+    runs = wait_for(lambda: (r := rows("fr"))["later"]["SCHEDULED"] and r, what="the runs' scheduled times")
+    assert runs["later"]["SCHEDULED"] == "2030-01-01T00:00:00Z"  # a date column printed <invalid>
+    assert (runs["later"]["STATE"], runs["later"]["ADMISSION"]) == ("Scheduled", "PoolPaused")
+    assert runs["soon"]["STATE NAME"] in {"Scheduled", "Late"}

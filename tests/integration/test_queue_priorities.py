@@ -86,6 +86,27 @@ def test_a_queue_without_priority_takes_the_first_free_value_and_keeps_it(
     assert status["priorityRequestedAt"]
 
 
+def test_asking_for_the_assigned_value_takes_it_back_as_in_prefect(
+    installed: Kubectl, operator: OperatorProcess, namespace: str
+) -> None:
+    # Issue 15 (a), found against Prefect 3.9: `create d` with priority 1 pushes the default queue
+    # (assigned 1) to 2; setting the default queue's priority to 1 then gives default 1, d 2.
+    installed.apply(pool("p"), namespace=namespace)
+    wait_for(lambda: effective(installed, namespace), equals={"p-default": 1}, what="the default queue at 1")
+    installed.apply(queue("d", "p", priority=1), namespace=namespace)
+    wait_for(lambda: effective(installed, namespace), equals={"d": 1, "p-default": 2}, what="d pushes the default")
+    assert installed.get("wq", "p-default", namespace)["status"]["priorityAssigned"] is True
+
+    installed("patch", "wq", "p-default", "-n", namespace, "--type=merge", "-p", '{"spec":{"priority":1}}')
+    wait_for(lambda: effective(installed, namespace), equals={"p-default": 1, "d": 2}, what="Prefect's result")
+    conflict = condition(installed.get("wq", "d", namespace), "PriorityConflict")
+    assert conflict is not None
+    assert (conflict["status"], conflict["message"]) == (
+        "True",
+        "priority 1 is held by queue p-default; effective priority 2",
+    )
+
+
 def test_the_effective_priorities_survive_an_operator_restart(
     installed: Kubectl, operator: OperatorProcess, namespace: str
 ) -> None:

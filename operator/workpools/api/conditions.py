@@ -94,6 +94,16 @@ class Condition(schema.BaseModel):
     message: Annotated[str, Field(max_length=32768, description="Human-readable details.")] = ""
 
 
+READY_MESSAGE_COLUMN = {
+    "name": "Message",
+    "type": "string",
+    "priority": 1,
+    "jsonPath": '.status.conditions[?(@.type=="Ready")].message',
+    "description": "Why the object is or is not Ready (the Ready condition's message)",
+}
+"""A printer column of `kubectl get -o wide`: the Ready condition's message, e.g. `no worker is online`."""
+
+
 def conditions_field(what: str) -> Any:
     """The `conditions` list: a list-map keyed by type, so server-side apply merges it."""
     return Field(

@@ -70,9 +70,11 @@ def custom_resource_definition(model: type[Resource]) -> Schema:
         "storage": True,
         "schema": {"openAPIV3Schema": schema},
         "subresources": {"status": {}},
+        # AGE ends the default columns; the `-o wide` ones (priority 1) come after it, as for pods.
         "additionalPrinterColumns": [
-            *model.PRINTER_COLUMNS,
+            *(c for c in model.PRINTER_COLUMNS if not c.get("priority")),
             {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+            *(c for c in model.PRINTER_COLUMNS if c.get("priority")),
         ],
     }
     if model.SELECTABLE_FIELDS:

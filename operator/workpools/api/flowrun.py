@@ -112,7 +112,27 @@ class FlowRun(Resource):
         {"name": "Queue", "type": "string", "jsonPath": ".spec.workQueue"},
         {"name": "State", "type": "string", "jsonPath": ".status.state"},
         {"name": "Worker", "type": "string", "jsonPath": ".status.worker"},
-        {"name": "Scheduled", "type": "date", "jsonPath": ".status.scheduledTime"},
+        {
+            "name": "Scheduled",
+            "type": "string",
+            "jsonPath": ".status.scheduledTime",
+            "description": "When the run may start (a date column would show a future time as <invalid>)",
+        },
+        {
+            "name": "State Name",
+            "type": "string",
+            "priority": 1,
+            "jsonPath": ".status.stateName",
+            "description": "Prefect's state name, e.g. Late or AwaitingRetry",
+        },
+        {
+            "name": "Admission",
+            "type": "string",
+            "priority": 1,
+            "jsonPath": '.status.conditions[?(@.type=="Admitted")].reason',
+            "description": "Admitted, or why the run waits (e.g. NoOnlineWorker, PoolLimitReached)",
+        },
+        {"name": "Message", "type": "string", "priority": 1, "jsonPath": ".status.message"},
     )
     SELECTABLE_FIELDS = (".spec.workPool", ".spec.workQueue", ".status.state", ".status.worker")
 

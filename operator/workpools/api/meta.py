@@ -8,8 +8,10 @@ GROUP = "workpools.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
-#: `kubectl get workpools` (the category) lists all four kinds at once.
-CATEGORY = "workpools"
+#: `kubectl get workpools-all` lists all four kinds at once. The category is named so that it is no
+#: kind's plural, singular or short name, ours or a built-in one: kubectl expands a category before
+#: it resolves a resource, so a category called `workpools` made `kubectl get workpools` list all four.
+CATEGORY = "workpools-all"
 
 #: Names of Kubernetes objects that also appear in label values are capped at 63 characters.
 NAME_MAX = 63

@@ -9,7 +9,7 @@ from kube_custom_resource import schema
 from pydantic import ConfigDict, Field
 
 from workpools.api.base import PoolRef, QueueName, Resource
-from workpools.api.conditions import Condition, conditions_field
+from workpools.api.conditions import READY_MESSAGE_COLUMN, Condition, conditions_field
 
 HEARTBEAT_INTERVAL_DEFAULT = 30
 """Prefect's default heartbeat interval (seconds), used when spec.heartbeatIntervalSeconds is absent."""
@@ -124,6 +124,7 @@ class Worker(Resource):
         {"name": "Last Heartbeat", "type": "date", "jsonPath": ".status.lastHeartbeatTime"},
         {"name": "Limit", "type": "integer", "jsonPath": ".spec.limit"},
         {"name": "Runs", "type": "integer", "jsonPath": ".status.assignedRuns"},
+        READY_MESSAGE_COLUMN,
     )
     SELECTABLE_FIELDS = (".spec.workPool",)
 

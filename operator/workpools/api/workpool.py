@@ -9,7 +9,7 @@ from kube_custom_resource import schema
 from pydantic import ConfigDict, Field
 
 from workpools.api.base import ConcurrencyLimit, Description, Resource, SlotStatus
-from workpools.api.conditions import Condition, conditions_field
+from workpools.api.conditions import READY_MESSAGE_COLUMN, Condition, conditions_field
 from workpools.api.meta import POOL_NAME_MAX
 
 
@@ -118,6 +118,7 @@ class WorkPool(Resource):
             "description": "Active slots / concurrency limit",
         },
         {"name": "Queues", "type": "integer", "jsonPath": ".status.queues"},
+        READY_MESSAGE_COLUMN,
     )
 
     spec: WorkPoolSpec = Field(default_factory=WorkPoolSpec)

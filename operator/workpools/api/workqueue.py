@@ -9,7 +9,7 @@ from kube_custom_resource import schema
 from pydantic import Field
 
 from workpools.api.base import ConcurrencyLimit, Description, PoolRef, Resource, SlotStatus
-from workpools.api.conditions import Condition, conditions_field
+from workpools.api.conditions import READY_MESSAGE_COLUMN, Condition, conditions_field
 
 PRIORITY_MAX = 1_000_000
 
@@ -57,6 +57,13 @@ class WorkQueueStatus(schema.BaseModel):
         ge=1,
         description="spec.priority, or the value assigned when the queue was first seen without one.",
     )
+    priority_assigned: bool | None = Field(
+        default=None,
+        description=(
+            "True when requestedPriority was assigned (the queue has no spec.priority); setting spec.priority, "
+            "even to that value, is then a new request."
+        ),
+    )
     priority_requested_at: datetime.datetime | None = Field(
         default=None,
         description="When the operator first saw the current requested priority; later requests win collisions.",
@@ -90,6 +97,14 @@ class WorkQueue(Resource):
             "description": "Active slots / concurrency limit",
         },
         {"name": "Scheduled", "type": "integer", "jsonPath": ".status.scheduledRuns"},
+        {
+            "name": "Requested",
+            "type": "integer",
+            "priority": 1,
+            "jsonPath": ".status.requestedPriority",
+            "description": "The priority the queue asks for (spec.priority, or the value it was assigned)",
+        },
+        READY_MESSAGE_COLUMN,
     )
     SELECTABLE_FIELDS = (".spec.workPool",)
 

@@ -287,6 +287,13 @@ async def queue_resume(ctx: Context, args: argparse.Namespace) -> View:
 
 
 async def queue_set_priority(ctx: Context, args: argparse.Namespace) -> View:
+    current = await ctx.pools.read_work_queue(args.pool, args.name)
+    if current.spec.priority == args.priority:
+        holder = None
+        if current.status.effective_priority != args.priority:
+            queues = await ctx.pools.read_work_queues(args.pool)
+            holder = next((q.metadata.name for q in queues if q.status.effective_priority == args.priority), None)
+        return View(as_data(current), render.same_priority(current, holder, _prog()))
     queue = await ctx.specs.update_work_queue(args.pool, args.name, priority=args.priority)
     return View(
         as_data(queue),
@@ -616,7 +623,8 @@ def _queue_verbs(verbs: _Verbs) -> None:
 
     priority = verbs.add(
         "set-priority",
-        "Ask for a priority for one queue; the operator resolves collisions in status.effectivePriority.",
+        "Ask for a priority for one queue; the operator resolves collisions in status.effectivePriority.\n"
+        "Asking again for the value a queue already requests writes nothing: use reorder to take it back.",
         "set-priority etl etl-high 1",
         queue_set_priority,
         patches="this queue's spec.priority",

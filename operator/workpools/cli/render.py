@@ -257,6 +257,32 @@ def queue_details(queue: WorkQueue, now: datetime.datetime) -> str:
     return lines + "\n" + conditions(status.conditions, now)
 
 
+def same_priority(queue: WorkQueue, holder: str | None, prog: str) -> str:
+    """What `queue set-priority` says when asked for the value the queue already requests (nothing is written).
+
+    Writing the same spec.priority again changes nothing in a declarative system (no new
+    generation, nothing for the operator to see), so it cannot take the value back from the queue
+    holding it, as Prefect's update of the same value would: `reorder` can, by rewriting specs.
+    """
+    name, pool, asked = queue.metadata.name, queue.spec.work_pool, queue.spec.priority
+    effective = queue.status.effective_priority
+    if effective == asked:
+        return f'WorkQueue "{name}" already asks for and runs at priority {asked}; nothing to change'
+    if effective is None:
+        return (
+            f'WorkQueue "{name}" already asks for priority {asked}; nothing to change (the operator has not '
+            "resolved it yet: see status.effectivePriority)"
+        )
+    held = f"queue {holder} holds {asked}" if holder else f"{asked} is taken"
+    return (
+        f'WorkQueue "{name}" already asks for priority {asked} (spec.priority) and runs at priority {effective}: '
+        f"{held}, asked for later. Nothing was written: writing the same value again is not a change the operator "
+        f"can see, so it cannot take {asked} back (Prefect's update would). To give it {asked} now and "
+        f"push the others down, run `{prog} queue reorder {pool} {name}={asked}` (rewrites spec.priority "
+        "of the queues it moves)."
+    )
+
+
 def priorities_table(priorities: Mapping[str, int]) -> str:
     rows = sorted(priorities.items(), key=lambda item: (item[1], item[0]))
     return table(("queue", "priority"), rows)

@@ -36,7 +36,14 @@ from workpools.api.workqueue import PRIORITY_MAX, WorkQueue
 from workpools.client import errors
 from workpools.client.resources import FLOWRUNS, WORKQUEUES
 from workpools.client.transport import Transport
-from workpools.client.workpools import DEFAULT_PAGE_SIZE, FIELD_MANAGER, WorkpoolsClient, _window, queue_order
+from workpools.client.workpools import (
+    DEFAULT_PAGE_SIZE,
+    FIELD_MANAGER,
+    WorkpoolsClient,
+    _aware,
+    _window,
+    queue_order,
+)
 from workpools.core.runs import queue_of, run_view
 from workpools.core.selection import scheduled_runs
 from workpools.core.slots import active_slots_by_pool, active_slots_by_queue, slot_holders
@@ -185,6 +192,14 @@ class RunsClient:
         await self._read_pool(pool)
         return active_slots_by_queue(run_view(run, pool) for run in await self._holders(pool))
 
+    async def count_work_queue_slot_holders(self, pool: str, queue: str) -> int:
+        """How many runs hold a slot of `queue` in `pool`; `PoolNotFound` without the pool.
+
+        The same slot-holding states as every other count here (Pending, Running, Cancelling);
+        Prefect's legacy helper of this name is the one place where it counts Cancelling too.
+        """
+        return (await self.count_work_pool_slot_holders_by_queue(pool)).get(queue, 0)
+
     async def get_work_queue_slot_holders(self, pool: str, queue: str) -> list[FlowRun]:
         """Runs holding a slot of `queue` in `pool`, longest held first; `PoolNotFound` without the pool.
 
@@ -245,6 +260,40 @@ class RunsClient:
 
     # -- preview -------------------------------------------------------------------------------
 
+    async def get_scheduled_flow_runs(
+        self,
+        pool: str,
+        queues: Collection[str] | None = None,
+        *,
+        scheduled_before: datetime.datetime | None = None,
+        scheduled_after: datetime.datetime | None = None,
+        limit: int | None = None,
+    ) -> list[RunView]:
+        """Prefect's `get_scheduled_flow_runs` for one pool: the runs it would hand out next, in order.
+
+        `core.selection.scheduled_runs` (the admitter's own rule) over the pool's queues (at their
+        effective priorities; a queue the operator has not resolved yet at its spec, else last)
+        and its unfinished runs: Scheduled runs of unpaused queues (only `queues` when given) of
+        an unpaused pool, with `scheduled_after <= scheduledTime <= scheduled_before` (inclusive,
+        timezone-aware; None: unbounded), by queue priority then time, capped by the queues' and
+        the pool's open slots and by `limit`. It reads; nothing is admitted. `PoolNotFound`
+        without the pool.
+        """
+        after = _aware(scheduled_after, "scheduled_after")
+        before = _aware(scheduled_before, "scheduled_before")
+        the_pool = await self._read_pool(pool)
+        pool_queues = await self._pools.read_work_queues(pool)
+        runs = await self._list(f"spec.workPool={pool},{_UNFINISHED_SELECTOR}")
+        return scheduled_runs(
+            PoolView(pool, the_pool.spec.paused, the_pool.spec.concurrency_limit),
+            [queue_view(queue) for queue in pool_queues],
+            [run_view(run, pool) for run in runs],
+            queue_names=queues,
+            scheduled_after=after,
+            scheduled_before=before,
+            limit=limit,
+        )
+
     async def preview(
         self,
         pool: str,
@@ -253,23 +302,13 @@ class RunsClient:
         *,
         now: datetime.datetime | None = None,
     ) -> list[RunView]:
-        """The runs `pool` would hand out next, in order, up to `hours` from now: Prefect's preview.
+        """The runs `pool` would hand out next, up to `hours` from now (Late runs included): Prefect's preview.
 
-        `core.selection.scheduled_runs` over the pool's queues (at their effective priorities;
-        a queue the operator has not resolved yet at its spec, else last) and its unfinished
-        runs, with `scheduled_before = now + hours` (Late runs included), capped by the pool's
-        and queues' open slots and by `limit`. `PoolNotFound` without the pool.
+        `get_scheduled_flow_runs` with `scheduled_before = now + hours`.
         """
-        the_pool = await self._read_pool(pool)
-        queues = await self._pools.read_work_queues(pool)
-        runs = await self._list(f"spec.workPool={pool},{_UNFINISHED_SELECTOR}")
         moment = now or datetime.datetime.now(datetime.UTC)
-        return scheduled_runs(
-            PoolView(pool, the_pool.spec.paused, the_pool.spec.concurrency_limit),
-            [queue_view(queue) for queue in queues],
-            [run_view(run, pool) for run in runs],
-            scheduled_before=moment + datetime.timedelta(hours=hours),
-            limit=limit,
+        return await self.get_scheduled_flow_runs(
+            pool, scheduled_before=moment + datetime.timedelta(hours=hours), limit=limit
         )
 
     # -- helpers -------------------------------------------------------------------------------

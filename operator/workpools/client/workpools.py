@@ -90,6 +90,10 @@ class WorkpoolsClient:
         """The pool called `name`; `NotFound` if there is none."""
         return WorkPool.model_validate(await self._transport.get(WORKPOOLS, self.namespace, name))
 
+    async def read_work_pool_by_name(self, name: str) -> WorkPool:
+        """Prefect's `read_work_pool_by_name`: `read_work_pool` (objects here are named, not numbered)."""
+        return await self.read_work_pool(name)
+
     async def read_work_pools(
         self,
         names: Collection[str] | None = None,
@@ -112,6 +116,10 @@ class WorkpoolsClient:
         if queue.spec.work_pool != pool:
             raise self._not_in_pool(WORKQUEUES, name, pool)
         return queue
+
+    async def read_work_queue_by_name(self, pool: str, name: str) -> WorkQueue:
+        """Prefect's `read_work_queue_by_name(work_pool_name, work_queue_name)`: `read_work_queue`."""
+        return await self.read_work_queue(pool, name)
 
     async def read_work_queues(
         self, pool: str, name_prefix: str | None = None, offset: int = 0, limit: int | None = None
@@ -222,6 +230,10 @@ class WorkpoolsClient:
         if current is None or current.spec != wanted.spec:
             self._heartbeats[worker_name] = current = wanted
         return await current.beat()
+
+    async def worker_heartbeat(self, pool: str, worker_name: str, interval: int | None = None) -> Worker:
+        """Prefect's `worker_heartbeat(work_pool, worker_name, heartbeat_interval_seconds)`: `heartbeat`."""
+        return await self.heartbeat(pool, worker_name, interval)
 
     # -- helpers -------------------------------------------------------------------------------
 

@@ -25,7 +25,15 @@ from workpools.api.workpool import WorkerCounts, WorkPool, WorkPoolSpec, WorkPoo
 from workpools.api.workqueue import QueuePhase, WorkQueue, WorkQueueStatus
 from workpools.core import liveness, priorities, slots, templates
 from workpools.core.snapshot import PoolState
-from workpools.core.statuses import Event, EventType, pool_events, pool_status, set_condition, slot_status
+from workpools.core.statuses import (
+    Event,
+    EventType,
+    phase_event,
+    pool_events,
+    pool_status,
+    set_condition,
+    slot_status,
+)
 
 
 @dataclass(frozen=True)
@@ -262,7 +270,8 @@ def _ready_message(worker: Worker, *, online: bool) -> str:
     if online:
         # Stable while Online: a message that changed with every heartbeat would cost a write each.
         return f"heartbeating every {interval}s"
-    return f"no heartbeat since {last.isoformat()} (more than {liveness.OFFLINE_AFTER_INTERVALS} x {interval}s)"
+    since = last.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"no heartbeat since {since} (more than {liveness.OFFLINE_AFTER_INTERVALS} x {interval}s)"
 
 
 # -- priorities ----------------------------------------------------------------------------------
@@ -274,23 +283,29 @@ def queue_priorities(
     """Each queue's request (spec, else the value it was given) and the replayed effective priorities.
 
     A queue seen for the first time without spec.priority takes the first value free at that
-    moment and keeps it (in status.requestedPriority), like Prefect's create. A queue whose
-    spec.priority is removed keeps its last requested value: nothing moves.
+    moment and keeps it (in status.requestedPriority, with status.priorityAssigned), like
+    Prefect's create. A queue whose spec.priority is removed keeps its last requested value:
+    nothing moves. `priorities.current_request` says when a request is new.
     """
     requests: dict[str, priorities.PriorityRequest] = {}
     newcomers = []
     for queue in queues:
-        kept, since = queue.status.requested_priority, queue.status.priority_requested_at
-        wanted = queue.spec.priority if queue.spec.priority is not None else kept
-        if wanted is None:
+        request = priorities.current_request(
+            queue.metadata.name,
+            spec=queue.spec.priority,
+            kept=queue.status.requested_priority,
+            kept_assigned=queue.status.priority_assigned,
+            since=queue.status.priority_requested_at,
+            now=now,
+        )
+        if request is None:
             newcomers.append(queue)
-            continue
-        seen = since if kept == wanted and since is not None else now
-        requests[queue.metadata.name] = priorities.PriorityRequest(queue.metadata.name, wanted, seen)
+        else:
+            requests[queue.metadata.name] = request
     for queue in sorted(newcomers, key=lambda q: (q.metadata.creation_timestamp or now, q.metadata.name)):
         taken = priorities.resolve(requests.values()).values()
         name = queue.metadata.name
-        requests[name] = priorities.PriorityRequest(name, priorities.first_free_priority(taken), now)
+        requests[name] = priorities.PriorityRequest(name, priorities.first_free_priority(taken), now, assigned=True)
     return priorities.resolve(requests.values()), requests
 
 
@@ -360,6 +375,7 @@ def _queue_status(
             "observed_generation": generation,
             "effective_priority": effective,
             "requested_priority": request.requested,
+            "priority_assigned": request.assigned,
             "priority_requested_at": request.seen,
             "slots": slot_status(slots.Slots(active, queue.spec.concurrency_limit)),
             "scheduled_runs": scheduled,
@@ -370,17 +386,18 @@ def _queue_status(
 
 def _queue_events(queue: WorkQueue, new: WorkQueueStatus, *, pool_name: str) -> list[Event]:
     old, name = queue.status, queue.metadata.name
-    if old.observed_generation is None:
-        return [
+    events = []
+    first_sight = old.observed_generation is None
+    if first_sight:
+        events.append(
             Event(
                 EventType.NORMAL,
                 "Created",
                 f"WorkQueue {name} created in pool {pool_name} with priority {new.effective_priority}",
             )
-        ]
-    events = []
-    if new.phase != old.phase and new.phase is not None:
-        events.append(Event(EventType.NORMAL, new.phase.value, f"WorkQueue {name} is now {new.phase.value}"))
+        )
+    if new.phase is not None and (new.phase != old.phase or first_sight):
+        events.append(phase_event(queue.KIND, name, new.phase.value, new.conditions))
     for type_ in (ConditionType.PRIORITY_CONFLICT, ConditionType.POOL_NOT_FOUND):
         before, after = _condition(old.conditions, type_), _condition(new.conditions, type_)
         newly_true = after is not None and after.status == "True"

@@ -18,6 +18,7 @@ __all__ = [
     "PriorityRequest",
     "bulk_update",
     "conflicts",
+    "current_request",
     "first_free_priority",
     "resolve",
 ]
@@ -48,6 +49,35 @@ class PriorityRequest:
     queue: str
     requested: int
     seen: datetime
+    assigned: bool = False
+    """The value was assigned (the queue has no `spec.priority`), not asked for."""
+
+
+def current_request(
+    queue: str,
+    *,
+    spec: int | None,
+    kept: int | None,
+    kept_assigned: bool | None,
+    since: datetime | None,
+    now: datetime,
+) -> PriorityRequest | None:
+    """A queue's request now, from its `spec.priority` and what its status kept; None: never seen.
+
+    The request is `spec` when set, else the value kept (a queue whose `spec.priority` is removed
+    keeps its value: nothing moves). It keeps its `seen` moment only while it is the same request:
+    the same value *and* the same origin. Giving an auto-assigned queue a `spec.priority` equal to
+    the value it was assigned is a new request, seen now, as it is an update in Prefect (issue 15:
+    `d` takes 1 and pushes the default queue to 2; the default queue's `spec.priority: 1` then takes
+    1 back and pushes `d` to 2). A status from before the origin was kept (`kept_assigned` None)
+    counts as the same origin, so an upgrade moves nothing.
+    """
+    wanted = spec if spec is not None else kept
+    if wanted is None:
+        return None
+    assigned = spec is None
+    same = kept == wanted and since is not None and not (kept_assigned and not assigned)
+    return PriorityRequest(queue, wanted, since if same and since is not None else now, assigned=assigned)
 
 
 def first_free_priority(taken: Iterable[int]) -> int:

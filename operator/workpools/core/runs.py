@@ -143,6 +143,13 @@ def _cancel(run: FlowRun, now: datetime.datetime) -> RunChange | None:
                 "message": "cancellation requested (spec.cancel)",
                 "observedGeneration": run.metadata.generation,
             },
+            # A user's request, once per run: `kubectl describe` shows when it was asked for.
+            Event(
+                EventType.NORMAL,
+                "Cancelling",
+                f"FlowRun {run.metadata.name} cancellation requested (spec.cancel); "
+                f"worker {run.status.worker} stops it and reports Cancelled",
+            ),
         )
     return None
 

@@ -92,9 +92,10 @@ def pool_status(
 ) -> WorkPoolStatus:
     """`invalid` says what is wrong with a spec the schema accepted (empty: nothing)."""
     phase = pool_phase(paused=paused, workers_online=workers.online)
+    none_online = f"no worker is online ({workers.total} registered, all offline)" if workers.total else ""
     ready_reason, ready_message = {
         PoolPhase.READY: (Reason.READY, f"{workers.online} of {workers.total} workers online"),
-        PoolPhase.NOT_READY: (Reason.NO_ONLINE_WORKER, "no worker is online"),
+        PoolPhase.NOT_READY: (Reason.NO_ONLINE_WORKER, none_online or "no worker is online"),
         PoolPhase.PAUSED: (Reason.PAUSED, "the pool is paused"),
     }[phase]
     conditions = set_condition(
@@ -139,10 +140,21 @@ def pool_status(
 
 
 def pool_events(old: WorkPoolStatus, new: WorkPoolStatus, *, name: str) -> list[Event]:
-    """Events for a pool's status change: Created on first sight, then one per phase transition."""
+    """Events for a pool's status change: Created then its first phase on first sight, then one per transition.
+
+    Prefect emits the created event and then the status event; so do we, once, so that a pool
+    created paused says Paused in its events as well as in its status.
+    """
+    events = []
     if old.observed_generation is None:
-        return [Event(EventType.NORMAL, "Created", f"WorkPool {name} created; default queue {new.default_queue}")]
-    if new.phase != old.phase and new.phase is not None:
-        phase = new.phase.value
-        return [Event(EventType.NORMAL, phase, f"WorkPool {name} is now {phase}")]
-    return []
+        events.append(Event(EventType.NORMAL, "Created", f"WorkPool {name} created; default queue {new.default_queue}"))
+    if new.phase is not None and (new.phase != old.phase or old.observed_generation is None):
+        events.append(phase_event("WorkPool", name, new.phase.value, new.conditions))
+    return events
+
+
+def phase_event(kind: str, name: str, phase: str, conditions: Sequence[Condition]) -> Event:
+    """`<Phase>`: `<Kind> <name> is now <Phase>: <why>`, the why being the Ready condition's message."""
+    ready = next((c for c in conditions if c.type == ConditionType.READY.value), None)
+    why = f": {ready.message}" if ready is not None and ready.message else ""
+    return Event(EventType.NORMAL, phase, f"{kind} {name} is now {phase}{why}")

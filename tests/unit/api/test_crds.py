@@ -48,6 +48,33 @@ def test_schemas_use_only_structural_openapi(crd: dict[str, Any]) -> None:
 def test_every_kind_shares_the_category_and_has_a_status_subresource() -> None:
     for kind in crds.KINDS:
         crd = crds.custom_resource_definition(kind)
-        assert crd["spec"]["names"]["categories"] == ["workpools"]
+        assert crd["spec"]["names"]["categories"] == ["workpools-all"]
         assert crd["spec"]["versions"][0]["subresources"] == {"status": {}}
         assert crd["spec"]["names"]["shortNames"]
+
+
+def test_the_category_is_no_kinds_name() -> None:
+    # kubectl expands a category before it resolves a resource name: a category named like a
+    # plural would make `kubectl get <plural>` list every kind (issue 15).
+    names = set()
+    for kind in crds.KINDS:
+        crd_names = crds.custom_resource_definition(kind)["spec"]["names"]
+        names |= {crd_names["plural"], crd_names["singular"], crd_names["kind"].lower(), *crd_names["shortNames"]}
+    assert crds.CATEGORY not in names
+
+
+@pytest.mark.parametrize("kind", crds.KINDS, ids=lambda kind: kind.KIND)
+def test_age_ends_the_default_columns_and_wide_ones_say_why(kind: Any) -> None:
+    columns = crds.custom_resource_definition(kind)["spec"]["versions"][0]["additionalPrinterColumns"]
+    default = [c["name"] for c in columns if not c.get("priority")]
+    wide = [c["name"] for c in columns if c.get("priority")]
+    assert default[-1] == "Age"
+    assert [c["name"] for c in columns] == default + wide
+    assert wide[-1] == "Message"  # the Ready condition's message, or a run's status.message
+
+
+def test_no_date_column_shows_a_time_that_may_be_in_the_future() -> None:
+    # kubectl prints a future time in a `date` column as <invalid>: runs are often scheduled ahead.
+    columns = crds.custom_resource_definition(crds.FlowRun)["spec"]["versions"][0]["additionalPrinterColumns"]
+    scheduled = next(c for c in columns if c["name"] == "Scheduled")
+    assert scheduled["type"] == "string"

@@ -251,3 +251,31 @@ def test_slots_data_is_prefects_concurrency_status() -> None:
 def test_slots_view_of_a_pool_without_queues() -> None:
     bare = concurrency_status(pool("etl"), [], [])
     assert render.slots_view(bare, NOW).splitlines()[1:] == ["  no queues", "", "  no slot holders"]
+
+
+# -- queue set-priority to the value already asked for ---------------------------------------------
+
+
+def test_asking_again_for_a_held_priority_says_there_is_nothing_to_change() -> None:
+    text = render.same_priority(queue("etl-high", priority=1), None, "workpools")
+    assert text == 'WorkQueue "etl-high" already asks for and runs at priority 1; nothing to change'
+
+
+def test_asking_again_for_a_pushed_priority_explains_why_nothing_moves_and_what_does() -> None:
+    text = render.same_priority(queue("etl-high", priority=1, effective=2), "etl-low", "kubectl workpools")
+    assert text == (
+        'WorkQueue "etl-high" already asks for priority 1 (spec.priority) and runs at priority 2: queue etl-low '
+        "holds 1, asked for later. Nothing was written: writing the same value again is not a change the "
+        "operator can see, so it cannot take 1 back (Prefect's update would). To give it 1 now and push the "
+        "others down, run `kubectl workpools queue reorder etl etl-high=1` (rewrites spec.priority of the "
+        "queues it moves)."
+    )
+
+
+def test_asking_again_for_a_priority_not_resolved_yet_says_so() -> None:
+    unresolved = queue("etl-high", priority=1).model_copy(deep=True)
+    unresolved.status.effective_priority = None
+    assert render.same_priority(unresolved, None, "workpools") == (
+        'WorkQueue "etl-high" already asks for priority 1; nothing to change (the operator has not resolved it '
+        "yet: see status.effectivePriority)"
+    )

@@ -236,7 +236,12 @@ def test_cancel_of_an_active_run_asks_its_worker_to_stop(state: StateType) -> No
         "message": "cancellation requested (spec.cancel)",
         "observedGeneration": 1,
     }
-    assert change.event is None
+    assert change.event is not None
+    assert (change.event.type, change.event.reason, change.event.message) == (
+        "Normal",
+        "Cancelling",
+        "FlowRun r cancellation requested (spec.cancel); worker w stops it and reports Cancelled",
+    )
 
 
 def test_cancelling_with_a_live_worker_is_left_to_the_worker() -> None:
