@@ -1,5 +1,7 @@
 """What the operator writes to FlowRuns: their start in Scheduled, cancellation, recovery from
-lost workers, lateness, and admission (grants and the reasons runs wait).
+lost workers, lateness, and admission (grants and the reasons runs wait). A new run's first write
+is its grant when it can be admitted at once (new → Pending), else Scheduled with its first hold
+reason: one write either way.
 
 Two pure steps, applied one after the other by the reconciler so the second sees the first's
 writes: `lifecycle_changes` (everything but admission) and `admission_changes`. Each change is a
@@ -98,8 +100,8 @@ def lifecycle_changes(state: PoolState) -> list[RunChange]:
         current = run.status.state
         if current in TERMINAL:
             continue
-        if current is None:
-            change: RunChange | None = _start(run, now)
+        if current is None:  # admission stamps it, with its grant or its first hold reason
+            change: RunChange | None = _start(run, now) if run.spec.cancel else None
         elif current in SLOT_HOLDING:  # recovery first: a lost worker cannot finish a cancellation
             recovered = _recover(run, lost, draining, timeout, now) if pool is not None else None
             change = recovered or (_cancel(run, now) if run.spec.cancel else None)
@@ -114,16 +116,17 @@ def lifecycle_changes(state: PoolState) -> list[RunChange]:
 
 def _start(run: FlowRun, now: datetime.datetime) -> RunChange:
     """A new run joins its queue: Scheduled, at spec.scheduledTime or its creation time."""
-    when = scheduled_time(run)
-    return RunChange(
-        run,
-        {
-            "state": S.SCHEDULED.value,
-            "stateName": _scheduled_name(run, now),
-            "scheduledTime": timestamp(when),
-            "observedGeneration": run.metadata.generation,
-        },
-    )
+    return RunChange(run, _stamp(run, now))
+
+
+def _stamp(run: FlowRun, now: datetime.datetime) -> dict[str, Any]:
+    """What a new run's first write records, whatever state it goes to."""
+    return {
+        "state": S.SCHEDULED.value,
+        "stateName": _scheduled_name(run, now),
+        "scheduledTime": timestamp(scheduled_time(run)),
+        "observedGeneration": run.metadata.generation,
+    }
 
 
 def _cancel(run: FlowRun, now: datetime.datetime) -> RunChange | None:
@@ -230,10 +233,12 @@ def admission_changes(state: PoolState) -> list[RunChange]:
         for q in state.queues
     ]
     pool_view = None if pool is None else PoolView(state.name, pool.spec.paused, pool.spec.concurrency_limit)
-    # Slot holders count against limits; Scheduled runs compete, except those whose cancellation
-    # is requested (the lifecycle step cancels them; they must not take a slot meanwhile).
+    # Slot holders count against limits; new and Scheduled runs compete, except those whose
+    # cancellation is requested (the lifecycle step cancels them; they must not take a slot meanwhile).
     live = [
-        r for r in state.runs if r.status.state in SLOT_HOLDING or (r.status.state is S.SCHEDULED and not r.spec.cancel)
+        r
+        for r in state.runs
+        if r.status.state in SLOT_HOLDING or (r.status.state in (None, S.SCHEDULED) and not r.spec.cancel)
     ]
     by_name = {r.metadata.name: r for r in live}
     decided = admission.admit(
@@ -256,6 +261,7 @@ def admission_changes(state: PoolState) -> list[RunChange]:
             RunChange(
                 run,
                 {
+                    **(_stamp(run, now) if run.status.state is None else {}),  # new → Pending in one write
                     "state": S.PENDING.value,
                     "stateName": "Pending",
                     "worker": grant.worker,
@@ -269,8 +275,12 @@ def admission_changes(state: PoolState) -> list[RunChange]:
         )
     for hold in decided.holds:
         run = by_name[hold.run.name]
-        if (conditions := _admitted(run, False, Reason(hold.reason.value), hold.message, now)) is not None:
-            changes.append(RunChange(run, {"conditions": conditions}))
+        conditions = _admitted(run, False, Reason(hold.reason.value), hold.message, now)
+        patch = {"conditions": conditions} if conditions is not None else {}
+        if run.status.state is None:  # Scheduled and its first hold reason in one write
+            patch = {**_stamp(run, now), **patch}
+        if patch:
+            changes.append(RunChange(run, patch))
     return changes
 
 

@@ -147,26 +147,31 @@ def test_worker_view_carries_draining_queues_and_limit() -> None:
 # --- start: a new run joins its queue -----------------------------------------------------------
 
 
-def test_a_new_run_starts_scheduled_at_its_creation_time() -> None:
-    change = only(lifecycle_changes(pool_state(runs=[flowrun("r", state=None, created=at(seconds=-3))], now=T0)))
-    assert change.patch == {
+def first_write(run: FlowRun, now: datetime = T0) -> RunChange:
+    """The one change a new run gets in a pass where no worker is Online: Scheduled, and why it waits."""
+    state = pool_state(runs=[run], now=now)
+    assert lifecycle_changes(state) == [], "a new run is stamped by admission, with its grant or hold"
+    return only(admission_changes(state))
+
+
+def test_a_new_run_that_must_wait_starts_scheduled_at_its_creation_time_with_its_reason() -> None:
+    change = first_write(flowrun("r", state=None, created=at(seconds=-3)))
+    assert {k: v for k, v in change.patch.items() if k != "conditions"} == {
         "state": "Scheduled",
         "stateName": "Scheduled",
         "scheduledTime": ts(at(seconds=-3)),
         "observedGeneration": 1,
     }
-    assert change.event is None
+    assert [(c["type"], c["status"], c["reason"]) for c in change.patch["conditions"]] == [
+        ("Admitted", "False", "NoOnlineWorker")
+    ]
+    assert (change.event, change.granted_to) == (None, None)
 
 
 def test_a_new_run_starts_at_its_spec_scheduled_time() -> None:
-    run = flowrun("r", state=None, spec_scheduled=at(hours=1), generation=3)
-    change = only(lifecycle_changes(pool_state(runs=[run], now=T0)))
-    assert change.patch == {
-        "state": "Scheduled",
-        "stateName": "Scheduled",
-        "scheduledTime": ts(at(hours=1)),
-        "observedGeneration": 3,
-    }
+    change = first_write(flowrun("r", state=None, spec_scheduled=at(hours=1), generation=3))
+    assert (change.patch["scheduledTime"], change.patch["observedGeneration"]) == (ts(at(hours=1)), 3)
+    assert change.patch["conditions"][0]["reason"] == "NotYetScheduled"
 
 
 @pytest.mark.parametrize(
@@ -179,32 +184,50 @@ def test_a_new_run_starts_at_its_spec_scheduled_time() -> None:
     ],
 )
 def test_a_new_overdue_run_starts_late(overdue: timedelta, name: str) -> None:
-    run = flowrun("r", state=None, spec_scheduled=T0, created=T0)
-    change = only(lifecycle_changes(pool_state(runs=[run], now=T0 + overdue)))
+    change = first_write(flowrun("r", state=None, spec_scheduled=T0, created=T0), now=T0 + overdue)
     assert (change.patch["state"], change.patch["stateName"]) == ("Scheduled", name)
 
 
 def test_a_new_run_is_late_by_its_spec_time_not_its_creation() -> None:
     run = flowrun("r", state=None, spec_scheduled=at(seconds=-20), created=T0)
-    assert only(lifecycle_changes(pool_state(runs=[run], now=T0))).patch["stateName"] == "Late"
+    assert first_write(run).patch["stateName"] == "Late"
+
+
+def test_a_new_run_that_can_be_admitted_goes_to_pending_in_one_write() -> None:
+    state = pool_state(runs=[flowrun("r", state=None, created=at(seconds=-3))], workers=[wkr("w")], now=T0)
+    assert lifecycle_changes(state) == []
+    change = only(admission_changes(state))
+    assert change.granted_to == "w"
+    assert {k: change.patch[k] for k in ("state", "stateName", "scheduledTime", "observedGeneration", "worker")} == {
+        "state": "Pending",
+        "stateName": "Pending",
+        "scheduledTime": ts(at(seconds=-3)),
+        "observedGeneration": 1,
+        "worker": "w",
+    }
+    assert moves([change]) == {"r": (None, S.PENDING)}
 
 
 def test_a_new_run_with_cancel_is_started_first_then_cancelled() -> None:
     # None → Cancelled is not a transition: the run goes through Scheduled, one write each.
-    state = pool_state(runs=[flowrun("r", state=None, cancel=True)], now=T0)
+    state = pool_state(runs=[flowrun("r", state=None, cancel=True)], workers=[wkr("w")], now=T0)
     first = lifecycle_changes(state)
     assert moves(first) == {"r": (None, S.SCHEDULED)}
+    assert admission_changes(state) == []  # never granted meanwhile
     assert moves(lifecycle_changes(settle(state, first))) == {"r": (S.SCHEDULED, S.CANCELLED)}
 
 
 def test_a_new_run_of_a_missing_pool_still_starts() -> None:
     state = without_pool(pool_state(runs=[flowrun("r", state=None)], now=T0))
-    assert moves(lifecycle_changes(state)) == {"r": (None, S.SCHEDULED)}
+    assert lifecycle_changes(state) == []
+    change = only(admission_changes(state))
+    assert moves([change]) == {"r": (None, S.SCHEDULED)}
+    assert change.patch["conditions"][0]["reason"] == "PoolNotFound"
 
 
 def test_a_started_run_is_not_started_again() -> None:
     state = pool_state(runs=[flowrun("r", state=None)], now=T0)
-    assert lifecycle_changes(settle(state, lifecycle_changes(state))) == []
+    assert admission_changes(settle(state, admission_changes(state))) == []
 
 
 # --- cancel -------------------------------------------------------------------------------------
@@ -671,11 +694,6 @@ def test_a_hold_is_rewritten_when_only_its_message_changes() -> None:
     state = pool_state(runs=[run], queues=[wq(concurrencyLimit=0)], workers=[wkr("w", heartbeat=NOW)], now=NOW)
     change = only(admission_changes(state))
     assert change.patch["conditions"][0]["message"] == "queue p-default has no open slot (limit 0)"
-
-
-def test_new_runs_are_left_to_the_lifecycle_step() -> None:
-    state = pool_state(runs=[flowrun("r", state=None)], workers=[wkr("w", heartbeat=NOW)], now=NOW)
-    assert admission_changes(state) == []
 
 
 @pytest.mark.parametrize("state", [S.PENDING, S.RUNNING, S.CANCELLING, S.PAUSED])
