@@ -4,7 +4,7 @@ is its grant when it can be admitted at once (new → Pending), else Scheduled w
 reason: one write either way.
 
 Two pure steps, applied one after the other by the reconciler so the second sees the first's
-writes: `lifecycle_changes` (everything but admission) and `admission_changes`. Each change is a
+writes: `lifecycle_changes` (recovery and cancellation) and `admission_changes`. Each change is a
 status merge patch to write with a resourceVersion precondition: the bound worker writes the
 same status, and a decision taken on a version that has moved on must not land.
 """
@@ -86,7 +86,8 @@ def worker_view(worker: Worker, judgement: liveness.Judgement) -> WorkerView:
 
 
 def lifecycle_changes(state: PoolState) -> list[RunChange]:
-    """Every operator-written move except admission, for the pool's unfinished runs.
+    """The operator's moves that free slots or end runs (recovery, cancellation), for the pool's
+    unfinished runs; a run whose cancellation is requested before it started is stamped first.
 
     Runs of a deleted pool keep their state: its Workers go with it (garbage collection), but
     their processes may well still be running them, so nothing is reclaimed there.
@@ -105,10 +106,8 @@ def lifecycle_changes(state: PoolState) -> list[RunChange]:
         elif current in SLOT_HOLDING:  # recovery first: a lost worker cannot finish a cancellation
             recovered = _recover(run, lost, draining, timeout, now) if pool is not None else None
             change = recovered or (_cancel(run, now) if run.spec.cancel else None)
-        elif run.spec.cancel:
-            change = _cancel(run, now)
-        else:
-            change = _late(run, now) if current is S.SCHEDULED else None
+        else:  # a waiting run's Late mark goes with its hold reason (admission_changes)
+            change = _cancel(run, now) if run.spec.cancel else None
         if change is not None:
             changes.append(change)
     return changes
@@ -205,12 +204,6 @@ def _requeue(
     return RunChange(run, patch, event, reclaim=reason)
 
 
-def _late(run: FlowRun, now: datetime.datetime) -> RunChange | None:
-    if run.status.state_name != "Late" and _scheduled_name(run, now) == "Late":
-        return RunChange(run, {"stateName": "Late"})
-    return None
-
-
 def _scheduled_name(run: FlowRun, now: datetime.datetime) -> str:
     """Prefect's state name for a Scheduled run: Late once more than 15 s past its time."""
     return "Late" if overdue(scheduled_time(run), now) else "Scheduled"
@@ -224,7 +217,8 @@ def _finished(state: StateType, name: str, message: str, now: datetime.datetime)
 
 
 def admission_changes(state: PoolState) -> list[RunChange]:
-    """Grants (Scheduled → Pending, bound to a worker) and the reasons the other runs wait."""
+    """Grants (new or Scheduled → Pending, bound to a worker) and, for the other runs, what they
+    wait as: Scheduled (when new), Late (once overdue) and the reason, each run in one write."""
     now, pool = state.now, state.pool
     judgement = liveness.judge(state)
     effective, _ = queue_priorities(state.queues, now)
@@ -276,9 +270,11 @@ def admission_changes(state: PoolState) -> list[RunChange]:
     for hold in decided.holds:
         run = by_name[hold.run.name]
         conditions = _admitted(run, False, Reason(hold.reason.value), hold.message, now)
-        patch = {"conditions": conditions} if conditions is not None else {}
+        patch: dict[str, Any] = {"conditions": conditions} if conditions is not None else {}
         if run.status.state is None:  # Scheduled and its first hold reason in one write
             patch = {**_stamp(run, now), **patch}
+        elif run.status.state_name != "Late" and _scheduled_name(run, now) == "Late":
+            patch = {"stateName": "Late", **patch}  # with the reason, if that changed too: one write
         if patch:
             changes.append(RunChange(run, patch))
     return changes

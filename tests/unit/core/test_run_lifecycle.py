@@ -455,6 +455,12 @@ def test_runs_of_a_deleted_pool_keep_their_state(state: StateType) -> None:
 # --- Late -----------------------------------------------------------------------------------
 
 
+def late_marks(state: PoolState) -> dict[str, str]:
+    """Run → the stateName the pass writes; a Late mark goes with the run's hold reason."""
+    assert not any("stateName" in c.patch for c in lifecycle_changes(state))
+    return {c.run.metadata.name: c.patch["stateName"] for c in admission_changes(state) if "stateName" in c.patch}
+
+
 @pytest.mark.parametrize(
     ("overdue", "late"),
     [
@@ -466,24 +472,27 @@ def test_runs_of_a_deleted_pool_keep_their_state(state: StateType) -> None:
     ],
 )
 def test_a_scheduled_run_more_than_15s_overdue_is_late(overdue: timedelta, late: bool) -> None:
-    changes = lifecycle_changes(pool_state(runs=[flowrun("r", scheduled=NOW - overdue)], now=NOW))
-    if late:
-        change = only(changes)
-        assert change.patch == {"stateName": "Late"}
-        assert change.event is None
-    else:
-        assert changes == []
+    state = pool_state(runs=[flowrun("r", scheduled=NOW - overdue)], now=NOW)
+    assert late_marks(state) == ({"r": "Late"} if late else {})
+    assert all(c.event is None for c in admission_changes(state))
+
+
+def test_a_late_mark_and_an_unchanged_reason_make_a_patch_of_the_name_alone() -> None:
+    waiting = pool_state(runs=[flowrun("r", scheduled=NOW)], now=NOW)
+    held = settle(waiting, admission_changes(waiting))  # its reason (NoOnlineWorker) written
+    later = replace(held, now=NOW + timedelta(seconds=16))
+    assert [c.patch for c in admission_changes(later)] == [{"stateName": "Late"}]
 
 
 def test_a_late_run_is_not_marked_again() -> None:
     run = flowrun("r", scheduled=NOW - timedelta(hours=1), state_name="Late")
-    assert lifecycle_changes(pool_state(runs=[run], now=NOW)) == []
+    assert late_marks(pool_state(runs=[run], now=NOW)) == {}
 
 
 def test_lateness_counts_from_the_status_time() -> None:
     # status.scheduledTime is what the run waits for (a retry writes a new one there).
     run = flowrun("r", scheduled=NOW - timedelta(seconds=5), spec_scheduled=NOW - timedelta(hours=1))
-    assert lifecycle_changes(pool_state(runs=[run], now=NOW)) == []
+    assert late_marks(pool_state(runs=[run], now=NOW)) == {}
 
 
 @pytest.mark.parametrize("state", [S.PENDING, S.RUNNING, S.CANCELLING, S.PAUSED])
@@ -496,7 +505,9 @@ def test_only_scheduled_runs_are_late(state: StateType) -> None:
         worker="w" if holding else None,
         acquired=NOW if holding else None,
     )
-    assert lifecycle_changes(pool_state(runs=[run], workers=[wkr("w", heartbeat=NOW)], now=NOW)) == []
+    state_ = pool_state(runs=[run], workers=[wkr("w", heartbeat=NOW)], now=NOW)
+    assert lifecycle_changes(state_) == []
+    assert late_marks(state_) == {}
 
 
 def test_a_requeued_overdue_run_is_late_at_once() -> None:
@@ -656,7 +667,7 @@ HOLDS: dict[str, tuple[PoolState, str, str]] = {
 
 
 @pytest.mark.parametrize(("state", "reason", "message"), list(HOLDS.values()), ids=list(HOLDS))
-def test_a_hold_writes_only_the_admitted_condition(state: PoolState, reason: str, message: str) -> None:
+def test_a_hold_writes_its_reason_as_the_admitted_condition(state: PoolState, reason: str, message: str) -> None:
     change = only(admission_changes(state))
     assert change.run.metadata.name == "r"
     admitted = {
@@ -669,7 +680,10 @@ def test_a_hold_writes_only_the_admitted_condition(state: PoolState, reason: str
     }
     # A missing pool also gets a PoolNotFound condition of its own (as queues and workers do).
     pool_gone = [{**admitted, "type": "PoolNotFound", "status": "True"}] if reason == "PoolNotFound" else []
-    assert change.patch == {"conditions": [admitted, *pool_gone]}
+    # These runs are overdue (scheduled at T0), but for the future one, and not yet marked Late:
+    # the mark goes in the same write.
+    late = {} if reason == "NotYetScheduled" else {"stateName": "Late"}
+    assert change.patch == {**late, "conditions": [admitted, *pool_gone]}
     assert change.event is None
 
 
