@@ -75,6 +75,7 @@ ALLOWED: Mapping[tuple[StateType | None, StateType], Writer] = MappingProxyType(
     {
         # Operator, admission and user intent.
         (None, SCHEDULED): _OPERATOR,  # a new run joins its queue
+        (None, PENDING): _OPERATOR,  # a new run granted when first seen: one write per admitted run
         (SCHEDULED, PENDING): _OPERATOR,  # the grant: slot taken, worker bound
         (SCHEDULED, CANCELLED): _OPERATOR,  # spec.cancel before admission: nothing to stop
         (PENDING, CANCELLING): _OPERATOR,  # spec.cancel: the bound worker stops it

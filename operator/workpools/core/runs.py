@@ -1,8 +1,10 @@
 """What the operator writes to FlowRuns: their start in Scheduled, cancellation, recovery from
-lost workers, lateness, and admission (grants and the reasons runs wait).
+lost workers, lateness, and admission (grants and the reasons runs wait). A new run's first write
+is its grant when it can be admitted at once (new → Pending), else Scheduled with its first hold
+reason: one write either way.
 
 Two pure steps, applied one after the other by the reconciler so the second sees the first's
-writes: `lifecycle_changes` (everything but admission) and `admission_changes`. Each change is a
+writes: `lifecycle_changes` (recovery and cancellation) and `admission_changes`. Each change is a
 status merge patch to write with a resourceVersion precondition: the bound worker writes the
 same status, and a decision taken on a version that has moved on must not land.
 """
@@ -84,7 +86,8 @@ def worker_view(worker: Worker, judgement: liveness.Judgement) -> WorkerView:
 
 
 def lifecycle_changes(state: PoolState) -> list[RunChange]:
-    """Every operator-written move except admission, for the pool's unfinished runs.
+    """The operator's moves that free slots or end runs (recovery, cancellation), for the pool's
+    unfinished runs; a run whose cancellation is requested before it started is stamped first.
 
     Runs of a deleted pool keep their state: its Workers go with it (garbage collection), but
     their processes may well still be running them, so nothing is reclaimed there.
@@ -98,15 +101,13 @@ def lifecycle_changes(state: PoolState) -> list[RunChange]:
         current = run.status.state
         if current in TERMINAL:
             continue
-        if current is None:
-            change: RunChange | None = _start(run, now)
+        if current is None:  # admission stamps it, with its grant or its first hold reason
+            change: RunChange | None = _start(run, now) if run.spec.cancel else None
         elif current in SLOT_HOLDING:  # recovery first: a lost worker cannot finish a cancellation
             recovered = _recover(run, lost, draining, timeout, now) if pool is not None else None
             change = recovered or (_cancel(run, now) if run.spec.cancel else None)
-        elif run.spec.cancel:
-            change = _cancel(run, now)
-        else:
-            change = _late(run, now) if current is S.SCHEDULED else None
+        else:  # a waiting run's Late mark goes with its hold reason (admission_changes)
+            change = _cancel(run, now) if run.spec.cancel else None
         if change is not None:
             changes.append(change)
     return changes
@@ -114,16 +115,17 @@ def lifecycle_changes(state: PoolState) -> list[RunChange]:
 
 def _start(run: FlowRun, now: datetime.datetime) -> RunChange:
     """A new run joins its queue: Scheduled, at spec.scheduledTime or its creation time."""
-    when = scheduled_time(run)
-    return RunChange(
-        run,
-        {
-            "state": S.SCHEDULED.value,
-            "stateName": _scheduled_name(run, now),
-            "scheduledTime": timestamp(when),
-            "observedGeneration": run.metadata.generation,
-        },
-    )
+    return RunChange(run, _stamp(run, now))
+
+
+def _stamp(run: FlowRun, now: datetime.datetime) -> dict[str, Any]:
+    """What a new run's first write records, whatever state it goes to."""
+    return {
+        "state": S.SCHEDULED.value,
+        "stateName": _scheduled_name(run, now),
+        "scheduledTime": timestamp(scheduled_time(run)),
+        "observedGeneration": run.metadata.generation,
+    }
 
 
 def _cancel(run: FlowRun, now: datetime.datetime) -> RunChange | None:
@@ -209,12 +211,6 @@ def _requeue(
     return RunChange(run, patch, event, reclaim=reason)
 
 
-def _late(run: FlowRun, now: datetime.datetime) -> RunChange | None:
-    if run.status.state_name != "Late" and _scheduled_name(run, now) == "Late":
-        return RunChange(run, {"stateName": "Late"})
-    return None
-
-
 def _scheduled_name(run: FlowRun, now: datetime.datetime) -> str:
     """Prefect's state name for a Scheduled run: Late once more than 15 s past its time."""
     return "Late" if overdue(scheduled_time(run), now) else "Scheduled"
@@ -228,7 +224,8 @@ def _finished(state: StateType, name: str, message: str, now: datetime.datetime)
 
 
 def admission_changes(state: PoolState) -> list[RunChange]:
-    """Grants (Scheduled → Pending, bound to a worker) and the reasons the other runs wait."""
+    """Grants (new or Scheduled → Pending, bound to a worker) and, for the other runs, what they
+    wait as: Scheduled (when new), Late (once overdue) and the reason, each run in one write."""
     now, pool = state.now, state.pool
     judgement = liveness.judge(state)
     effective, _ = queue_priorities(state.queues, now)
@@ -237,10 +234,12 @@ def admission_changes(state: PoolState) -> list[RunChange]:
         for q in state.queues
     ]
     pool_view = None if pool is None else PoolView(state.name, pool.spec.paused, pool.spec.concurrency_limit)
-    # Slot holders count against limits; Scheduled runs compete, except those whose cancellation
-    # is requested (the lifecycle step cancels them; they must not take a slot meanwhile).
+    # Slot holders count against limits; new and Scheduled runs compete, except those whose
+    # cancellation is requested (the lifecycle step cancels them; they must not take a slot meanwhile).
     live = [
-        r for r in state.runs if r.status.state in SLOT_HOLDING or (r.status.state is S.SCHEDULED and not r.spec.cancel)
+        r
+        for r in state.runs
+        if r.status.state in SLOT_HOLDING or (r.status.state in (None, S.SCHEDULED) and not r.spec.cancel)
     ]
     by_name = {r.metadata.name: r for r in live}
     decided = admission.admit(
@@ -263,6 +262,7 @@ def admission_changes(state: PoolState) -> list[RunChange]:
             RunChange(
                 run,
                 {
+                    **(_stamp(run, now) if run.status.state is None else {}),  # new → Pending in one write
                     "state": S.PENDING.value,
                     "stateName": "Pending",
                     "worker": grant.worker,
@@ -276,8 +276,14 @@ def admission_changes(state: PoolState) -> list[RunChange]:
         )
     for hold in decided.holds:
         run = by_name[hold.run.name]
-        if (conditions := _admitted(run, False, Reason(hold.reason.value), hold.message, now)) is not None:
-            changes.append(RunChange(run, {"conditions": conditions}))
+        conditions = _admitted(run, False, Reason(hold.reason.value), hold.message, now)
+        patch: dict[str, Any] = {"conditions": conditions} if conditions is not None else {}
+        if run.status.state is None:  # Scheduled and its first hold reason in one write
+            patch = {**_stamp(run, now), **patch}
+        elif run.status.state_name != "Late" and _scheduled_name(run, now) == "Late":
+            patch = {"stateName": "Late", **patch}  # with the reason, if that changed too: one write
+        if patch:
+            changes.append(RunChange(run, patch))
     return changes
 
 

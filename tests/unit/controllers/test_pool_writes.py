@@ -119,10 +119,10 @@ def test_a_failed_write_ends_the_pass_only_once_its_sibling_writes_have_ended() 
 
 
 def test_a_failed_bookkeeping_write_does_not_hold_up_a_grant_of_the_same_pass() -> None:
-    # "new" must first be stamped Scheduled (lifecycle step), and that write is reset; "waiting"
-    # is Scheduled already, and the only worker is online: the pass grants it all the same.
+    # "stopped" is to be Cancelled (lifecycle step), and that write is reset; "waiting" is
+    # Scheduled, and the only worker is online: the pass grants it all the same.
     async def patch(name: str, options: dict[str, Any]) -> dict[str, Any]:
-        if name == "new":
+        if name == "stopped":
             raise errors.Unavailable("connection reset by peer", kind="FlowRun", name=name)
         return as_patched(rt, options["kind"], name, options["patch"])
 
@@ -133,7 +133,7 @@ def test_a_failed_bookkeeping_write_does_not_hold_up_a_grant_of_the_same_pass() 
     rt = runtime(transport)
     pool = wp(concurrencyLimit=1)
     pool.status.default_queue = DEFAULT_QUEUE
-    stored(rt, pool, wq(), wkr("w"), flowrun("new", state=None), flowrun("waiting", state=StateType.SCHEDULED))
+    stored(rt, pool, wq(), wkr("w"), flowrun("stopped", cancel=True), flowrun("waiting"))
 
     async def scenario() -> None:
         with pytest.raises(errors.Unavailable):  # raised once every step is done: the pass is retried
@@ -141,10 +141,10 @@ def test_a_failed_bookkeeping_write_does_not_hold_up_a_grant_of_the_same_pass() 
 
     asyncio.run(scenario())
     assert {r.metadata.name: (r.status.state, r.status.worker) for r in rt.store.runs.of(POOL)} == {
-        "new": (None, None),
+        "stopped": (StateType.SCHEDULED, None),
         "waiting": (StateType.PENDING, "w"),
     }
-    assert rt.store.unsure[POOL] == {"new"}
+    assert rt.store.unsure[POOL] == {"stopped"}
 
 
 def test_a_write_with_unknown_outcome_is_read_back_before_the_pool_is_decided() -> None:

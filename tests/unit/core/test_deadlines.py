@@ -126,8 +126,9 @@ def test_a_due_run_is_due_to_turn_late() -> None:
     state = pool_state(runs=[flowrun("r", scheduled=at(seconds=-5))], now=T0)
     deadline = next_deadline(state)
     assert deadline == at(seconds=10) + TICK
-    assert lifecycle_changes(replace(state, now=at(seconds=10))) == []
-    assert [c.patch for c in lifecycle_changes(replace(state, now=deadline))] == [{"stateName": "Late"}]
+    before = [c.patch.get("stateName") for c in admission_changes(replace(state, now=at(seconds=10)))]
+    after = [c.patch.get("stateName") for c in admission_changes(replace(state, now=deadline))]
+    assert (before, after) == ([None], ["Late"])
 
 
 def test_a_future_run_is_due_twice_first_to_come_due() -> None:
@@ -202,9 +203,15 @@ def observed(state: PoolState) -> Any:
         for c in lifecycle_changes(state)
     ]
     admission = [
-        (c.run.metadata.name, c.patch.get("state"), c.patch.get("worker"), [x["reason"] for x in c.patch["conditions"]])
+        (
+            c.run.metadata.name,
+            c.patch.get("state"),
+            c.patch.get("stateName"),
+            c.patch.get("worker"),
+            [x["reason"] for x in c.patch.get("conditions") or []],
+        )
         for c in admission_changes(state)
-        if c.patch.get("conditions")
+        if c.patch.get("conditions") or "stateName" in c.patch
     ]
     return workers, lifecycle, admission
 

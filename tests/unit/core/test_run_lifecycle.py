@@ -147,26 +147,31 @@ def test_worker_view_carries_draining_queues_and_limit() -> None:
 # --- start: a new run joins its queue -----------------------------------------------------------
 
 
-def test_a_new_run_starts_scheduled_at_its_creation_time() -> None:
-    change = only(lifecycle_changes(pool_state(runs=[flowrun("r", state=None, created=at(seconds=-3))], now=T0)))
-    assert change.patch == {
+def first_write(run: FlowRun, now: datetime = T0) -> RunChange:
+    """The one change a new run gets in a pass where no worker is Online: Scheduled, and why it waits."""
+    state = pool_state(runs=[run], now=now)
+    assert lifecycle_changes(state) == [], "a new run is stamped by admission, with its grant or hold"
+    return only(admission_changes(state))
+
+
+def test_a_new_run_that_must_wait_starts_scheduled_at_its_creation_time_with_its_reason() -> None:
+    change = first_write(flowrun("r", state=None, created=at(seconds=-3)))
+    assert {k: v for k, v in change.patch.items() if k != "conditions"} == {
         "state": "Scheduled",
         "stateName": "Scheduled",
         "scheduledTime": ts(at(seconds=-3)),
         "observedGeneration": 1,
     }
-    assert change.event is None
+    assert [(c["type"], c["status"], c["reason"]) for c in change.patch["conditions"]] == [
+        ("Admitted", "False", "NoOnlineWorker")
+    ]
+    assert (change.event, change.granted_to) == (None, None)
 
 
 def test_a_new_run_starts_at_its_spec_scheduled_time() -> None:
-    run = flowrun("r", state=None, spec_scheduled=at(hours=1), generation=3)
-    change = only(lifecycle_changes(pool_state(runs=[run], now=T0)))
-    assert change.patch == {
-        "state": "Scheduled",
-        "stateName": "Scheduled",
-        "scheduledTime": ts(at(hours=1)),
-        "observedGeneration": 3,
-    }
+    change = first_write(flowrun("r", state=None, spec_scheduled=at(hours=1), generation=3))
+    assert (change.patch["scheduledTime"], change.patch["observedGeneration"]) == (ts(at(hours=1)), 3)
+    assert change.patch["conditions"][0]["reason"] == "NotYetScheduled"
 
 
 @pytest.mark.parametrize(
@@ -179,32 +184,50 @@ def test_a_new_run_starts_at_its_spec_scheduled_time() -> None:
     ],
 )
 def test_a_new_overdue_run_starts_late(overdue: timedelta, name: str) -> None:
-    run = flowrun("r", state=None, spec_scheduled=T0, created=T0)
-    change = only(lifecycle_changes(pool_state(runs=[run], now=T0 + overdue)))
+    change = first_write(flowrun("r", state=None, spec_scheduled=T0, created=T0), now=T0 + overdue)
     assert (change.patch["state"], change.patch["stateName"]) == ("Scheduled", name)
 
 
 def test_a_new_run_is_late_by_its_spec_time_not_its_creation() -> None:
     run = flowrun("r", state=None, spec_scheduled=at(seconds=-20), created=T0)
-    assert only(lifecycle_changes(pool_state(runs=[run], now=T0))).patch["stateName"] == "Late"
+    assert first_write(run).patch["stateName"] == "Late"
+
+
+def test_a_new_run_that_can_be_admitted_goes_to_pending_in_one_write() -> None:
+    state = pool_state(runs=[flowrun("r", state=None, created=at(seconds=-3))], workers=[wkr("w")], now=T0)
+    assert lifecycle_changes(state) == []
+    change = only(admission_changes(state))
+    assert change.granted_to == "w"
+    assert {k: change.patch[k] for k in ("state", "stateName", "scheduledTime", "observedGeneration", "worker")} == {
+        "state": "Pending",
+        "stateName": "Pending",
+        "scheduledTime": ts(at(seconds=-3)),
+        "observedGeneration": 1,
+        "worker": "w",
+    }
+    assert moves([change]) == {"r": (None, S.PENDING)}
 
 
 def test_a_new_run_with_cancel_is_started_first_then_cancelled() -> None:
     # None → Cancelled is not a transition: the run goes through Scheduled, one write each.
-    state = pool_state(runs=[flowrun("r", state=None, cancel=True)], now=T0)
+    state = pool_state(runs=[flowrun("r", state=None, cancel=True)], workers=[wkr("w")], now=T0)
     first = lifecycle_changes(state)
     assert moves(first) == {"r": (None, S.SCHEDULED)}
+    assert admission_changes(state) == []  # never granted meanwhile
     assert moves(lifecycle_changes(settle(state, first))) == {"r": (S.SCHEDULED, S.CANCELLED)}
 
 
 def test_a_new_run_of_a_missing_pool_still_starts() -> None:
     state = without_pool(pool_state(runs=[flowrun("r", state=None)], now=T0))
-    assert moves(lifecycle_changes(state)) == {"r": (None, S.SCHEDULED)}
+    assert lifecycle_changes(state) == []
+    change = only(admission_changes(state))
+    assert moves([change]) == {"r": (None, S.SCHEDULED)}
+    assert change.patch["conditions"][0]["reason"] == "PoolNotFound"
 
 
 def test_a_started_run_is_not_started_again() -> None:
     state = pool_state(runs=[flowrun("r", state=None)], now=T0)
-    assert lifecycle_changes(settle(state, lifecycle_changes(state))) == []
+    assert admission_changes(settle(state, admission_changes(state))) == []
 
 
 # --- cancel -------------------------------------------------------------------------------------
@@ -437,6 +460,12 @@ def test_runs_of_a_deleted_pool_keep_their_state(state: StateType) -> None:
 # --- Late -----------------------------------------------------------------------------------
 
 
+def late_marks(state: PoolState) -> dict[str, str]:
+    """Run → the stateName the pass writes; a Late mark goes with the run's hold reason."""
+    assert not any("stateName" in c.patch for c in lifecycle_changes(state))
+    return {c.run.metadata.name: c.patch["stateName"] for c in admission_changes(state) if "stateName" in c.patch}
+
+
 @pytest.mark.parametrize(
     ("overdue", "late"),
     [
@@ -448,24 +477,27 @@ def test_runs_of_a_deleted_pool_keep_their_state(state: StateType) -> None:
     ],
 )
 def test_a_scheduled_run_more_than_15s_overdue_is_late(overdue: timedelta, late: bool) -> None:
-    changes = lifecycle_changes(pool_state(runs=[flowrun("r", scheduled=NOW - overdue)], now=NOW))
-    if late:
-        change = only(changes)
-        assert change.patch == {"stateName": "Late"}
-        assert change.event is None
-    else:
-        assert changes == []
+    state = pool_state(runs=[flowrun("r", scheduled=NOW - overdue)], now=NOW)
+    assert late_marks(state) == ({"r": "Late"} if late else {})
+    assert all(c.event is None for c in admission_changes(state))
+
+
+def test_a_late_mark_and_an_unchanged_reason_make_a_patch_of_the_name_alone() -> None:
+    waiting = pool_state(runs=[flowrun("r", scheduled=NOW)], now=NOW)
+    held = settle(waiting, admission_changes(waiting))  # its reason (NoOnlineWorker) written
+    later = replace(held, now=NOW + timedelta(seconds=16))
+    assert [c.patch for c in admission_changes(later)] == [{"stateName": "Late"}]
 
 
 def test_a_late_run_is_not_marked_again() -> None:
     run = flowrun("r", scheduled=NOW - timedelta(hours=1), state_name="Late")
-    assert lifecycle_changes(pool_state(runs=[run], now=NOW)) == []
+    assert late_marks(pool_state(runs=[run], now=NOW)) == {}
 
 
 def test_lateness_counts_from_the_status_time() -> None:
     # status.scheduledTime is what the run waits for (a retry writes a new one there).
     run = flowrun("r", scheduled=NOW - timedelta(seconds=5), spec_scheduled=NOW - timedelta(hours=1))
-    assert lifecycle_changes(pool_state(runs=[run], now=NOW)) == []
+    assert late_marks(pool_state(runs=[run], now=NOW)) == {}
 
 
 @pytest.mark.parametrize("state", [S.PENDING, S.RUNNING, S.CANCELLING, S.PAUSED])
@@ -478,7 +510,9 @@ def test_only_scheduled_runs_are_late(state: StateType) -> None:
         worker="w" if holding else None,
         acquired=NOW if holding else None,
     )
-    assert lifecycle_changes(pool_state(runs=[run], workers=[wkr("w", heartbeat=NOW)], now=NOW)) == []
+    state_ = pool_state(runs=[run], workers=[wkr("w", heartbeat=NOW)], now=NOW)
+    assert lifecycle_changes(state_) == []
+    assert late_marks(state_) == {}
 
 
 def test_a_requeued_overdue_run_is_late_at_once() -> None:
@@ -638,7 +672,7 @@ HOLDS: dict[str, tuple[PoolState, str, str]] = {
 
 
 @pytest.mark.parametrize(("state", "reason", "message"), list(HOLDS.values()), ids=list(HOLDS))
-def test_a_hold_writes_only_the_admitted_condition(state: PoolState, reason: str, message: str) -> None:
+def test_a_hold_writes_its_reason_as_the_admitted_condition(state: PoolState, reason: str, message: str) -> None:
     change = only(admission_changes(state))
     assert change.run.metadata.name == "r"
     admitted = {
@@ -651,7 +685,10 @@ def test_a_hold_writes_only_the_admitted_condition(state: PoolState, reason: str
     }
     # A missing pool also gets a PoolNotFound condition of its own (as queues and workers do).
     pool_gone = [{**admitted, "type": "PoolNotFound", "status": "True"}] if reason == "PoolNotFound" else []
-    assert change.patch == {"conditions": [admitted, *pool_gone]}
+    # These runs are overdue (scheduled at T0), but for the future one, and not yet marked Late:
+    # the mark goes in the same write.
+    late = {} if reason == "NotYetScheduled" else {"stateName": "Late"}
+    assert change.patch == {**late, "conditions": [admitted, *pool_gone]}
     assert change.event is None
 
 
@@ -676,11 +713,6 @@ def test_a_hold_is_rewritten_when_only_its_message_changes() -> None:
     state = pool_state(runs=[run], queues=[wq(concurrencyLimit=0)], workers=[wkr("w", heartbeat=NOW)], now=NOW)
     change = only(admission_changes(state))
     assert change.patch["conditions"][0]["message"] == "queue p-default has no open slot (limit 0)"
-
-
-def test_new_runs_are_left_to_the_lifecycle_step() -> None:
-    state = pool_state(runs=[flowrun("r", state=None)], workers=[wkr("w", heartbeat=NOW)], now=NOW)
-    assert admission_changes(state) == []
 
 
 @pytest.mark.parametrize("state", [S.PENDING, S.RUNNING, S.CANCELLING, S.PAUSED])

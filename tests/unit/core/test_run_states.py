@@ -31,6 +31,7 @@ OPERATOR, WORKER, EITHER = Writer.OPERATOR, Writer.WORKER, Writer.OPERATOR | Wri
 EXPECTED_MOVES = [
     # Operator (DESIGN §4 "Who writes which transition").
     (None, S.SCHEDULED, OPERATOR),
+    (None, S.PENDING, OPERATOR),  # granted when first seen: one write per admitted run (issue 11)
     (S.SCHEDULED, S.PENDING, OPERATOR),
     (S.SCHEDULED, S.CANCELLED, OPERATOR),
     (S.PENDING, S.CANCELLING, OPERATOR),
@@ -106,7 +107,6 @@ def test_table_holds_exactly_the_documented_moves() -> None:
 @pytest.mark.parametrize(
     ("old", "new"),
     [
-        pytest.param(None, S.PENDING, id="new-run-cannot-skip-admission"),
         pytest.param(None, S.RUNNING, id="new-run-cannot-start"),
         pytest.param(S.SCHEDULED, S.RUNNING, id="scheduled-cannot-start-unbound"),
         pytest.param(S.SCHEDULED, S.CANCELLING, id="scheduled-has-nothing-to-stop"),
@@ -136,8 +136,8 @@ def test_transition_pairs_lists_the_table_in_lifecycle_order() -> None:
     assert pairs[0] == (None, S.SCHEDULED)
     assert pairs[:3] == [
         (None, S.SCHEDULED),
+        (None, S.PENDING),
         (S.SCHEDULED, S.PENDING),
-        (S.SCHEDULED, S.CANCELLED),
     ]
     assert pairs[-2:] == [(S.PAUSED, S.SCHEDULED), (S.PAUSED, S.CANCELLED)]
     assert pairs == transition_pairs()
