@@ -3,8 +3,9 @@ steps before a slot is taken back, Offline since when, TTL, lastPolled.
 
 Aspects: the silent boundary (strict, per interval, from when a heartbeat was *seen*); sightings
 (a skewed worker clock does not matter); the judgement (suspect → confirmed → written Offline →
-lost; gone workers; the observer suspected when many fall silent at once); when an Offline worker
-may be deleted; the newest heartbeat; how often a queue's lastPolled moves.
+lost; gone workers; a failed read retried; after a restart; the observer suspected when many fall
+silent at once, and what "at once" means); when an Offline worker may be deleted; the newest
+heartbeat; how often a queue's lastPolled moves.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from workpools.api.flowrun import FlowRun
 from workpools.api.states import StateType
 from workpools.api.worker import Worker, WorkerPhase
 from workpools.core import liveness
+from workpools.core.deadlines import next_deadline
 from workpools.core.snapshot import PoolState, Sighting
 
 
@@ -88,15 +90,32 @@ def test_a_new_heartbeat_is_seen_now_whatever_the_worker_clock_says() -> None:
 
 
 def test_an_unchanged_heartbeat_keeps_the_moment_it_was_first_seen() -> None:
-    first = liveness.sight(None, wkr("w", heartbeat=T0), T0)
-    assert liveness.sight(first, wkr("w", heartbeat=T0), at(minutes=10)).seen_at == T0
+    sighting = liveness.sight(None, wkr("w", heartbeat=T0), T0)
+    for minutes in (1, 2, 10):  # each watch event or direct read showing the same heartbeat
+        sighting = liveness.sight(sighting, wkr("w", heartbeat=T0), at(minutes=minutes))
+    assert sighting == seen(T0)
+    assert not liveness.alive(sighting, at(minutes=10))
+
+
+def test_a_changed_heartbeat_interval_counts_at_once_from_the_heartbeat_already_seen() -> None:
+    first = liveness.sight(None, wkr("w", heartbeat=T0, interval=30), T0)
+    shorter = liveness.sight(first, wkr("w", heartbeat=T0, interval=10), at(seconds=5))
+    assert shorter == seen(T0, interval=10)
+    assert not liveness.alive(shorter, at(seconds=31))  # 3 × 10 s, not 3 × 30 s, after it was seen
 
 
 # --- judgement: silent, confirmed, written Offline, lost ------------------------------------
 
 
-def written(name: str, phase: WorkerPhase | None, heartbeat: datetime = T0) -> Worker:
-    worker = wkr(name, heartbeat=heartbeat).model_copy(deep=True)
+def written(
+    name: str,
+    phase: WorkerPhase | None,
+    heartbeat: datetime = T0,
+    *,
+    interval: int | None = None,
+    offline_since: datetime | None = None,
+) -> Worker:
+    worker = wkr(name, heartbeat=heartbeat, interval=interval, offline_since=offline_since).model_copy(deep=True)
     worker.status.phase = phase
     return worker
 
@@ -107,8 +126,10 @@ def state_of(
     *,
     confirmed: set[str] = frozenset(),
     runs: list[FlowRun] = (),  # type: ignore[assignment]
+    sightings: dict[str, Sighting] | None = None,
 ) -> PoolState:
-    sightings = {w.metadata.name: seen(w.status.last_heartbeat_time) for w in workers}
+    """Each worker's heartbeat seen the moment it was written, unless `sightings` says otherwise."""
+    seen_beating = {w.metadata.name: sight_written(w) for w in workers}
     return PoolState(
         name="p",
         pool=wp(),
@@ -116,9 +137,14 @@ def state_of(
         workers=workers,
         runs=list(runs),
         now=now,
-        sightings=sightings,
+        sightings={**seen_beating, **(sightings or {})},
         confirmed_silent=frozenset(confirmed),
     )
+
+
+def sight_written(worker: Worker) -> Sighting:
+    beat = worker.status.last_heartbeat_time
+    return Sighting(beat, beat, liveness.heartbeat_interval(worker))
 
 
 def test_a_silent_online_worker_is_only_a_suspect_until_a_read_confirms_it() -> None:
@@ -132,8 +158,9 @@ def test_a_silent_online_worker_is_only_a_suspect_until_a_read_confirms_it() -> 
 def test_only_a_worker_written_offline_silent_one_interval_more_is_lost() -> None:
     # Heartbeat seen at T0, interval 30 s: silent from 90 s; written Offline; lost from 120 s.
     offline = [written("w", WorkerPhase.OFFLINE)]
-    assert liveness.judge(state_of(offline, at(seconds=119))).lost == set()
-    assert liveness.judge(state_of(offline, at(seconds=120))).lost == {"w"}
+    waiting, settled = (liveness.judge(state_of(offline, at(seconds=s))) for s in (119, 120))
+    assert (waiting.offline, waiting.lost) == ({"w"}, set())  # stays Offline meanwhile
+    assert (settled.offline, settled.lost) == ({"w"}, {"w"})
     came_back = liveness.judge(state_of([written("w", WorkerPhase.OFFLINE, at(minutes=2))], at(minutes=2)))
     assert (came_back.online, came_back.lost) == ({"w"}, set())
 
@@ -144,10 +171,45 @@ def test_a_bound_worker_gone_from_the_api_is_lost_once_a_read_confirms_it() -> N
     assert liveness.judge(state_of([], T0, runs=[run], confirmed={"gone"})).lost == {"gone"}
 
 
+def test_a_gone_worker_seen_beating_is_lost_one_interval_after_its_silence_too() -> None:
+    # Seen beating at T0 with a 10 s interval, then deleted: silent from 30 s, lost from 40 s.
+    run, sighting = bound_run(StateType.RUNNING, worker="gone"), {"gone": seen(T0, interval=10)}
+    lost = [
+        liveness.judge(state_of([], at(seconds=s), runs=[run], sightings=sighting, confirmed={"gone"})).lost
+        for s in (39, 40)
+    ]
+    assert lost == [set(), {"gone"}]
+
+
+def test_after_a_restart_a_worker_found_offline_is_silent_since_ready_turned_false() -> None:
+    # The operator never saw it beat (it was Offline at first sight); Ready=False 10 s ago, 30 s interval.
+    worker = written("w", WorkerPhase.OFFLINE, at(minutes=-5), offline_since=at(seconds=-10))
+    not_seen = {"w": liveness.sight(None, worker, T0)}
+    lost = [liveness.judge(state_of([worker], at(seconds=s), sightings=not_seen)).lost for s in (19, 20)]
+    assert lost == [set(), {"w"}]
+    # Without a Ready condition nothing says since when: silent long enough already.
+    unknown = written("w", WorkerPhase.OFFLINE, at(minutes=-5))
+    assert liveness.judge(state_of([unknown], T0, sightings=not_seen)).lost == {"w"}
+
+
+def test_a_suspect_whose_read_failed_is_read_again_an_interval_later() -> None:
+    # Seen at T0 with a 10 s interval: silent from 30 s, its silence settled at 40 s; not confirmed at 60 s.
+    state = state_of([written("w", WorkerPhase.ONLINE, interval=10)], at(minutes=1))
+    assert liveness.judge(state).suspects == {"w"}
+    assert next_deadline(state) == at(minutes=1, seconds=10)
+    # A bound worker gone from the API and never seen: the default 30 s interval.
+    gone = state_of([], at(minutes=1), runs=[bound_run(StateType.RUNNING, worker="gone")])
+    assert liveness.judge(gone).suspects == {"gone"}
+    assert next_deadline(gone) == at(minutes=1, seconds=30)
+
+
 def test_many_workers_silent_at_once_suspect_the_observer() -> None:
     workers = [written(n, WorkerPhase.ONLINE) for n in "abc"] + [written("d", WorkerPhase.ONLINE, at(minutes=5))]
     judgement = liveness.judge(state_of(workers, at(minutes=2), confirmed={"a", "b", "c"}))
-    assert "3 of 4 workers fell silent together" in judgement.observer_suspected
+    assert judgement.observer_suspected == (
+        "3 of 4 workers fell silent together: not reclaiming their runs "
+        "(the operator or its network may be the one cut off; delete the Workers to release them)"
+    )
     assert (judgement.offline, judgement.lost) == ({"a", "b", "c"}, set())  # their phase is what we see
     d_alive = written("d", WorkerPhase.ONLINE, at(hours=5))
     offline = [written(n, WorkerPhase.OFFLINE) for n in "abc"]
@@ -156,6 +218,33 @@ def test_many_workers_silent_at_once_suspect_the_observer() -> None:
     assert liveness.judge(state_of(one_back, at(hours=5))).lost == {"a", "b"}  # one beats again: two of four
     apart = [offline[0], offline[1], written("c", WorkerPhase.OFFLINE, at(minutes=-2)), workers[3]]
     assert liveness.judge(state_of(apart, at(minutes=3))).lost == {"a", "b", "c"}  # silent minutes apart: no wave
+
+
+def test_two_of_three_workers_silent_together_are_a_wave() -> None:
+    workers = [written(n, WorkerPhase.OFFLINE) for n in "ab"] + [written("c", WorkerPhase.ONLINE, at(minutes=5))]
+    judgement = liveness.judge(state_of(workers, at(minutes=5)))
+    assert judgement.observer_suspected.startswith("2 of 3 workers fell silent together")
+    assert judgement.lost == set()
+
+
+@pytest.mark.parametrize(
+    ("apart", "wave"),
+    [
+        pytest.param(timedelta(seconds=60), True, id="two-intervals-apart"),
+        pytest.param(timedelta(seconds=60, milliseconds=1), False, id="just-over-two-intervals-apart"),
+    ],
+)
+def test_a_wave_is_silences_at_most_two_intervals_apart(apart: timedelta, wave: bool) -> None:
+    # 30 s intervals: each beat at its own moment, so workers that die at once fall silent up to
+    # an interval apart; two intervals is the margin. "c" stays alive; "a" and "b" are written Offline.
+    workers = [
+        written("a", WorkerPhase.OFFLINE, T0),
+        written("b", WorkerPhase.OFFLINE, T0 + apart),
+        written("c", WorkerPhase.ONLINE, at(minutes=5)),
+    ]
+    judgement = liveness.judge(state_of(workers, at(minutes=5)))
+    assert bool(judgement.observer_suspected) is wave
+    assert judgement.lost == (set() if wave else {"a", "b"})
 
 
 def ready(status: bool, since: datetime) -> Worker:
