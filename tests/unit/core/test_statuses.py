@@ -83,7 +83,10 @@ def test_a_ready_pool_shows_its_workers_slots_and_queues() -> None:
 def test_a_pool_without_an_online_worker_is_not_ready() -> None:
     status = status_of(workers=WorkerCounts(online=0, total=3))
     assert status.phase is PoolPhase.NOT_READY
-    assert conditions(status)["Ready"] == ("False", "NoOnlineWorker", "no worker is online", 4)
+    message = "no worker is online (3 registered, all offline)"
+    assert conditions(status)["Ready"] == ("False", "NoOnlineWorker", message, 4)
+    none = status_of(workers=WorkerCounts(online=0, total=0))
+    assert conditions(none)["Ready"] == ("False", "NoOnlineWorker", "no worker is online", 4)
 
 
 def test_a_paused_pool_says_so_in_ready_and_paused() -> None:
