@@ -8,6 +8,7 @@ e2e/          the same cluster, driven through kubectl and the README's commands
 
 from __future__ import annotations
 
+import gc
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -35,6 +36,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if any(f"tests/{layer}/" in item.nodeid for layer in CLUSTER_LAYERS):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(autouse=True)
+def _garbage_collected_after_cluster_tests(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A connection a cluster test leaves open is reported by that test (pytest turns the
+    ResourceWarning into an error), not by whichever later test the collector happens to run in."""
+    yield
+    if request.node.get_closest_marker("integration") is not None:
+        gc.collect()
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,7 @@ from tests.support.kube import Kubectl
 from tests.support.objects import pool, queue
 from tests.support.operator import OperatorProcess
 from tests.support.waiting import wait_for
+from tests.support.workers import CLOSE_GRACE
 from workpools.api.workpool import WorkPool
 from workpools.api.workqueue import WorkQueue
 from workpools.client import errors
@@ -57,7 +58,9 @@ class Client:
             transport = await PageCountingTransport.connect(self.kubeconfig)
             transport.pages = self.pages
             async with WorkpoolsClient(transport, self.namespace, page_size=self.page_size) as client:
-                return await call(client)
+                result = await call(client)
+            await asyncio.sleep(CLOSE_GRACE)  # let closing connections finish before asyncio.run closes the loop
+            return result
 
         return asyncio.run(session())
 

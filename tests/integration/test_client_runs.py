@@ -20,7 +20,7 @@ from tests.support.kube import Kubectl
 from tests.support.objects import pool, queue
 from tests.support.operator import OperatorProcess
 from tests.support.waiting import wait_for
-from tests.support.workers import SimulatedWorker
+from tests.support.workers import CLOSE_GRACE, SimulatedWorker
 from workpools.client import errors
 from workpools.client.runs import HOLDER_SELECTOR, RunsClient
 from workpools.client.transport import Body, ResourceType, Transport
@@ -55,6 +55,7 @@ class Runs:
 
     def close(self) -> None:
         self.loop.run_until_complete(self.transport.close())
+        self.loop.run_until_complete(asyncio.sleep(CLOSE_GRACE))  # let closing connections finish
         self.loop.close()
 
 

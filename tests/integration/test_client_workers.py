@@ -24,6 +24,7 @@ from tests.support.objects import API_VERSION, pool
 from tests.support.operator import OperatorProcess
 from tests.support.waiting import wait_for
 from tests.support.worker_rbac import worker_kubeconfig
+from tests.support.workers import CLOSE_GRACE
 from workpools.api.worker import Worker, WorkerPhase
 from workpools.client import Heartbeat, WorkpoolsClient, errors
 from workpools.client.transport import Body, ResourceType, Transport
@@ -80,6 +81,7 @@ class Session:
 
     def close(self) -> None:
         self.loop.run_until_complete(self.client.close())
+        self.loop.run_until_complete(asyncio.sleep(CLOSE_GRACE))  # let closing connections finish
         self.loop.close()
 
 

@@ -13,6 +13,11 @@ from workpools.client.heartbeats import Heartbeat
 from workpools.client.resources import FLOWRUNS, WORKERS
 from workpools.client.transport import Transport
 
+CLOSE_GRACE = 0.05
+"""Seconds an event loop keeps running after its client closed, before the loop itself is closed:
+aiohttp closes connections on the loop's next turns, and a connection left closing on a closed
+loop is reported as leaked (a ResourceWarning, an error here) in whatever test collects it."""
+
 
 class SimulatedWorker:
     def __init__(self, kubeconfig: Path, namespace: str, pool: str, name: str, **options: Any):
@@ -60,4 +65,5 @@ class SimulatedWorker:
 
     def close(self) -> None:
         self._run(self._transport.close())
+        self._run(asyncio.sleep(CLOSE_GRACE))  # let closing connections finish
         self._loop.close()
