@@ -130,8 +130,9 @@ def moments(state: PoolState) -> Iterator[datetime.datetime]:
 
 @dataclass(frozen=True, slots=True)
 class _Silence:
-    began: datetime.datetime
-    """When the worker fell silent (3 × interval after its last seen heartbeat, or as written)."""
+    began: datetime.datetime | None
+    """When the worker fell silent (3 × interval after its last seen heartbeat, or as written);
+    None: before the operator started, at a moment it cannot know (it joins no wave)."""
     reclaim_at: datetime.datetime
     """One interval later: the wave it belongs to has been seen whole by then."""
 
@@ -147,8 +148,9 @@ def _silences(state: PoolState) -> dict[str, _Silence]:
             continue
         worker = workers.get(name)
         began = offline_at(seen) or (offline_since(worker) if worker is not None else None)
-        if began is None:  # silent since before the operator started: long enough
-            began = now - 2 * _wave_window(state)
+        if began is None:  # silent since before the operator started: long enough, reclaimable now
+            silences[name] = _Silence(None, now)
+            continue
         silences[name] = _Silence(began, began + (seen.interval if seen is not None else DEFAULT_INTERVAL))
     return silences
 
@@ -164,7 +166,7 @@ def _observer_suspected(state: PoolState, silences: dict[str, _Silence]) -> str:
     It lasts while they stay silent: a heartbeat of one of them, or deleting their Workers, ends it.
     """
     present = {w.metadata.name for w in state.workers}
-    wave = [s.began for name, s in silences.items() if name in present]
+    wave = [s.began for name, s in silences.items() if name in present and s.began is not None]
     if len(wave) < 2 or 2 * len(wave) <= len(state.workers) or max(wave) - min(wave) > _wave_window(state):
         return ""
     return (

@@ -247,6 +247,19 @@ def test_a_wave_is_silences_at_most_two_intervals_apart(apart: timedelta, wave: 
     assert judgement.lost == (set() if wave else {"a", "b"})
 
 
+def test_a_worker_that_never_beat_joins_no_wave() -> None:
+    # "a" never beat and has no Ready=False: when it fell silent is unknown, so it cannot have
+    # fallen silent together with "b". Placing it at a moment relative to now made the wave, and
+    # with it b's reclaim, come and go as the clock moved (hypothesis found it).
+    never = written("a", WorkerPhase.OFFLINE, None)  # type: ignore[arg-type]
+    b = written("b", WorkerPhase.OFFLINE, None, offline_since=T0 - timedelta(seconds=30))  # type: ignore[arg-type]
+    c = written("c", WorkerPhase.ONLINE, T0)
+    for now in (T0, T0 + timedelta(seconds=30), T0 + timedelta(seconds=90), T0 + timedelta(seconds=150)):
+        judgement = liveness.judge(state_of([never, b, c], now))
+        assert judgement.observer_suspected == ""
+        assert judgement.lost == {"a", "b"}
+
+
 def ready(status: bool, since: datetime) -> Worker:
     """A worker silent for an hour whose Ready condition is `status` since `since`."""
     reason = "WorkerOnline" if status else "HeartbeatMissed"
