@@ -35,9 +35,10 @@ logger = logging.getLogger(__name__)
 
 async def reconcile_pool(rt: Runtime, key: ObjectKey) -> None:
     """One pass for one pool, in three decide-then-write steps, each deciding on the store as the
-    previous step's writes left it: (1) run lifecycle (start, cancel, recover, Late), (2) admission,
-    (3) statuses of the pool, its queues and workers, and their events. Before them: the outcome of
-    earlier writes that is still unknown is read back, and silent workers are read directly.
+    previous step's writes left it: (1) run lifecycle (recover, cancel), (2) admission (grants, and
+    Scheduled, Late and reasons for the runs that wait), (3) statuses of the pool, its queues and
+    workers, and their events. Before them: the outcome of earlier writes that is still unknown is
+    read back, and silent workers are read directly.
 
     A failed run write does not stop the steps after it; the pass raises it at the end (and is
     retried). That is safe because a lifecycle write that did not land leaves the store as it was,
