@@ -24,7 +24,8 @@ from tests.support.objects import API_VERSION, pool
 from tests.support.operator import OperatorProcess
 from tests.support.waiting import wait_for
 from tests.support.worker_rbac import worker_kubeconfig
-from workpools.api.worker import Worker, WorkerPhase
+from workpools.api.phases import WorkerPhase
+from workpools.api.worker import Worker
 from workpools.client import Heartbeat, WorkpoolsClient, errors
 from workpools.client.transport import Body, ResourceType, Transport
 

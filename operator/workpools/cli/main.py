@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, NoReturn
 
+from workpools.api.phases import WorkerPhase
 from workpools.api.states import StateType
-from workpools.api.worker import WorkerPhase
 from workpools.cli import render
 from workpools.cli.render import View, as_data
 from workpools.client import errors

@@ -8,7 +8,7 @@ import logging
 import signal
 import socket
 
-from workpools.api.worker import HEARTBEAT_INTERVAL_DEFAULT
+from workpools.api.meta import HEARTBEAT_INTERVAL_DEFAULT
 from workpools.client.transport import Transport
 from workpools.worker.process import ProcessWorker
 
