@@ -392,8 +392,8 @@ class LiveView:
     On a terminal the cursor goes back up over the previous frame and the new one is written over
     it, each line cut to the terminal's width and the frame to its height, so nothing scrolls and
     what came before stays on screen. Elsewhere (a pipe, a CI log) the first frame is printed
-    whole, then only the lines that are new since the previous frame, under the time since the
-    first one; nothing at all while nothing changes.
+    whole, then only the lines that are new since the previous frame (each under its table's
+    heading), under the time since the first one; nothing at all while nothing changes.
     """
 
     def __init__(self, out: TextIO, *, tty: bool | None = None, size: Callable[[], os.terminal_size] | None = None):
@@ -422,13 +422,32 @@ class LiveView:
     def _changes(self, lines: list[str]) -> None:
         if self.previous is None:
             self.out.write("\n".join(lines) + "\n")
-        else:
-            seen = set(self.previous)
-            new = [line for line in lines if line.strip() and line not in seen]
-            if new:
-                elapsed = time.monotonic() - self.started
-                self.out.write(f"-- +{elapsed:.0f}s\n" + "\n".join(new) + "\n")
+        elif new := changed(self.previous, lines):
+            self.out.write(f"-- +{time.monotonic() - self.started:.0f}s\n" + "\n".join(new) + "\n")
         self.previous = lines
+
+
+def changed(before: list[str], after: list[str]) -> list[str]:
+    """The lines of `after` that `before` does not have, each under the heading of its block.
+
+    A block is a run of non-blank lines; its first line is the heading (kubectl's column names).
+    """
+    seen, new = set(before), []
+    heading: str | None = None
+    shown = False
+    for line in after:
+        if not line.strip():
+            heading = None
+        elif heading is None:
+            heading, shown = line, line not in seen
+            if shown:
+                new.append(line)
+        elif line not in seen:
+            if not shown:
+                new.append(heading)
+                shown = True
+            new.append(line)
+    return new
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import os
 
-from tools.demo import TICKING, LiveView, without_columns
+from tools.demo import TICKING, LiveView, changed, without_columns
 
 TABLE = """\
 NAME                          TYPE      STATUS   WORKERS   SLOTS   QUEUES   AGE
@@ -38,15 +38,23 @@ def test_a_frame_a_tick_later_is_the_same_without_them() -> None:
 def test_not_a_terminal_prints_the_first_frame_then_only_new_lines() -> None:
     out = io.StringIO()
     view = LiveView(out, tty=False)
-    view.show(["HEADER", "a 1", "b 1"])
-    assert out.getvalue() == "HEADER\na 1\nb 1\n"
-    view.show(["HEADER", "a 1", "b 1"])
-    assert out.getvalue() == "HEADER\na 1\nb 1\n", "nothing changed: nothing printed"
-    view.show(["HEADER", "a 1", "b 2"])
-    added = out.getvalue().removeprefix("HEADER\na 1\nb 1\n")
+    first = ["NAME SLOTS", "a 1", "b 1", "", "RUNS 3"]
+    view.show(first)
+    assert out.getvalue() == "\n".join(first) + "\n"
+    view.show(first)
+    assert out.getvalue() == "\n".join(first) + "\n", "nothing changed: nothing printed"
+    view.show(["NAME SLOTS", "a 1", "b 2", "", "RUNS 4"])
+    added = out.getvalue().removeprefix("\n".join(first) + "\n")
     assert added.startswith("-- +")
-    assert added.splitlines()[1:] == ["b 2"]
+    assert added.splitlines()[1:] == ["NAME SLOTS", "b 2", "RUNS 4"], "a changed row under its heading"
     assert "\x1b" not in out.getvalue()
+
+
+def test_changed_lines_come_under_their_block_heading_once() -> None:
+    before = ["H1", "a", "b", "", "H2", "c"]
+    assert changed(before, before) == []
+    assert changed(before, ["H1", "a2", "b2", "", "H2", "c"]) == ["H1", "a2", "b2"]
+    assert changed(before, ["H1x", "a", "b", "", "H2", "c", "d"]) == ["H1x", "H2", "d"]
 
 
 def test_a_terminal_redraws_over_the_previous_frame() -> None:
