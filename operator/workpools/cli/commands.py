@@ -26,6 +26,8 @@ from workpools.client.specs import SpecsClient
 from workpools.client.transport import Transport
 from workpools.client.workpools import WorkpoolsClient
 
+# -- running a command -----------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Context:

@@ -40,7 +40,7 @@ FORMATS = ("table", "json", "yaml")
 """`-o`: a table for people (the default), JSON or YAML for scripts."""
 
 
-# -- running a command -----------------------------------------------------------------------------
+# -- entry point and error messages ----------------------------------------------------------------
 
 
 def main(argv: Sequence[str] | None = None) -> int:
