@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import importlib.util
 import json
 import logging
@@ -169,8 +170,17 @@ class Transport:
         self.namespace = namespace
         """The namespace kubectl would use with this configuration; callers default to it."""
         self._custom = k8s.CustomObjectsApi(api_client)
-        self._core = k8s.CoreV1Api(api_client)
-        self._coordination = k8s.CoordinationV1Api(api_client)
+
+    @functools.cached_property
+    def _core(self) -> k8s.CoreV1Api:
+        """Events only. Made on first use: its module imports the client's models of every core
+        kind (hundreds of pydantic classes, seconds of a CLI command that posts no event)."""
+        return k8s.CoreV1Api(self._api)
+
+    @functools.cached_property
+    def _coordination(self) -> k8s.CoordinationV1Api:
+        """Leases (leader election) only; made on first use, as `_core`."""
+        return k8s.CoordinationV1Api(self._api)
 
     @classmethod
     async def connect(cls, kubeconfig: str | Path | None = None, context: str | None = None) -> Transport:
