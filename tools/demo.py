@@ -153,7 +153,12 @@ def up(args: argparse.Namespace) -> int:
     spawn(
         "operator",
         [sys.executable, "-m", "workpools"],
-        {**cluster.env(operator_config), "WORKPOOLS_HEALTH_ENDPOINT": health},
+        # Free ports for probes and metrics: another operator on this machine may hold the defaults.
+        {
+            **cluster.env(operator_config),
+            "WORKPOOLS_HEALTH_ENDPOINT": health,
+            "WORKPOOLS_METRICS_PORT": str(free_port()),
+        },
         state,
     )
     wait_healthy(health)
