@@ -17,15 +17,18 @@ import datetime
 import json
 import os
 import random
+import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections import Counter, defaultdict
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from tools.controlplane.cluster import ControlPlane, binaries
 from workpools.api.meta import CATEGORY
@@ -150,7 +153,12 @@ def up(args: argparse.Namespace) -> int:
     spawn(
         "operator",
         [sys.executable, "-m", "workpools"],
-        {**cluster.env(operator_config), "WORKPOOLS_HEALTH_ENDPOINT": health},
+        # Free ports for probes and metrics: another operator on this machine may hold the defaults.
+        {
+            **cluster.env(operator_config),
+            "WORKPOOLS_HEALTH_ENDPOINT": health,
+            "WORKPOOLS_METRICS_PORT": str(free_port()),
+        },
         state,
     )
     wait_healthy(health)
@@ -312,6 +320,7 @@ async def live_view(cluster: Cluster, *, quiet: bool, wait_seconds: float) -> Su
     limits: dict[str, int | None] = {POOL: 4, "demo-critical": 2, "demo-standard": None, "demo-batch": 1, **WORKERS}
     summary = Summary(limits)
     transport = await Transport.connect(cluster.kubeconfig)
+    view = LiveView(sys.stdout)
 
     async def record() -> None:
         async for _, body in transport.watch(FLOWRUNS, NAMESPACE):
@@ -323,7 +332,7 @@ async def live_view(cluster: Cluster, *, quiet: bool, wait_seconds: float) -> Su
         while not summary.done() and time.monotonic() < deadline:
             await asyncio.sleep(2)
             if not quiet:
-                render(cluster, summary)
+                view.show(frame(cluster, summary, stable=not view.tty))
     finally:
         recorder.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -332,22 +341,118 @@ async def live_view(cluster: Cluster, *, quiet: bool, wait_seconds: float) -> Su
     return summary
 
 
-def render(cluster: Cluster, summary: Summary) -> None:
-    """One frame: kubectl's own view of pool, queues and workers, then the runs by queue and state."""
-    frame = cluster("get", "wp,wq,wkr", "-n", NAMESPACE)
-    by_queue: defaultdict[str, Counter[str]] = defaultdict(Counter)
-    for name, state in summary.states.items():
-        queue = next((q for q, r in summary.admitted if r == name), None) or "-"
-        by_queue[queue][state] += 1
+TICKING = {"AGE", "LAST HEARTBEAT"}
+"""kubectl columns that change with the clock alone, left out where only changes are printed."""
+
+
+def frame(cluster: Cluster, summary: Summary, *, stable: bool) -> list[str]:
+    """One frame: kubectl's own view of pool, queues and workers, then the runs by state.
+
+    `stable`: without the columns that tick with the clock and the recent admissions, so that two
+    frames differ only when something happened.
+    """
+    table = cluster("get", "wp,wq,wkr", "-n", NAMESPACE).rstrip()
     counts = Counter(summary.states.values())
     order = ["New", "Scheduled", "Pending", "Running", "Completed", "Failed", "Crashed", "Cancelled"]
     states = "  ".join(f"{s} {counts[s]}" for s in order if counts[s])
+    if stable:
+        return [*without_columns(table, TICKING), "", f"FLOWRUNS  {states}"]
     admitted = " ".join(r.removeprefix("run-") + f"({q.removeprefix('demo-')[0]})" for q, r in summary.admitted[-12:])
-    sys.stdout.write("\033[2J\033[H" if sys.stdout.isatty() else "\n")
-    print(frame.rstrip())
-    print(f"\nFLOWRUNS  {states}")
-    print(f"last admitted (queue c=critical s=standard b=batch): {admitted}")
-    sys.stdout.flush()
+    return [
+        *table.splitlines(),
+        "",
+        f"FLOWRUNS  {states}",
+        f"last admitted (queue c=critical s=standard b=batch): {admitted}",
+    ]
+
+
+_COLUMN = re.compile(r"\S+(?: \S+)*")
+"""A column heading in kubectl's table: words separated by single spaces (`LAST HEARTBEAT`)."""
+
+
+def without_columns(table: str, names: set[str]) -> list[str]:
+    """kubectl's table (blocks of a heading line and rows, one per kind) without the columns `names`.
+
+    kubectl aligns every cell under the start of its heading, so each column is cut at the offsets
+    its heading gives.
+    """
+    lines: list[str] = []
+    spans: list[tuple[int, int | None, bool]] | None = None  # (start, end, keep) per column of the block
+    for line in table.splitlines():
+        if not line.strip():
+            lines.append("")
+            spans = None
+            continue
+        if spans is None:
+            headings = list(_COLUMN.finditer(line))
+            ends: list[int | None] = [h.start() for h in headings[1:]]
+            spans = [(h.start(), end, h.group() not in names) for h, end in zip(headings, [*ends, None], strict=True)]
+        lines.append("".join(line[start:end] for start, end, keep in spans if keep).rstrip())
+    return lines
+
+
+class LiveView:
+    """Shows successive frames: redrawn in place on a terminal (as `watch` does), else only what changed.
+
+    On a terminal the cursor goes back up over the previous frame and the new one is written over
+    it, each line cut to the terminal's width and the frame to its height, so nothing scrolls and
+    what came before stays on screen. Elsewhere (a pipe, a CI log) the first frame is printed
+    whole, then only the lines that are new since the previous frame (each under its table's
+    heading), under the time since the first one; nothing at all while nothing changes.
+    """
+
+    def __init__(self, out: TextIO, *, tty: bool | None = None, size: Callable[[], os.terminal_size] | None = None):
+        self.out = out
+        self.tty = out.isatty() if tty is None else tty
+        self.size = size or (lambda: shutil.get_terminal_size((120, 40)))
+        self.rows = 0
+        """Lines of the frame on screen (terminal)."""
+        self.previous: list[str] | None = None
+        self.started = time.monotonic()
+
+    def show(self, lines: list[str]) -> None:
+        if self.tty:
+            self._redraw(lines)
+        else:
+            self._changes(lines)
+        self.out.flush()
+
+    def _redraw(self, lines: list[str]) -> None:
+        width, height = self.size()
+        shown = [line[:width] for line in lines[: max(1, height - 1)]]
+        up = f"\x1b[{self.rows}F" if self.rows else ""  # to the start of the previous frame's first line
+        self.out.write(up + "".join(f"{line}\x1b[K\n" for line in shown) + "\x1b[J")  # erase what is left over
+        self.rows = len(shown)
+
+    def _changes(self, lines: list[str]) -> None:
+        if self.previous is None:
+            self.out.write("\n".join(lines) + "\n")
+        elif new := changed(self.previous, lines):
+            self.out.write(f"-- +{time.monotonic() - self.started:.0f}s\n" + "\n".join(new) + "\n")
+        self.previous = lines
+
+
+def changed(before: list[str], after: list[str]) -> list[str]:
+    """The lines of `after` that `before` does not have, each under the heading of its block.
+
+    A block is a run of non-blank lines; its first line is the heading (kubectl's column names).
+    """
+    seen, new = set(before), []
+    heading: str | None = None
+    shown = False
+    for line in after:
+        if not line.strip():
+            heading = None
+        elif heading is None:
+            heading, shown = line, line not in seen
+            if shown:
+                new.append(line)
+        elif line not in seen:
+            if not shown:
+                new.append(heading)
+                shown = True
+            new.append(line)
+    return new
 
 
 def main(argv: list[str] | None = None) -> int:

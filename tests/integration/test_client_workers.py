@@ -25,7 +25,8 @@ from tests.support.operator import OperatorProcess
 from tests.support.waiting import wait_for
 from tests.support.worker_rbac import worker_kubeconfig
 from tests.support.workers import CLOSE_GRACE
-from workpools.api.worker import Worker, WorkerPhase
+from workpools.api.phases import WorkerPhase
+from workpools.api.worker import Worker
 from workpools.client import Heartbeat, WorkpoolsClient, errors
 from workpools.client.transport import Body, ResourceType, Transport
 

@@ -3,19 +3,54 @@
 from __future__ import annotations
 
 import datetime
-from typing import Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 import pydantic
-from kube_custom_resource import schema
 from pydantic import ConfigDict, Field
 
 from workpools.api.meta import NAME_MAX, POOL_NAME_MAX
+
+if TYPE_CHECKING:
+    from pydantic import GetJsonSchemaHandler
+    from pydantic_core import CoreSchema
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 """Queue, pool and worker names end up in label values, so they must be DNS labels."""
 
 
-class ObjectMeta(schema.BaseModel):
+def camel_case(name: str) -> str:
+    """`resource_version` → `resourceVersion`: the field aliases, as the API server spells them."""
+    first, *rest = name.split("_")
+    return "".join([first, *(part.capitalize() for part in rest)])
+
+
+class Model(pydantic.BaseModel):
+    """Base of every model: camelCase aliases, assignments validated, dumps by alias.
+
+    The configuration `kube_custom_resource.schema.BaseModel` gave the models, without importing
+    that package at run time (it pulls in the synchronous kubernetes client, requests and
+    oauthlib). Its schema post-processing (refs inlined, titles and defaults dropped) is done by
+    `crds.py`, the only place that needs it.
+    """
+
+    model_config = ConfigDict(
+        alias_generator=camel_case,
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
+        validate_assignment=True,
+    )
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler) -> dict[str, Any]:
+        json_schema = handler.resolve_ref_schema(handler(core_schema))
+        if cls.model_config.get("extra") == "allow":  # extra fields allowed: keep Kubernetes from pruning them
+            json_schema["x-kubernetes-preserve-unknown-fields"] = True
+            json_schema.pop("additionalProperties", None)
+        return json_schema
+
+
+class ObjectMeta(Model):
     """The parts of metadata the operator reads; the schema never constrains metadata."""
 
     model_config = ConfigDict(extra="ignore")
@@ -32,7 +67,7 @@ class ObjectMeta(schema.BaseModel):
     owner_references: list[dict[str, Any]] = Field(default_factory=list)
 
 
-class Resource(schema.BaseModel):
+class Resource(Model):
     """Base of the four kinds: parses a whole object as read from the API server.
 
     The class variables are the CRD facts the schema cannot carry; `crds.py` reads them.
@@ -50,7 +85,7 @@ class Resource(schema.BaseModel):
     metadata: ObjectMeta
 
 
-class SlotStatus(schema.BaseModel):
+class SlotStatus(Model):
     """Concurrency slots of a pool or queue: runs in Pending, Running or Cancelling."""
 
     active: int = Field(default=0, ge=0, description="Runs holding a slot (Pending, Running, Cancelling).")

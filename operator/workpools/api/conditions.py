@@ -10,14 +10,10 @@ import datetime
 import enum
 from typing import Annotated, Any
 
-from kube_custom_resource import schema
 from pydantic import Field
 
-
-class ConditionStatus(str, schema.Enum):
-    TRUE = "True"
-    FALSE = "False"
-    UNKNOWN = "Unknown"
+from workpools.api.base import Model
+from workpools.api.phases import ConditionStatus
 
 
 class ConditionType(enum.StrEnum):
@@ -71,7 +67,7 @@ CONDITIONS_MAX = 8
 """No kind carries more condition types than this; the schema refuses longer lists."""
 
 
-class Condition(schema.BaseModel):
+class Condition(Model):
     """One aspect of the object's state, in the shape of metav1.Condition."""
 
     type: Annotated[str, Field(min_length=1, max_length=316, description="Type of condition in CamelCase.")]

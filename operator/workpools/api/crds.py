@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import yaml
+from kube_custom_resource.schema import remove_fields, resolve_refs
 
 from workpools.api.base import Resource
 from workpools.api.flowrun import FlowRun
@@ -59,7 +60,9 @@ def _walk(node: Schema, fn: Callable[[Schema], Schema]) -> Schema:
 
 def custom_resource_definition(model: type[Resource]) -> Schema:
     """The CRD of one kind, as a dict ready to apply."""
-    schema = model.model_json_schema()  # type: ignore[no-untyped-call]
+    # Refs inlined, titles dropped, and defaults too: a schema default would make the API server
+    # rewrite stored objects; the models apply their defaults when they parse.
+    schema = remove_fields(resolve_refs(model.model_json_schema()), "title", "default")  # type: ignore[no-untyped-call]
     envelope = ("apiVersion", "kind", "metadata")  # the API server owns their schema
     schema["properties"] = {k: v for k, v in schema["properties"].items() if k not in envelope}
     schema["required"] = [k for k in schema.get("required", []) if k not in envelope]

@@ -5,10 +5,9 @@ from __future__ import annotations
 import datetime
 from typing import Annotated, Any
 
-from kube_custom_resource import schema
 from pydantic import Field
 
-from workpools.api.base import DNS_LABEL, PoolRef, QueueName, Resource
+from workpools.api.base import DNS_LABEL, Model, PoolRef, QueueName, Resource
 from workpools.api.conditions import Condition, conditions_field
 from workpools.api.meta import NAME_MAX
 from workpools.api.states import StateType, transition_pairs
@@ -30,14 +29,14 @@ def _transition_rule() -> dict[str, str]:
     }
 
 
-class SlotGrant(schema.BaseModel):
+class SlotGrant(Model):
     """The slot a run holds: when the current slot-holding stretch began, and in which queue."""
 
     acquired_at: datetime.datetime = Field(description="Start of the current slot-holding stretch.")
     queue: Annotated[str, Field(max_length=NAME_MAX, pattern=DNS_LABEL, description="The queue the slot is in.")]
 
 
-class FlowRunSpec(schema.BaseModel):
+class FlowRunSpec(Model):
     """Desired state of a FlowRun; owned by the user (the operator never writes it)."""
 
     work_pool: PoolRef
@@ -70,7 +69,7 @@ class FlowRunSpec(schema.BaseModel):
     )
 
 
-class FlowRunStatus(schema.BaseModel):
+class FlowRunStatus(Model):
     """Observed state of a FlowRun; the operator and the bound worker write it (see `api.states`)."""
 
     state: Annotated[

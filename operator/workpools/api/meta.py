@@ -19,6 +19,9 @@ NAME_MAX = 63
 DEFAULT_QUEUE_SUFFIX = "-default"
 POOL_NAME_MAX = NAME_MAX - len(DEFAULT_QUEUE_SUFFIX)
 
+HEARTBEAT_INTERVAL_DEFAULT = 30
+"""Prefect's default heartbeat interval (seconds), used when spec.heartbeatIntervalSeconds is absent."""
+
 
 class ObjectKey(NamedTuple):
     """Where an object lives; the one way to key objects in maps and logs."""

@@ -5,28 +5,21 @@ from __future__ import annotations
 import datetime
 from typing import Annotated
 
-from kube_custom_resource import schema
 from pydantic import ConfigDict, Field
 
-from workpools.api.base import PoolRef, QueueName, Resource
+from workpools.api.base import Model, PoolRef, QueueName, Resource
 from workpools.api.conditions import READY_MESSAGE_COLUMN, Condition, conditions_field
+from workpools.api.phases import WorkerPhase
 
-HEARTBEAT_INTERVAL_DEFAULT = 30
-"""Prefect's default heartbeat interval (seconds), used when spec.heartbeatIntervalSeconds is absent."""
 HEARTBEAT_INTERVAL_MAX = 3600
 QUEUES_MAX = 100
-
-
-class WorkerPhase(str, schema.Enum):
-    ONLINE = "Online"
-    OFFLINE = "Offline"
 
 
 POD_NAME_EXTRA = "authentication.kubernetes.io/pod-name"
 """The user-info extra a pod-bound ServiceAccount token carries: the name of the pod it is bound to."""
 
 
-class WorkerIdentity(schema.BaseModel):
+class WorkerIdentity(Model):
     """Who a worker process is to the API server: what a SelfSubjectReview answers for its credentials.
 
     Recorded on the Worker at registration and copied onto each run granted to it, so that the
@@ -44,7 +37,7 @@ class WorkerIdentity(schema.BaseModel):
     ] = None
 
 
-class WorkerSpec(schema.BaseModel):
+class WorkerSpec(Model):
     """Desired state of a Worker; written by the worker process itself."""
 
     model_config = ConfigDict(
@@ -102,7 +95,7 @@ class WorkerSpec(schema.BaseModel):
     ] = None
 
 
-class WorkerStatus(schema.BaseModel):
+class WorkerStatus(Model):
     """Observed state of a Worker: the heartbeat (worker-written) and liveness (operator-written)."""
 
     last_heartbeat_time: datetime.datetime | None = Field(default=None, description="The heartbeat.")

@@ -5,21 +5,15 @@ from __future__ import annotations
 import datetime
 from typing import Annotated, Any
 
-from kube_custom_resource import schema
 from pydantic import ConfigDict, Field
 
-from workpools.api.base import ConcurrencyLimit, Description, Resource, SlotStatus
+from workpools.api.base import ConcurrencyLimit, Description, Model, Resource, SlotStatus
 from workpools.api.conditions import READY_MESSAGE_COLUMN, Condition, conditions_field
 from workpools.api.meta import POOL_NAME_MAX
+from workpools.api.phases import PoolPhase
 
 
-class PoolPhase(str, schema.Enum):
-    READY = "Ready"
-    NOT_READY = "NotReady"
-    PAUSED = "Paused"
-
-
-class BaseJobTemplate(schema.BaseModel):
+class BaseJobTemplate(Model):
     """Prefect's base job template: what a worker runs, and the variables runs may set."""
 
     model_config = ConfigDict(populate_by_name=True)
@@ -39,7 +33,7 @@ class BaseJobTemplate(schema.BaseModel):
 Seconds = Annotated[int | None, Field(ge=1, le=31_536_000)]
 
 
-class WorkPoolSpec(schema.BaseModel):
+class WorkPoolSpec(Model):
     """Desired state of a WorkPool; owned by the user (the operator never writes it)."""
 
     type: Annotated[str, Field(min_length=1, max_length=63, description="Worker type that serves this pool.")] = (
@@ -67,12 +61,12 @@ class WorkPoolSpec(schema.BaseModel):
     )
 
 
-class WorkerCounts(schema.BaseModel):
+class WorkerCounts(Model):
     online: int = Field(default=0, ge=0, description="Workers whose heartbeat is recent.")
     total: int = Field(default=0, ge=0, description="Workers registered with the pool.")
 
 
-class WorkPoolStatus(schema.BaseModel):
+class WorkPoolStatus(Model):
     """Observed state of a WorkPool; written by the operator only."""
 
     phase: PoolPhase | None = Field(

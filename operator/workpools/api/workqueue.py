@@ -5,22 +5,16 @@ from __future__ import annotations
 import datetime
 from typing import Annotated
 
-from kube_custom_resource import schema
 from pydantic import Field
 
-from workpools.api.base import ConcurrencyLimit, Description, PoolRef, Resource, SlotStatus
+from workpools.api.base import ConcurrencyLimit, Description, Model, PoolRef, Resource, SlotStatus
 from workpools.api.conditions import READY_MESSAGE_COLUMN, Condition, conditions_field
+from workpools.api.phases import QueuePhase
 
 PRIORITY_MAX = 1_000_000
 
 
-class QueuePhase(str, schema.Enum):
-    READY = "Ready"
-    NOT_READY = "NotReady"
-    PAUSED = "Paused"
-
-
-class WorkQueueSpec(schema.BaseModel):
+class WorkQueueSpec(Model):
     """Desired state of a WorkQueue; owned by the user (the operator never writes it)."""
 
     work_pool: PoolRef
@@ -41,7 +35,7 @@ class WorkQueueSpec(schema.BaseModel):
     description: Description | None = None
 
 
-class WorkQueueStatus(schema.BaseModel):
+class WorkQueueStatus(Model):
     """Observed state of a WorkQueue; written by the operator only."""
 
     phase: QueuePhase | None = Field(

@@ -1,1 +1,4 @@
-"""The `workpools` command line (`kubectl workpools`): `main.py` parses and runs verbs, `render.py` prints."""
+"""The `workpools` command line (`kubectl workpools`).
+
+`main.py` parses (importing nothing heavy), `commands.py` runs the verbs, `render.py` prints.
+"""

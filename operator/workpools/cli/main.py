@@ -10,121 +10,48 @@ namespace of the kubeconfig context (or `-n`). Tables for people, `-o json|yaml`
 Verbs that change a spec patch only the fields they own (JSON merge patch, field manager
 `workpools-cli`), so they are safe alongside GitOps. Expected failures print one line on stderr
 and exit 1 (2 for usage errors); a traceback means a bug.
+
+This module only parses arguments: building the parser imports no client, model or transport
+(`--help` answers at once); `commands.py` holds the verbs and is imported once one runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime
 import importlib
-import inspect
 import json
 import os
 import re
 import sys
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from types import ModuleType
 from typing import Any, NoReturn
 
+from workpools.api.phases import WorkerPhase
 from workpools.api.states import StateType
-from workpools.api.worker import WorkerPhase
-from workpools.cli import render
-from workpools.cli.render import View, as_data
 from workpools.client import errors
-from workpools.client.runs import RunsClient
-from workpools.client.specs import SpecsClient
-from workpools.client.transport import Transport
-from workpools.client.workpools import WorkpoolsClient
 
 WATCH_INTERVAL = 2.0
 WORKER_MODULE = "workpools.worker.main"
 """Where `worker start` finds `run_worker(args)` (and `add_arguments(parser)` for its options)."""
 FIELD_MANAGER_NOTE = "field manager workpools-cli"
+FORMATS = ("table", "json", "yaml")
+"""`-o`: a table for people (the default), JSON or YAML for scripts."""
 
 
-# -- running a command -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Context:
-    """What a command works with: the clients, on one connection, in one namespace."""
-
-    namespace: str
-    pools: WorkpoolsClient
-    runs: RunsClient
-    specs: SpecsClient
-
-    @classmethod
-    def open(cls, transport: Transport, namespace: str | None) -> Context:
-        ns = namespace or transport.namespace
-        return cls(ns, WorkpoolsClient(transport, ns), RunsClient(transport, ns), SpecsClient(transport, ns))
-
-    @staticmethod
-    def now() -> datetime.datetime:
-        return datetime.datetime.now(datetime.UTC)
-
-
-Handler = Callable[[Context, argparse.Namespace], Awaitable[View]]
+# -- entry point and error messages ----------------------------------------------------------------
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `workpools` and `kubectl-workpools`; returns the exit code."""
-    parser = build_parser(_prog())
-    args = parser.parse_args(argv)
-    try:
-        if getattr(args, "worker_entry", False):
-            return start_worker(args)
-        return asyncio.run(_run(args))
-    except errors.WorkpoolsError as error:
-        return _fail(describe(error))
-    except ValueError as error:  # bad arguments the client refuses (e.g. duplicate reorder targets)
-        return _fail(_one_line(str(error)))
-    except (OSError, TimeoutError) as error:  # the API server could not be reached
-        return _fail(f"cannot reach the Kubernetes API server: {_one_line(str(error)) or type(error).__name__}")
-    except KeyboardInterrupt:  # Ctrl-C: the way to leave --watch; an interruption otherwise
-        return 0 if getattr(args, "watch", False) else 130
+    args = build_parser(prog()).parse_args(argv)
+    from workpools.cli import commands  # the client, the models, asyncio: only now that a command runs
+
+    return commands.run(args)
 
 
-async def _run(args: argparse.Namespace) -> int:
-    transport = await Transport.connect(args.kubeconfig, args.context)
-    try:
-        context = Context.open(transport, args.namespace)
-        handler: Handler = args.handler
-        if getattr(args, "watch", False):
-            await _watch(handler, context, args)
-        else:
-            _print(render.emit(await handler(context, args), args.output))
-        return 0
-    finally:
-        await transport.close()
-
-
-async def _watch(handler: Handler, context: Context, args: argparse.Namespace) -> NoReturn:
-    """Redraw every `--interval` seconds until Ctrl-C (`main` exits 0 then)."""
-    clear = sys.stdout.isatty() and args.output == "table"
-    while True:
-        view = await handler(context, args)
-        if args.output == "json":
-            text = json.dumps(view.data, ensure_ascii=False)  # one document per line
-        elif args.output == "yaml":
-            text = "---\n" + render.emit(view, "yaml")
-        else:
-            heading = f"Every {args.interval:g}s: {_prog()} {' '.join(sys.argv[1:])}"
-            text = f"{heading}   {render.stamp(context.now())}\n\n{view.text}"
-        _print(("\x1b[H\x1b[2J" if clear else "") + text)
-        await asyncio.sleep(args.interval)
-
-
-def _print(text: str) -> None:
-    try:
-        print(text, flush=True)
-    except BrokenPipeError:  # `workpools ... | head`: the reader left; not an error of ours
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-
-
-def _fail(message: str) -> int:
+def fail(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return 1
 
@@ -138,7 +65,7 @@ def describe(error: errors.WorkpoolsError) -> str:
         return f"{_quotes(error.message)} ({where})"
     if isinstance(error, errors.AlreadyExists) and error.kind and error.name:
         return f'{error.kind} "{error.name}" already exists in {where}'
-    message = _one_line(error.message)
+    message = one_line(error.message)
     if error.kind:  # "workpools.workpools.dev" / "WorkPool.workpools.dev" read better as the kind
         message = re.sub(r"\b\w+\.workpools\.dev\b", error.kind, message)
     if isinstance(error, errors.Conflict):
@@ -147,228 +74,20 @@ def describe(error: errors.WorkpoolsError) -> str:
 
 
 def _quotes(text: str) -> str:
-    return _one_line(text).replace("'", '"')
+    return one_line(text).replace("'", '"')
 
 
-def _one_line(text: str) -> str:
+def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def start_worker(args: argparse.Namespace) -> int:
-    """`worker start`: hand over to the worker process's `run_worker(args)`.
-
-    The worker package is imported only here and when the parser is built, never at module
-    level, so every other verb works in an installation without it. `args` carries the
-    worker's own options plus namespace, context and kubeconfig; an int result is the exit code
-    (a coroutine is run to completion first).
-    """
-    module = _worker_module()
-    if module is None:
-        return _fail("the worker is not part of this installation (module workpools.worker.main is missing)")
-    result = module.run_worker(args)
-    if inspect.isawaitable(result):
-        result = asyncio.run(_awaited(result))
-    return result if isinstance(result, int) else 0
-
-
-def _worker_module() -> ModuleType | None:
+def worker_module() -> ModuleType | None:
     try:
         return importlib.import_module(WORKER_MODULE)
     except ModuleNotFoundError as missing:
         if missing.name not in ("workpools.worker", WORKER_MODULE):
             raise
         return None
-
-
-async def _awaited(value: Awaitable[object]) -> object:
-    return await value
-
-
-# -- pools -----------------------------------------------------------------------------------------
-
-
-async def pool_ls(ctx: Context, args: argparse.Namespace) -> View:
-    pools = await ctx.pools.read_work_pools()
-    return View([as_data(p) for p in pools], render.pools_table(pools, ctx.now()))
-
-
-async def pool_inspect(ctx: Context, args: argparse.Namespace) -> View:
-    pool = await ctx.pools.read_work_pool(args.name)
-    return View(as_data(pool), render.pool_details(pool, ctx.now()))
-
-
-async def pool_create(ctx: Context, args: argparse.Namespace) -> View:
-    pool = await ctx.specs.create_work_pool(
-        args.name,
-        type=args.type,
-        description=args.description,
-        concurrency_limit=args.concurrency_limit,
-        paused=args.paused,
-    )
-    note = f'; the operator adds its default queue "{args.name}-default"'
-    return View(as_data(pool), render.pool_changed(pool, "created" + note))
-
-
-async def pool_pause(ctx: Context, args: argparse.Namespace) -> View:
-    pool = await ctx.specs.update_work_pool(args.name, paused=True)
-    return View(as_data(pool), render.pool_changed(pool, "paused (spec.paused=true)"))
-
-
-async def pool_resume(ctx: Context, args: argparse.Namespace) -> View:
-    pool = await ctx.specs.update_work_pool(args.name, paused=False)
-    return View(as_data(pool), render.pool_changed(pool, "resumed (spec.paused=false)"))
-
-
-async def pool_set_limit(ctx: Context, args: argparse.Namespace) -> View:
-    pool = await ctx.specs.update_work_pool(args.name, concurrency_limit=args.limit)
-    return View(as_data(pool), render.pool_changed(pool, f"concurrency limit set to {args.limit}"))
-
-
-async def pool_clear_limit(ctx: Context, args: argparse.Namespace) -> View:
-    pool = await ctx.specs.update_work_pool(args.name, concurrency_limit=None)
-    return View(as_data(pool), render.pool_changed(pool, "concurrency limit cleared (unlimited)"))
-
-
-async def pool_delete(ctx: Context, args: argparse.Namespace) -> View:
-    await ctx.specs.delete_work_pool(args.name)
-    return _deleted("WorkPool", args.name, ctx.namespace)
-
-
-async def pool_preview(ctx: Context, args: argparse.Namespace) -> View:
-    runs = await ctx.runs.preview(args.name, hours=args.hours, limit=args.limit)
-    queues = await ctx.pools.read_work_queues(args.name)
-    priorities = {q.metadata.name: q.status.effective_priority for q in queues}
-    pool = None if runs else await ctx.pools.read_work_pool(args.name)  # only to say why nothing would run
-    return View(render.preview_data(runs, priorities), render.preview_table(runs, priorities, ctx.now(), pool))
-
-
-async def pool_slots(ctx: Context, args: argparse.Namespace) -> View:
-    now = ctx.now()
-    if args.name is not None:
-        status = await ctx.runs.concurrency_status(args.name, per_queue_limit=args.holders)
-        return View(render.slots_data(status, now), render.slots_view([status], now))
-    statuses = await ctx.runs.concurrency_statuses(per_queue_limit=args.holders)
-    return View([render.slots_data(s, now) for s in statuses], render.slots_view(statuses, now))
-
-
-# -- queues ----------------------------------------------------------------------------------------
-
-
-async def queue_ls(ctx: Context, args: argparse.Namespace) -> View:
-    queues = await ctx.pools.read_work_queues(args.pool)
-    return View([as_data(q) for q in queues], render.queues_table(queues, ctx.now()))
-
-
-async def queue_inspect(ctx: Context, args: argparse.Namespace) -> View:
-    queue = await ctx.pools.read_work_queue(args.pool, args.name)
-    return View(as_data(queue), render.queue_details(queue, ctx.now()))
-
-
-async def queue_create(ctx: Context, args: argparse.Namespace) -> View:
-    queue = await ctx.specs.create_work_queue(
-        args.pool,
-        args.name,
-        priority=args.priority,
-        concurrency_limit=args.concurrency_limit,
-        description=args.description,
-        paused=args.paused,
-    )
-    return View(as_data(queue), f'WorkQueue "{args.name}" created in WorkPool "{args.pool}"')
-
-
-async def queue_pause(ctx: Context, args: argparse.Namespace) -> View:
-    queue = await ctx.specs.update_work_queue(args.pool, args.name, paused=True)
-    return View(as_data(queue), f'WorkQueue "{args.name}" paused (spec.paused=true)')
-
-
-async def queue_resume(ctx: Context, args: argparse.Namespace) -> View:
-    queue = await ctx.specs.update_work_queue(args.pool, args.name, paused=False)
-    return View(as_data(queue), f'WorkQueue "{args.name}" resumed (spec.paused=false)')
-
-
-async def queue_set_priority(ctx: Context, args: argparse.Namespace) -> View:
-    current = await ctx.pools.read_work_queue(args.pool, args.name)
-    if current.spec.priority == args.priority:
-        holder = None
-        if current.status.effective_priority != args.priority:
-            queues = await ctx.pools.read_work_queues(args.pool)
-            holder = next((q.metadata.name for q in queues if q.status.effective_priority == args.priority), None)
-        return View(as_data(current), render.same_priority(current, holder, _prog()))
-    queue = await ctx.specs.update_work_queue(args.pool, args.name, priority=args.priority)
-    return View(
-        as_data(queue),
-        f'WorkQueue "{args.name}" asks for priority {args.priority}; '
-        f"status.effectivePriority shows where it runs (`{_prog()} queue ls {args.pool}`)",
-    )
-
-
-async def queue_set_limit(ctx: Context, args: argparse.Namespace) -> View:
-    queue = await ctx.specs.update_work_queue(args.pool, args.name, concurrency_limit=args.limit)
-    return View(as_data(queue), f'WorkQueue "{args.name}" concurrency limit set to {args.limit}')
-
-
-async def queue_clear_limit(ctx: Context, args: argparse.Namespace) -> View:
-    queue = await ctx.specs.update_work_queue(args.pool, args.name, concurrency_limit=None)
-    return View(as_data(queue), f'WorkQueue "{args.name}" concurrency limit cleared (unlimited)')
-
-
-async def queue_delete(ctx: Context, args: argparse.Namespace) -> View:
-    await ctx.specs.delete_work_queue(args.pool, args.name)
-    return _deleted("WorkQueue", args.name, ctx.namespace)
-
-
-async def queue_reorder(ctx: Context, args: argparse.Namespace) -> View:
-    priorities = await ctx.pools.bulk_update_work_queue_priorities(args.pool, dict(args.targets))
-    return View(priorities, render.priorities_table(priorities))
-
-
-# -- workers ---------------------------------------------------------------------------------------
-
-
-async def worker_ls(ctx: Context, args: argparse.Namespace) -> View:
-    workers = await ctx.pools.read_workers(args.pool, phase=args.status)
-    return View([as_data(w) for w in workers], render.workers_table(workers, ctx.now()))
-
-
-async def worker_delete(ctx: Context, args: argparse.Namespace) -> View:
-    await ctx.pools.delete_worker(args.pool, args.name)
-    return _deleted("Worker", args.name, ctx.namespace)
-
-
-# -- runs ------------------------------------------------------------------------------------------
-
-
-async def run_create(ctx: Context, args: argparse.Namespace) -> View:
-    run = await ctx.runs.create_flow_run(
-        args.pool,
-        args.queue,
-        name=args.name,
-        parameters=dict(args.parameters),
-        command=args.command,
-        scheduled_time=args.at,
-    )
-    where = f"{args.pool}/{args.queue or args.pool + '-default'}"
-    when = "now" if args.at is None else render.stamp(args.at)
-    return View(as_data(run), render.run_changed(run, f"created in {where}, scheduled {when}"))
-
-
-async def run_ls(ctx: Context, args: argparse.Namespace) -> View:
-    runs = await ctx.runs.read_flow_runs(pool=args.pool, queue=args.queue, state=args.state, limit=args.limit)
-    return View([as_data(r) for r in runs], render.runs_table(runs, ctx.now()))
-
-
-async def run_inspect(ctx: Context, args: argparse.Namespace) -> View:
-    run = await ctx.runs.read_flow_run(args.name)
-    return View(as_data(run), render.run_details(run, ctx.now()))
-
-
-async def run_cancel(ctx: Context, args: argparse.Namespace) -> View:
-    run = await ctx.runs.cancel_flow_run(args.name)
-    return View(as_data(run), render.run_changed(run, "cancellation requested (spec.cancel=true)"))
-
-
-def _deleted(kind: str, name: str, namespace: str) -> View:
-    return View({"kind": kind, "name": name, "namespace": namespace, "deleted": True}, f'{kind} "{name}" deleted')
 
 
 # -- argument values -------------------------------------------------------------------------------
@@ -457,7 +176,7 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
 
 
-def _prog() -> str:
+def prog() -> str:
     invoked = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "workpools"
     return "kubectl workpools" if invoked.startswith("kubectl-") else "workpools"
 
@@ -475,7 +194,7 @@ def _common(parser: argparse.ArgumentParser, *, top: bool) -> None:
         "--kubeconfig", default=default(None), help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)"
     )
     group.add_argument(
-        "-o", "--output", choices=render.FORMATS, default=default("table"), help="table (default), json or yaml"
+        "-o", "--output", choices=FORMATS, default=default("table"), help="table (default), json or yaml"
     )
 
 
@@ -493,7 +212,7 @@ class _Verbs:
         verb: str,
         summary: str,
         example: str,
-        handler: Handler | None,
+        handler: str | None,
         *,
         patches: str | None = None,
     ) -> Parser:
@@ -508,7 +227,7 @@ class _Verbs:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         _common(parser, top=False)
-        parser.set_defaults(handler=handler)
+        parser.set_defaults(handler=handler)  # a function of commands.py, by name
         return parser
 
 
@@ -529,14 +248,14 @@ def build_parser(prog: str = "workpools") -> Parser:
 
 
 def _pool_verbs(verbs: _Verbs) -> None:
-    verbs.add("ls", "List the work pools with their status, workers and slots.", "ls", pool_ls)
-    verbs.add("inspect", "Show one pool in detail.", "inspect etl", pool_inspect).add_argument("name")
+    verbs.add("ls", "List the work pools with their status, workers and slots.", "ls", "pool_ls")
+    verbs.add("inspect", "Show one pool in detail.", "inspect etl", "pool_inspect").add_argument("name")
 
     create = verbs.add(
         "create",
         "Create a work pool (the operator adds its default queue NAME-default).",
         "create etl --concurrency-limit 8 --description 'Nightly ETL'",
-        pool_create,
+        "pool_create",
     )
     create.add_argument("name")
     create.add_argument("--type", default="process", help="worker type that serves it (default: process)")
@@ -545,16 +264,16 @@ def _pool_verbs(verbs: _Verbs) -> None:
     create.add_argument("--paused", action="store_true", help="create it paused")
 
     verbs.add(
-        "pause", "Stop admitting runs from every queue of the pool.", "pause etl", pool_pause, patches="spec.paused"
+        "pause", "Stop admitting runs from every queue of the pool.", "pause etl", "pool_pause", patches="spec.paused"
     ).add_argument("name")
     verbs.add(
-        "resume", "Admit runs from the pool again.", "resume etl", pool_resume, patches="spec.paused"
+        "resume", "Admit runs from the pool again.", "resume etl", "pool_resume", patches="spec.paused"
     ).add_argument("name")
     limit = verbs.add(
         "set-concurrency-limit",
         "Set how many runs may hold a slot of the pool at once.",
         "set-concurrency-limit etl 8",
-        pool_set_limit,
+        "pool_set_limit",
         patches="spec.concurrencyLimit",
     )
     limit.add_argument("name")
@@ -563,21 +282,21 @@ def _pool_verbs(verbs: _Verbs) -> None:
         "clear-concurrency-limit",
         "Remove the pool's concurrency limit (unlimited).",
         "clear-concurrency-limit etl",
-        pool_clear_limit,
+        "pool_clear_limit",
         patches="spec.concurrencyLimit",
     ).add_argument("name")
     verbs.add(
         "delete",
         "Delete a pool (its default queue goes with it; runs left behind report PoolNotFound).",
         "delete etl",
-        pool_delete,
+        "pool_delete",
     ).add_argument("name")
 
     preview = verbs.add(
         "preview",
         "Show the scheduled runs the pool would hand out next, in admission order, within its open slots.",
         "preview etl --hours 2",
-        pool_preview,
+        "pool_preview",
     )
     preview.add_argument("name")
     preview.add_argument("--hours", type=_hours, default=1.0, help="look this far ahead (default: 1)")
@@ -587,7 +306,7 @@ def _pool_verbs(verbs: _Verbs) -> None:
         "slots",
         "Show used/limit slots per pool and queue, and the runs holding them, with state, worker and time held.",
         "slots etl --watch",
-        pool_slots,
+        "pool_slots",
     )
     slots.add_argument("name", nargs="?", help="one pool (default: every pool in the namespace)")
     slots.add_argument("--watch", "-w", action="store_true", help="redraw every 2 s until Ctrl-C")
@@ -597,14 +316,14 @@ def _pool_verbs(verbs: _Verbs) -> None:
 
 def _queue_verbs(verbs: _Verbs) -> None:
     verbs.add(
-        "ls", "List a pool's queues in admission order (lower priority runs first).", "ls etl", queue_ls
+        "ls", "List a pool's queues in admission order (lower priority runs first).", "ls etl", "queue_ls"
     ).add_argument("pool")
-    inspect_ = verbs.add("inspect", "Show one queue in detail.", "inspect etl etl-high", queue_inspect)
+    inspect_ = verbs.add("inspect", "Show one queue in detail.", "inspect etl etl-high", "queue_inspect")
     inspect_.add_argument("pool")
     inspect_.add_argument("name")
 
     create = verbs.add(
-        "create", "Create a queue in a pool.", "create etl etl-high --priority 1 --concurrency-limit 2", queue_create
+        "create", "Create a queue in a pool.", "create etl etl-high --priority 1 --concurrency-limit 2", "queue_create"
     )
     create.add_argument("pool")
     create.add_argument("name")
@@ -614,8 +333,8 @@ def _queue_verbs(verbs: _Verbs) -> None:
     create.add_argument("--paused", action="store_true", help="create it paused")
 
     for verb, summary, handler in (
-        ("pause", "Stop admitting runs from the queue.", queue_pause),
-        ("resume", "Admit runs from the queue again.", queue_resume),
+        ("pause", "Stop admitting runs from the queue.", "queue_pause"),
+        ("resume", "Admit runs from the queue again.", "queue_resume"),
     ):
         parser = verbs.add(verb, summary, f"{verb} etl etl-high", handler, patches="spec.paused")
         parser.add_argument("pool")
@@ -626,7 +345,7 @@ def _queue_verbs(verbs: _Verbs) -> None:
         "Ask for a priority for one queue; the operator resolves collisions in status.effectivePriority.\n"
         "Asking again for the value a queue already requests writes nothing: use reorder to take it back.",
         "set-priority etl etl-high 1",
-        queue_set_priority,
+        "queue_set_priority",
         patches="this queue's spec.priority",
     )
     priority.add_argument("pool")
@@ -637,7 +356,7 @@ def _queue_verbs(verbs: _Verbs) -> None:
         "set-concurrency-limit",
         "Set how many runs may hold a slot of the queue at once.",
         "set-concurrency-limit etl etl-high 2",
-        queue_set_limit,
+        "queue_set_limit",
         patches="spec.concurrencyLimit",
     )
     limit.add_argument("pool")
@@ -647,14 +366,14 @@ def _queue_verbs(verbs: _Verbs) -> None:
         "clear-concurrency-limit",
         "Remove the queue's concurrency limit (unlimited).",
         "clear-concurrency-limit etl etl-high",
-        queue_clear_limit,
+        "queue_clear_limit",
         patches="spec.concurrencyLimit",
     )
     clear.add_argument("pool")
     clear.add_argument("name")
 
     delete = verbs.add(
-        "delete", "Delete a queue (its runs stay and report QueueNotFound).", "delete etl etl-low", queue_delete
+        "delete", "Delete a queue (its runs stay and report QueueNotFound).", "delete etl etl-low", "queue_delete"
     )
     delete.add_argument("pool")
     delete.add_argument("name")
@@ -664,7 +383,7 @@ def _queue_verbs(verbs: _Verbs) -> None:
         "Prefect's bulk priority update: give queues these priorities and push colliding queues down.\n"
         "Unlike set-priority it rewrites spec.priority of every queue it moves (a GitOps tool reports them as drift).",
         "reorder etl etl-high=1 etl-default=2",
-        queue_reorder,
+        "queue_reorder",
         patches="spec.priority of the queues it moves",
     )
     reorder.add_argument("pool")
@@ -672,14 +391,14 @@ def _queue_verbs(verbs: _Verbs) -> None:
 
 
 def _worker_verbs(verbs: _Verbs) -> None:
-    ls = verbs.add("ls", "List a pool's workers, newest heartbeat first.", "ls etl", worker_ls)
+    ls = verbs.add("ls", "List a pool's workers, newest heartbeat first.", "ls etl", "worker_ls")
     ls.add_argument("pool")
     ls.add_argument("--status", choices=[p.value for p in WorkerPhase], help="only Online or Offline workers")
     delete = verbs.add(
         "delete",
         "Delete a worker (one still running registers again with its next heartbeat).",
         "delete etl old-worker",
-        worker_delete,
+        "worker_delete",
     )
     delete.add_argument("pool")
     delete.add_argument("name")
@@ -691,7 +410,7 @@ def _worker_verbs(verbs: _Verbs) -> None:
         None,
     )
     start.set_defaults(worker_entry=True)
-    module = _worker_module()
+    module = worker_module()
     if module is not None and hasattr(module, "add_arguments"):
         module.add_arguments(start)  # the worker owns its options
         return
@@ -716,7 +435,7 @@ def _run_verbs(verbs: _Verbs) -> None:
         "create",
         "Create a flow run in a pool; the operator admits it when a slot and a worker are free.",
         "create etl --queue etl-high --parameter seconds=5 --at +10m",
-        run_create,
+        "run_create",
     )
     create.add_argument("pool")
     create.add_argument("--queue", help="queue in the pool (default: the pool's default queue)")
@@ -736,18 +455,18 @@ def _run_verbs(verbs: _Verbs) -> None:
     )
     create.add_argument("--name", help="run name (default: POOL-xxxxx)")
 
-    ls = verbs.add("ls", "List flow runs, newest scheduled first.", "ls --pool etl --state Running", run_ls)
+    ls = verbs.add("ls", "List flow runs, newest scheduled first.", "ls --pool etl --state Running", "run_ls")
     ls.add_argument("--pool")
     ls.add_argument("--queue")
     ls.add_argument("--state", choices=[s.value for s in StateType], help="only runs in this state")
     ls.add_argument("--limit", type=_count, metavar="N", help="show at most N runs")
 
-    verbs.add("inspect", "Show one flow run in detail.", "inspect etl-x7k2p", run_inspect).add_argument("name")
+    verbs.add("inspect", "Show one flow run in detail.", "inspect etl-x7k2p", "run_inspect").add_argument("name")
     verbs.add(
         "cancel",
         "Cancel a run: a Scheduled one at once, an active one through its worker.",
         "cancel etl-x7k2p",
-        run_cancel,
+        "run_cancel",
         patches="spec.cancel",
     ).add_argument("name")
 

@@ -25,7 +25,6 @@ from workpools.api.workqueue import WorkQueue
 from workpools.client.runs import PoolSlots, QueueSlots
 from workpools.core.snapshot import RunView
 
-FORMATS = ("table", "json", "yaml")
 BAR_WIDTH = 8
 NONE = "-"
 """What an empty cell shows, as kubectl does (`<none>` is too wide for narrow columns)."""

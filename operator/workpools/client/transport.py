@@ -10,23 +10,47 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
+import importlib.util
 import json
 import logging
 import os
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-import aiohttp
-import yaml
-from kubernetes.aio import client as k8s
-from kubernetes.aio import config as k8s_config
-from kubernetes.aio import watch as k8s_watch
-from kubernetes.aio.client.exceptions import ApiException
-from kubernetes.aio.config.config_exception import ConfigException
 
-from workpools.client import errors
+def _without_the_synchronous_package() -> None:
+    """Let `import kubernetes.aio` skip `kubernetes/__init__.py`, when nothing has imported it yet.
+
+    That file imports the synchronous client's config, stream and watch modules, and with them
+    requests, oauthlib, requests-oauthlib and websocket-client: about 220 modules and a third of
+    the start-up of a CLI command, none of which `kubernetes.aio` uses. `kubernetes` is registered
+    as the bare package instead (its directory, nothing run): `import kubernetes.config` and
+    `from kubernetes.client import X` still import those submodules when someone wants them; only
+    the attributes the skipped file set (`kubernetes.__version__`, submodules not yet imported)
+    are missing from the bare package.
+    """
+    if "kubernetes" in sys.modules:
+        return
+    spec = importlib.util.find_spec("kubernetes")
+    if spec is not None and spec.submodule_search_locations is not None:
+        sys.modules["kubernetes"] = importlib.util.module_from_spec(spec)
+
+
+_without_the_synchronous_package()
+
+import aiohttp  # noqa: E402
+import yaml  # noqa: E402
+from kubernetes.aio import client as k8s  # noqa: E402
+from kubernetes.aio import config as k8s_config  # noqa: E402
+from kubernetes.aio import watch as k8s_watch  # noqa: E402
+from kubernetes.aio.client.exceptions import ApiException  # noqa: E402
+from kubernetes.aio.config.config_exception import ConfigException  # noqa: E402
+
+from workpools.client import errors  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -146,8 +170,17 @@ class Transport:
         self.namespace = namespace
         """The namespace kubectl would use with this configuration; callers default to it."""
         self._custom = k8s.CustomObjectsApi(api_client)
-        self._core = k8s.CoreV1Api(api_client)
-        self._coordination = k8s.CoordinationV1Api(api_client)
+
+    @functools.cached_property
+    def _core(self) -> k8s.CoreV1Api:
+        """Events only. Made on first use: its module imports the client's models of every core
+        kind (hundreds of pydantic classes, seconds of a CLI command that posts no event)."""
+        return k8s.CoreV1Api(self._api)
+
+    @functools.cached_property
+    def _coordination(self) -> k8s.CoordinationV1Api:
+        """Leases (leader election) only; made on first use, as `_core`."""
+        return k8s.CoordinationV1Api(self._api)
 
     @classmethod
     async def connect(cls, kubeconfig: str | Path | None = None, context: str | None = None) -> Transport:

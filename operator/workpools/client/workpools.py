@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from workpools.api.worker import Worker, WorkerPhase
+from workpools.api.phases import WorkerPhase
+from workpools.api.worker import Worker
 from workpools.api.workpool import WorkPool
 from workpools.api.workqueue import WorkQueue
 from workpools.client import errors

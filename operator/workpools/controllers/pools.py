@@ -14,8 +14,9 @@ from typing import Any
 
 from workpools.api.base import Resource, to_json
 from workpools.api.meta import API_VERSION, ObjectKey, default_queue_name
+from workpools.api.phases import WorkerPhase
 from workpools.api.states import TERMINAL
-from workpools.api.worker import Worker, WorkerPhase
+from workpools.api.worker import Worker
 from workpools.api.workpool import WorkPool
 from workpools.client import errors
 from workpools.client.events import post_event

@@ -21,7 +21,9 @@ import datetime
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from workpools.api.worker import HEARTBEAT_INTERVAL_DEFAULT, Worker, WorkerPhase
+from workpools.api.meta import HEARTBEAT_INTERVAL_DEFAULT
+from workpools.api.phases import WorkerPhase
+from workpools.api.worker import Worker
 from workpools.core.snapshot import PoolState, Sighting
 
 OFFLINE_AFTER_INTERVALS = 3

@@ -19,10 +19,11 @@ from workpools.api.base import Resource
 from workpools.api.conditions import Condition, ConditionType, Reason
 from workpools.api.flowrun import FlowRun
 from workpools.api.meta import default_queue_name
+from workpools.api.phases import QueuePhase, WorkerPhase
 from workpools.api.states import StateType
-from workpools.api.worker import Worker, WorkerPhase, WorkerStatus
+from workpools.api.worker import Worker, WorkerStatus
 from workpools.api.workpool import WorkerCounts, WorkPool, WorkPoolSpec, WorkPoolStatus
-from workpools.api.workqueue import QueuePhase, WorkQueue, WorkQueueStatus
+from workpools.api.workqueue import WorkQueue, WorkQueueStatus
 from workpools.core import liveness, priorities, slots, templates
 from workpools.core.snapshot import PoolState
 from workpools.core.statuses import (

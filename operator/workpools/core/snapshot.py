@@ -13,8 +13,9 @@ from datetime import datetime, timedelta
 from functools import cached_property
 
 from workpools.api.flowrun import FlowRun
+from workpools.api.meta import HEARTBEAT_INTERVAL_DEFAULT
 from workpools.api.states import SLOT_HOLDING, StateType
-from workpools.api.worker import HEARTBEAT_INTERVAL_DEFAULT, Worker
+from workpools.api.worker import Worker
 from workpools.api.workpool import WorkPool
 from workpools.api.workqueue import WorkQueue
 

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from workpools.api.base import SlotStatus
-from workpools.api.conditions import Condition, ConditionStatus, ConditionType, Reason
-from workpools.api.workpool import PoolPhase, WorkerCounts, WorkPoolStatus
+from workpools.api.conditions import Condition, ConditionType, Reason
+from workpools.api.phases import ConditionStatus, PoolPhase
+from workpools.api.workpool import WorkerCounts, WorkPoolStatus
 from workpools.core import slots
 
 EVENT_MESSAGE_MAX = 1024

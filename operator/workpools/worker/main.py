@@ -1,16 +1,14 @@
-"""`workpools worker start`: run a process worker until SIGTERM/SIGINT, then drain and exit 0."""
+"""`workpools worker start`: run a process worker until SIGTERM/SIGINT, then drain and exit 0.
+
+The CLI imports this module to build its parser (`add_arguments`) for every command, so only
+`run_worker` imports the client, the worker and asyncio: `workpools --help` stays fast.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
-import signal
-import socket
 
-from workpools.api.worker import HEARTBEAT_INTERVAL_DEFAULT
-from workpools.client.transport import Transport
-from workpools.worker.process import ProcessWorker
+from workpools.api.meta import HEARTBEAT_INTERVAL_DEFAULT
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,6 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def serve(args: argparse.Namespace) -> None:
+    import asyncio
+    import signal
+    import socket
+
+    from workpools.client.transport import Transport
+    from workpools.worker.process import ProcessWorker
+
     transport = await Transport.connect(getattr(args, "kubeconfig", None), getattr(args, "context", None))
     try:
         worker = ProcessWorker(
@@ -61,6 +66,9 @@ async def serve(args: argparse.Namespace) -> None:
 
 
 def run_worker(args: argparse.Namespace) -> int:
+    import asyncio
+    import logging
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     asyncio.run(serve(args))
     return 0

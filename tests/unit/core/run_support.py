@@ -23,8 +23,9 @@ from hypothesis import strategies as st
 from tests.builders import T0, at
 from workpools.api.base import timestamp, to_json
 from workpools.api.flowrun import FlowRun
+from workpools.api.phases import WorkerPhase
 from workpools.api.states import StateType
-from workpools.api.worker import Worker, WorkerPhase
+from workpools.api.worker import Worker
 from workpools.api.workpool import WorkPool
 from workpools.api.workqueue import WorkQueue
 from workpools.core.liveness import alive, heartbeat_interval

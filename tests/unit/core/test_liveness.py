@@ -18,8 +18,9 @@ from tests.builders import T0, at
 from tests.unit.core.run_support import bound_run, condition, pool_state, wkr, wp
 from workpools.api.base import timestamp
 from workpools.api.flowrun import FlowRun
+from workpools.api.phases import WorkerPhase
 from workpools.api.states import StateType
-from workpools.api.worker import Worker, WorkerPhase
+from workpools.api.worker import Worker
 from workpools.core import liveness
 from workpools.core.deadlines import next_deadline
 from workpools.core.snapshot import PoolState, Sighting

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from tests.builders import T0
 from tests.unit.core.run_support import wkr
-from workpools.api.worker import WorkerPhase
+from workpools.api.phases import WorkerPhase
 from workpools.api.workpool import WorkPool
 from workpools.api.workqueue import WorkQueue
 from workpools.core.plan import PoolPlan, SpecChange, plan_pool

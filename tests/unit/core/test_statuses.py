@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from tests.builders import T0, at
-from workpools.api.workpool import PoolPhase, WorkerCounts, WorkPoolStatus
+from workpools.api.phases import PoolPhase
+from workpools.api.workpool import WorkerCounts, WorkPoolStatus
 from workpools.core import slots
 from workpools.core.statuses import EVENT_MESSAGE_MAX, Event, EventType, pool_phase, pool_status, slot_status
 
