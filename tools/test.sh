@@ -9,6 +9,9 @@ bin_dir=$(bash tools/controlplane/build.sh)
 export PATH="$bin_dir:$PATH"
 # The fault injector of tests/chaos (`tools/test.sh -m chaos`, and the worker e2e tests), cached beside the control plane.
 bash tools/toxiproxy/build.sh >/dev/null
+# promtool checks and evaluates the alerts and dashboard of manifests/monitoring/ (tests/unit/monitoring,
+# tests/integration/test_monitoring.py); the tests need it alone, not the Prometheus server.
+PROMETHEUS_BINARIES=promtool bash tools/prometheus/build.sh >/dev/null
 # CI builds the operator image and runs it against the local control plane (tests/integration/test_image.py).
 if [[ ${CI:-} == true ]]; then bash tools/image/install-tools.sh; fi
 

@@ -1,8 +1,10 @@
 """Prometheus metrics, per pool and queue (bounded labels: never per run or per worker).
 
 Gauges are set from the statuses each reconcile pass computes, so they say what `kubectl get`
-says; counters count what the operator did (grants, reclaims, failed passes). A pool that is
-gone takes its series with it.
+says; counters count what the operator did (grants, reclaims, failed passes). Counters start at 0
+for every pool and queue the operator knows (and every reclaim reason), so that the first grant,
+reclaim or failure shows in `increase()` (a series born at 1 looks like no increase). A pool that
+is gone takes its series with it.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ import datetime
 from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.metrics import MetricWrapperBase
 
 from workpools.api.meta import ObjectKey
 from workpools.api.states import StateType
 from workpools.api.workpool import WorkPoolStatus
 from workpools.api.workqueue import WorkQueueStatus
+from workpools.core.runs import scheduled_time
 from workpools.core.snapshot import PoolState
 
 PORT_ENV = "WORKPOOLS_METRICS_PORT"
@@ -41,6 +45,12 @@ scheduled_runs = Gauge("workpools_scheduled_runs", "Runs waiting in Scheduled (q
 late_runs = Gauge(
     "workpools_late_runs", "Scheduled runs more than 15 s past their scheduled time", QUEUE, registry=REGISTRY
 )
+oldest_scheduled = Gauge(
+    "workpools_queue_oldest_scheduled_timestamp_seconds",
+    "Scheduled time (Unix seconds) of the longest-waiting due Scheduled run (absent: none waiting)",
+    QUEUE,
+    registry=REGISTRY,
+)
 admissions = Counter("workpools_admissions", "Runs granted a slot and bound to a worker", QUEUE, registry=REGISTRY)
 admission_latency = Histogram(
     "workpools_admission_latency_seconds",
@@ -59,6 +69,26 @@ reconcile_errors = Counter(
     "workpools_reconcile_errors", "Reconcile passes that failed (retried)", POOL, registry=REGISTRY
 )
 
+RECLAIM_REASONS = ("WorkerLost", "PendingTimeout", "HandedBack")
+"""The reasons core/runs.py gives a reclaim (RunChange.reclaim); each starts at 0 per pool."""
+POOL_METRICS = (
+    pool_slots_limit,
+    pool_slots_active,
+    pool_slots_open,
+    workers_online,
+    reconcile_errors,
+    admission_latency,
+)
+QUEUE_METRICS = (
+    queue_slots_limit,
+    queue_slots_active,
+    queue_slots_open,
+    scheduled_runs,
+    late_runs,
+    oldest_scheduled,
+    admissions,
+)
+
 _queues_seen: dict[ObjectKey, set[str]] = {}
 
 
@@ -66,16 +96,16 @@ def serve(port: int) -> None:
     start_http_server(port, registry=REGISTRY)
 
 
-def _set_optional(gauge: Gauge, labels: Iterable[str], value: int | None) -> None:
+def _set_optional(gauge: Gauge, labels: Iterable[str], value: float | None) -> None:
     if value is None:
         _forget(gauge, tuple(labels))
     else:
         gauge.labels(*labels).set(value)
 
 
-def _forget(gauge: Gauge, labels: tuple[str, ...]) -> None:
+def _forget(metric: MetricWrapperBase, labels: tuple[str, ...]) -> None:
     with contextlib.suppress(KeyError):  # never set: nothing to remove
-        gauge.remove(*labels)
+        metric.remove(*labels)
 
 
 def record_statuses(
@@ -87,19 +117,30 @@ def record_statuses(
     """Gauges of one pool and its queues after a pass; series of vanished queues or pools are removed."""
     ns, name = key.namespace, key.name
     if pool is None:
-        for gauge in (pool_slots_limit, pool_slots_active, pool_slots_open, workers_online):
-            _forget(gauge, (ns, name))
+        for metric in POOL_METRICS:
+            _forget(metric, (ns, name))
+        for reason in RECLAIM_REASONS:
+            _forget(reclaims, (ns, name, reason))
     else:
         _set_optional(pool_slots_limit, (ns, name), pool.slots.limit)
         pool_slots_active.labels(ns, name).set(pool.slots.active)
         _set_optional(pool_slots_open, (ns, name), pool.slots.open)
         workers_online.labels(ns, name).set(pool.workers.online)
+        reconcile_errors.labels(ns, name)  # 0 until the first failure
+        admission_latency.labels(ns, name)
+        for reason in RECLAIM_REASONS:
+            reclaims.labels(ns, name, reason)
     late = {q: 0 for q in queues}
+    oldest: dict[str, datetime.datetime] = {}
     for run in state.runs:
-        if run.status.state is StateType.SCHEDULED and run.status.state_name == "Late":
-            queue = run.spec.work_queue or (pool.default_queue if pool else None)
-            if queue in late:
-                late[queue] += 1
+        if run.status.state is not StateType.SCHEDULED:
+            continue
+        queue = run.spec.work_queue or (pool.default_queue if pool else None)
+        if queue in late and run.status.state_name == "Late":
+            late[queue] += 1
+        due = scheduled_time(run)
+        if queue in late and due <= state.now and (queue not in oldest or due < oldest[queue]):
+            oldest[queue] = due
     for queue, status in queues.items():
         labels = (ns, name, queue)
         _set_optional(queue_slots_limit, labels, status.slots.limit)
@@ -107,9 +148,11 @@ def record_statuses(
         _set_optional(queue_slots_open, labels, status.slots.open)
         scheduled_runs.labels(*labels).set(status.scheduled_runs)
         late_runs.labels(*labels).set(late[queue])
+        _set_optional(oldest_scheduled, labels, oldest[queue].timestamp() if queue in oldest else None)
+        admissions.labels(*labels)  # 0 until the first grant
     for gone in _queues_seen.get(key, set()) - set(queues):
-        for gauge in (queue_slots_limit, queue_slots_active, queue_slots_open, scheduled_runs, late_runs):
-            _forget(gauge, (ns, name, gone))
+        for metric in QUEUE_METRICS:
+            _forget(metric, (ns, name, gone))
     _queues_seen[key] = set(queues)
 
 
