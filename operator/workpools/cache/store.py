@@ -127,8 +127,12 @@ class Store:
         if isinstance(obj, WorkQueue) and touched:
             self._note_change(ObjectKey(key.namespace, obj.spec.work_pool), previous, obj)
         if isinstance(obj, Worker) and touched:
-            seen = self.sightings[ObjectKey(key.namespace, obj.spec.work_pool)]
-            seen[key.name] = liveness.sight(seen.get(key.name), obj, self.clock())
+            pool_key, now = ObjectKey(key.namespace, obj.spec.work_pool), self.clock()
+            seen = self.sightings[pool_key]
+            seen_before = seen.get(key.name)
+            seen[key.name] = liveness.sight(seen_before, obj, now)
+            if not liveness.is_news(previous, seen_before, obj, self.queues.of(pool_key), now):
+                return set()  # a heartbeat that proves a live worker alive: nothing to decide
         return touched
 
     def sightings_for(self, pool: ObjectKey, bound: Iterable[str]) -> dict[str, Sighting]:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from workpools.api.meta import HEARTBEAT_INTERVAL_DEFAULT
 from workpools.api.phases import WorkerPhase
 from workpools.api.worker import Worker
+from workpools.api.workqueue import WorkQueue
 from workpools.core.snapshot import PoolState, Sighting
 
 OFFLINE_AFTER_INTERVALS = 3
@@ -56,6 +57,38 @@ def sight(previous: Sighting | None, worker: Worker, now: datetime.datetime) -> 
     if beat is not None and beat != previous.heartbeat:
         return Sighting(beat, now, interval)
     return Sighting(previous.heartbeat, previous.seen_at, interval)
+
+
+def is_news(
+    before: Worker | None,
+    seen_before: Sighting | None,
+    after: Worker,
+    queues: Iterable[WorkQueue],
+    now: datetime.datetime,
+) -> bool:
+    """Whether a Worker event can change a decision of its pool, so the pool must be woken.
+
+    A heartbeat of a worker that was alive, changing nothing else, cannot: it only refreshes the
+    worker's sighting (the store keeps it), and a refreshed sighting only moves the worker's
+    liveness deadlines later (an early timer wake-up finds nothing to do and sets the next one).
+    So at 1,000 workers a steady heartbeat costs a store update, not a pass over the pool. It is
+    news when the worker is new, its spec or the operator-written part of its status changed, it
+    was silent, or its heartbeat moves the `lastPolled` of a queue it serves (every 30 s at most).
+    """
+    if before is None or before.spec != after.spec or not alive(seen_before, now):
+        return True
+    if _without_heartbeat(before) != _without_heartbeat(after):
+        return True
+    beat = after.status.last_heartbeat_time
+    return beat != before.status.last_heartbeat_time and any(
+        last_polled(q.status.last_polled, beat) != q.status.last_polled
+        for q in queues
+        if not after.spec.work_queues or q.metadata.name in after.spec.work_queues
+    )
+
+
+def _without_heartbeat(worker: Worker) -> object:
+    return worker.status.model_copy(update={"last_heartbeat_time": None})
 
 
 def offline_at(sighting: Sighting | None) -> datetime.datetime | None:

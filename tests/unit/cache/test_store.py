@@ -1,7 +1,8 @@
 """The store (cache/store.py): what it keeps of the watch streams and of the operator's own writes.
 
 Aspects: a deleted object never comes back (a late write response after the DELETED event);
-the heartbeat sightings it keeps per pool for liveness (on the operator's clock).
+the heartbeat sightings it keeps per pool for liveness (on the operator's clock); which Worker
+events wake their pool (a steady heartbeat does not).
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ def run_body(name: str, version: int, uid: str = "uid-r") -> dict[str, Any]:
     }
 
 
-def worker_body(heartbeat: datetime | None, version: int, phase: str | None = None) -> dict[str, Any]:
+def worker_body(
+    heartbeat: datetime | None, version: int, phase: str | None = None, *, queues: tuple[str, ...] = ()
+) -> dict[str, Any]:
     status: dict[str, Any] = {} if heartbeat is None else {"lastHeartbeatTime": timestamp(heartbeat)}
     if phase is not None:
         status["phase"] = phase
@@ -36,8 +39,18 @@ def worker_body(heartbeat: datetime | None, version: int, phase: str | None = No
         "apiVersion": "workpools.dev/v1alpha1",
         "kind": "Worker",
         "metadata": {"name": "w", "namespace": "ns", "uid": "uid-w", "resourceVersion": str(version)},
-        "spec": {"workPool": "p", "heartbeatIntervalSeconds": 10},
+        "spec": {"workPool": "p", "heartbeatIntervalSeconds": 10, **({"workQueues": list(queues)} if queues else {})},
         "status": status,
+    }
+
+
+def queue_body(name: str, last_polled: datetime | None) -> dict[str, Any]:
+    return {
+        "apiVersion": "workpools.dev/v1alpha1",
+        "kind": "WorkQueue",
+        "metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}", "resourceVersion": "1", "generation": 1},
+        "spec": {"workPool": "p"},
+        "status": {} if last_polled is None else {"lastPolled": timestamp(last_polled)},
     }
 
 
@@ -108,3 +121,56 @@ def test_a_deleted_pool_forgets_its_sightings_so_its_workers_get_time_when_it_is
     store.remove(worker_body(T0, 2))  # garbage-collected with its pool
     clock.now = at(minutes=10)  # the pool is back ten minutes later; its worker has not registered yet
     assert store.sightings_for(POOL, {"w"}) == {"w": Sighting(None, at(minutes=10))}
+
+
+def beating(store: Store, clock: Clock, *, beats: int = 5, queues: tuple[str, ...] = ()) -> list[set[ObjectKey]]:
+    """Heartbeats of an Online worker every 10 s; what each put asked to wake."""
+    woken = []
+    for i in range(1, beats + 1):
+        clock.now = at(seconds=10 * i)
+        woken.append(store.put(worker_body(at(seconds=10 * i), 2 + i, phase="Online", queues=queues)))
+    return woken
+
+
+def test_a_steady_heartbeat_wakes_no_pool_but_refreshes_the_sighting() -> None:
+    clock = Clock()
+    store = Store(clock=clock)
+    assert store.put(worker_body(T0, 1)) == {POOL}  # new: the pool must judge it (and write Online)
+    assert store.put(worker_body(T0, 2, phase="Online")) == {POOL}  # our write: assignedRuns, conditions may follow
+    assert beating(store, clock) == [set()] * 5
+    assert store.sightings[POOL]["w"].seen_at == at(seconds=50)
+    assert store.workers.of(POOL)[0].status.last_heartbeat_time == at(seconds=50)
+
+
+def test_the_echo_of_the_operators_own_write_wakes_nothing() -> None:
+    store = Store(clock=Clock())
+    store.put(worker_body(T0, 1))
+    store.put(worker_body(T0, 2, phase="Online"))  # the write's response
+    assert store.put(worker_body(T0, 2, phase="Online")) == set()  # the same version on the watch
+
+
+def test_a_heartbeat_after_a_silence_wakes_the_pool() -> None:
+    clock = Clock()
+    store = Store(clock=clock)
+    store.put(worker_body(T0, 1, phase="Online"))
+    clock.now = at(seconds=31)  # 3 x 10 s without a new heartbeat: silent
+    assert store.put(worker_body(at(seconds=31), 2, phase="Online")) == {POOL}
+
+
+def test_a_spec_or_operator_status_change_wakes_the_pool() -> None:
+    clock = Clock()
+    store = Store(clock=clock)
+    store.put(worker_body(T0, 1, phase="Online"))
+    clock.now = at(seconds=1)
+    assert store.put(worker_body(T0, 2, phase="Online", queues=("q",))) == {POOL}
+    assert store.put(worker_body(T0, 3, phase="Offline", queues=("q",))) == {POOL}
+
+
+def test_a_heartbeat_that_moves_a_served_queues_last_polled_wakes_the_pool() -> None:
+    clock = Clock()
+    store = Store(clock=clock)
+    store.put(queue_body("q", T0))
+    store.put(queue_body("other", None))
+    store.put(worker_body(T0, 1, phase="Online", queues=("q",)))
+    woken = beating(store, clock, beats=3, queues=("q",))  # 10, 20, 30 s: lastPolled moves every 30 s at most
+    assert woken == [set(), set(), {POOL}]
