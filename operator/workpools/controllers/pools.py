@@ -61,12 +61,14 @@ async def reconcile_pool(rt: Runtime, key: ObjectKey) -> None:
     for worker in state.workers:
         if worker.metadata.name in plan.delete_workers:
             await _delete_worker(rt, worker)
-    if pool is not None and plan.pool_status is not None:
+    stale = await _write_worker_statuses(rt, state, plan)
+    # The pool's workers.online counts phases that landed: after a refused Worker write it waits
+    # for the pass that the Worker's newer version wakes, rather than count what did not happen.
+    if pool is not None and plan.pool_status is not None and not stale:
         await _write_status(rt, WORKPOOLS, pool, to_json(plan.pool_status))
     for queue in state.queues:  # the versions the plan was decided on, not newer ones
         if (wanted := plan.queue_statuses.get(queue.metadata.name)) is not None:
             await _write_status(rt, WORKQUEUES, queue, to_json(wanted))
-    stale = await _write_worker_statuses(rt, state, plan)
     for obj, event in plan.events:
         if (obj.KIND, obj.metadata.name) not in stale:  # its status will be re-decided, events with it
             await _post(rt, obj, event)

@@ -5,7 +5,8 @@ what the case needs (the integration tests run the same code against a real API 
 Aspects: a pass never ends with its own writes in flight, and a write with an unknown outcome is
 read back before the pool is decided again; a failed bookkeeping write does not hold up grants;
 a worker is deleted for its TTL only on the version judged; a silent worker is read directly
-before anything is decided about it.
+before anything is decided about it; the pool's worker counts are written after the Worker
+phases they count have landed.
 """
 
 from __future__ import annotations
@@ -170,3 +171,27 @@ def test_an_expired_worker_is_deleted_only_in_the_version_judged() -> None:
     judged.metadata.resource_version = "41"
     asyncio.run(pools._delete_worker(rt, judged))  # a Conflict is "alive again", not an error
     assert transport.calls == [("delete", "w", {"resource_version": "41"})]
+
+
+@pytest.mark.parametrize("worker_write_lands", [True, False])
+def test_the_pool_counts_worker_phases_only_once_they_landed(worker_write_lands: bool) -> None:
+    async def patch(name: str, options: dict[str, Any]) -> dict[str, Any]:
+        if options["kind"] == "Worker" and not worker_write_lands:
+            raise errors.NotFound('workers.workpools.dev "w" not found', kind="Worker", name=name)
+        return as_patched(rt, options["kind"], name, options["patch"])
+
+    async def create(name: str, options: dict[str, Any]) -> dict[str, Any]:
+        return options["body"]  # events
+
+    transport = ScriptedTransport(patch=patch, create=create)
+    rt = runtime(transport)
+    pool = wp(concurrencyLimit=1)
+    pool.status.default_queue = DEFAULT_QUEUE
+    stored(rt, pool, wq(), wkr("w"))  # registered, its first heartbeat seen: to be written Online
+    asyncio.run(pools.reconcile_pool(rt, POOL))
+    patched = [options["kind"] for verb, _, options in transport.calls if verb == "patch"]
+    if worker_write_lands:
+        assert patched.index("Worker") < patched.index("WorkPool")
+        assert rt.store.pools[POOL].status.workers.online == 1
+    else:
+        assert "WorkPool" not in patched  # online: 1 would count a phase that never landed
