@@ -1,8 +1,9 @@
 """Workers and heartbeats on a real control plane, the heartbeats sent with the worker's own RBAC.
 
 Aspects: first heartbeat → Online and pool Ready (one event each); silence → Offline and pool
-NotReady within 3 × interval + 5 s; resume → Online again; a paused pool stays Paused; steady
-heartbeats leave the pool untouched and write a queue at most once per 30 s; TTL deletion; the
+NotReady within 3 × interval + 5 s; resume → Online again; a new worker is Online within a second
+of its first heartbeat; a paused pool stays Paused; steady heartbeats leave the pool untouched and
+write a queue at most once per 30 s; TTL deletion; the
 worker Role allows heartbeats and nothing more; bad input.
 """
 
@@ -87,6 +88,23 @@ def test_a_worker_whose_clock_is_minutes_off_is_judged_by_when_its_heartbeats_ar
     wait_for(lambda: phase(installed, "wkr", "w1", namespace), equals="Offline", timeout=10, what="the worker Offline")
     assert 2.8 <= time.monotonic() - silent_at <= 3 + 5  # 3 s from when the operator saw the beat
     assert reasons(installed, namespace, "w1") == {"WorkerOnline": 1, "WorkerOffline": 1}
+
+
+def test_a_new_worker_is_online_within_a_second_of_its_first_heartbeat(
+    installed: Kubectl, operator: OperatorProcess, namespace: str, workers: Any
+) -> None:
+    installed.apply(pool("p"), namespace=namespace)
+    wait_for(lambda: phase(installed, "wp", "p", namespace), equals="NotReady", what="a NotReady pool")
+    worker = workers("p", "w1", interval=10)
+    worker.beat()  # registers the Worker and stamps its first heartbeat
+    beat_at = time.monotonic()
+    while True:
+        probe_started = time.monotonic()
+        if phase(installed, "wkr", "w1", namespace) == "Online":
+            break
+        # Online must have landed before the probe that first sees it started, or within a second.
+        assert probe_started - beat_at <= 1.0, "the worker was not Online within a second"
+        time.sleep(0.05)
 
 
 def test_a_paused_pool_stays_paused_while_workers_come_and_go(

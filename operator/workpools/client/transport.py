@@ -182,6 +182,11 @@ class Transport:
         """Leases (leader election) only; made on first use, as `_core`."""
         return k8s.CoordinationV1Api(self._api)
 
+    def load_every_api(self) -> None:
+        """Make the lazily made APIs now. A long-running process (the operator) pays their import
+        once at start, instead of blocking its event loop for seconds when it posts its first event."""
+        _ = self._core, self._coordination
+
     @classmethod
     async def connect(cls, kubeconfig: str | Path | None = None, context: str | None = None) -> Transport:
         """Kubeconfig (argument, then $KUBECONFIG, then ~/.kube/config), else the in-cluster service account.

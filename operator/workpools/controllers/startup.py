@@ -40,6 +40,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.networking.request_timeout = 60
 
     transport = await Transport.connect()
+    transport.load_every_api()
     store = Store()
     runtime: Runtime
 
