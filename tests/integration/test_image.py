@@ -111,6 +111,8 @@ def container(image: str, installed: Kubectl, operator: OperatorProcess, tmp_pat
             "--volume", f"{kubeconfig}:{IN_CONTAINER_KUBECONFIG}:ro",
             "--env", f"KUBECONFIG={IN_CONTAINER_KUBECONFIG}",
             "--env", f"WORKPOOLS_HEALTH_ENDPOINT=http://127.0.0.1:{port}/healthz",
+            # Host network: the default 9090 may be another process's (an operator run by hand).
+            "--env", f"WORKPOOLS_METRICS_PORT={_free_port()}",
             image,
         )  # fmt: skip
 
