@@ -12,12 +12,13 @@ ARG BASE=python:3.11-slim
 
 FROM ${BASE} AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
-# Dependencies first, from pyproject.toml alone (a stub package stands in for the code), so that a
-# code change rebuilds only the project's own wheel and reuses this layer.
-RUN mkdir -p operator/workpools && touch operator/workpools/__init__.py \
+COPY pyproject.toml ./
+# Dependencies first, from pyproject.toml alone (a stub package and README stand in for the code and
+# the docs), so that a code or README change rebuilds only the project's own wheel and reuses this layer.
+RUN mkdir -p operator/workpools && touch operator/workpools/__init__.py README.md \
     && python -m pip wheel --no-cache-dir --wheel-dir /wheels/deps . \
-    && rm -rf /wheels/deps/workpool_operator-*.whl operator build
+    && rm -rf /wheels/deps/workpool_operator-*.whl operator build README.md
+COPY README.md ./
 COPY operator ./operator
 RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels/app .
 
