@@ -9,8 +9,10 @@
 # Needs root (rootful buildah; debootstrap and chroot), buildah, and debootstrap on a cold cache.
 # The base rootfs tarball is cached in ${WORKPOOLS_CACHE_DIR:-${XDG_CACHE_HOME:-~/.cache}/workpools}/image/,
 # keyed by a hash of its recipe; a second run reuses it, the imported base and buildah's layer cache.
-# Each code change leaves the previous build's layers behind as untagged images (about 200 MB, the
-# layer cache); `buildah rmi --prune` reclaims them, at the cost of re-downloading the dependencies.
+# The image itself is FROM scratch (Dockerfile, tools/image/rootfs.py): no shell, apt or pip in it.
+# A code change rebuilds only the operator's own layers (a few MB); a dependency change rebuilds the
+# runtime stage too and leaves the previous one behind as untagged images (about 300 MB, the layer
+# cache); `buildah rmi --prune` reclaims them, at the cost of re-downloading the dependencies.
 #
 # Environment:
 #   WORKPOOLS_IMAGE            image reference to build (default localhost/workpool-operator:<version>)
