@@ -63,7 +63,10 @@ class WorkPoolSpec(schema.BaseModel):
     finished_run_ttl_seconds: Seconds = Field(
         default=None,
         alias="finishedRunTTLSeconds",
-        description="Delete FlowRuns this long after they reached a terminal state. Default: keep them.",
+        description=(
+            "Delete FlowRuns this long after they finished (status.endTime; a run with a retry left is not "
+            "finished), spread out and rate-limited. Default: keep them."
+        ),
     )
 
 

@@ -55,6 +55,12 @@ reclaims = Counter(
     [*POOL, "reason"],
     registry=REGISTRY,
 )
+runs_deleted = Counter(
+    "workpools_finished_runs_deleted",
+    "Finished runs deleted after the pool's finishedRunTTLSeconds",
+    POOL,
+    registry=REGISTRY,
+)
 reconcile_errors = Counter(
     "workpools_reconcile_errors", "Reconcile passes that failed (retried)", POOL, registry=REGISTRY
 )
@@ -120,6 +126,10 @@ def record_grant(key: ObjectKey, queue: str, admissible_since: datetime.datetime
 
 def record_reclaim(key: ObjectKey, reason: str) -> None:
     reclaims.labels(key.namespace, key.name, reason).inc()
+
+
+def record_run_deleted(key: ObjectKey) -> None:
+    runs_deleted.labels(key.namespace, key.name).inc()
 
 
 def record_error(key: ObjectKey) -> None:

@@ -1,5 +1,8 @@
 """When time alone will change something in a pool: the next moment its reconciler must run.
 
+Every time-based rule gives its moments here: liveness, a worker's TTL, a run coming due or
+Late, a Pending timeout, a finished run's TTL (and the deletion budget refilling).
+
 Every pass records this moment; one global timer wakes the pools whose moment has passed. So
 no object has a timer of its own, and a pool with nothing time-bound is never woken by the clock.
 """
@@ -10,7 +13,7 @@ import datetime
 from collections.abc import Iterator
 
 from workpools.api.states import StateType
-from workpools.core import liveness
+from workpools.core import liveness, ttl
 from workpools.core.runs import scheduled_time
 from workpools.core.selection import LATE_AFTER
 from workpools.core.snapshot import PoolState
@@ -25,11 +28,12 @@ def next_deadline(state: PoolState) -> datetime.datetime | None:
 
 def _moments(state: PoolState) -> Iterator[datetime.datetime]:
     pool = state.pool
-    ttl = pool.spec.worker_ttl_after_offline_seconds if pool is not None else None
+    worker_ttl = pool.spec.worker_ttl_after_offline_seconds if pool is not None else None
     yield from liveness.moments(state)
+    yield from ttl.moments(state)
     for worker in state.workers:
-        if ttl is not None and (since := liveness.offline_since(worker)) is not None:
-            yield since + datetime.timedelta(seconds=ttl)  # Offline long enough to delete
+        if worker_ttl is not None and (since := liveness.offline_since(worker)) is not None:
+            yield since + datetime.timedelta(seconds=worker_ttl)  # Offline long enough to delete
     timeout = pool.spec.pending_timeout_seconds if pool is not None else None
     for run in state.runs:
         if run.status.state not in (StateType.SCHEDULED, StateType.PENDING):

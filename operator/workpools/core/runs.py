@@ -46,6 +46,11 @@ class RunChange:
 # -- views ---------------------------------------------------------------------------------------
 
 
+def in_flight(run: FlowRun) -> bool:
+    """Whether a run may still hold or take a slot (else it is finished: only its TTL concerns it)."""
+    return run.status.state not in TERMINAL
+
+
 def queue_of(run: FlowRun, pool: str) -> str:
     """The queue a run waits in: spec.workQueue, or its pool's default queue."""
     return run.spec.work_queue or default_queue_name(pool)

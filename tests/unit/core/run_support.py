@@ -109,9 +109,11 @@ def flowrun(
     cancel: bool = False,
     conditions: Sequence[dict[str, Any]] = (),
     generation: int = 1,
+    ended: datetime | None = None,
 ) -> FlowRun:
     """A FlowRun. `scheduled` is status.scheduledTime (defaulted to `created` once started, as the
-    operator writes it); `spec_scheduled` is spec.scheduledTime; `state=None` is a new run."""
+    operator writes it); `spec_scheduled` is spec.scheduledTime; `state=None` is a new run;
+    `ended` is status.endTime."""
     spec: dict[str, Any] = {"workPool": "p", "cancel": cancel}
     if queue is not None:
         spec["workQueue"] = queue
@@ -126,6 +128,8 @@ def flowrun(
         status["worker"] = worker
     if acquired is not None:
         status["slot"] = {"acquiredAt": timestamp(acquired), "queue": queue or DEFAULT_QUEUE}
+    if ended is not None:
+        status["endTime"] = timestamp(ended)
     return FlowRun.model_validate(
         {
             "kind": "FlowRun",

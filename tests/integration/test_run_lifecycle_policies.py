@@ -1,0 +1,88 @@
+"""Run lifecycle policies on a real control plane (issue 13): finished-run TTL, the Cancelling
+timeout, retries, the late-run policy. Workers are simulated with the worker Role's credentials.
+
+Aspects: finished runs are deleted once their TTL has passed, never before and never while in
+flight; bad values are refused by the API server with a message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.support.kube import Kubectl, KubectlError
+from tests.support.objects import pool, run
+from tests.support.operator import OperatorProcess
+from tests.support.waiting import wait_for
+from tests.support.workers import SimulatedWorker
+
+Workers = Callable[..., SimulatedWorker]
+
+
+def status(kubectl: Kubectl, namespace: str, name: str) -> dict[str, Any]:
+    return (kubectl.try_get("fr", name, namespace) or {}).get("status") or {}
+
+
+def names(kubectl: Kubectl, namespace: str) -> set[str]:
+    return {r["metadata"]["name"] for r in kubectl.json("get", "fr", "-n", namespace)["items"]}
+
+
+def bound(kubectl: Kubectl, namespace: str, name: str) -> None:
+    wait_for(lambda: status(kubectl, namespace, name).get("state"), equals="Pending", what=f"{name} bound")
+
+
+def completed(kubectl: Kubectl, namespace: str, worker: SimulatedWorker, name: str) -> None:
+    """Wait for `name` to be bound to `worker`, then run it to Completed as the worker."""
+    bound(kubectl, namespace, name)
+    worker.move(name, "Running")
+    worker.move(name, "Completed")
+
+
+def test_finished_runs_are_deleted_after_the_pool_ttl_and_runs_in_flight_are_kept(
+    installed: Kubectl, operator: OperatorProcess, namespace: str, workers: Workers
+) -> None:
+    installed.apply(pool("p", finishedRunTTLSeconds=3), namespace=namespace)
+    worker = workers("p", "w1")
+    worker.beat()
+    installed.apply(*(run(name, "p") for name in ("done", "failed", "running")), namespace=namespace)
+    for name in ("done", "failed", "running"):
+        bound(installed, namespace, name)
+        worker.move(name, "Running")
+    worker.move("done", "Completed")
+    worker.move("failed", "Failed", message="exit code 1")
+    assert names(installed, namespace) == {"done", "failed", "running"}  # not before its time
+    wait_for(lambda: names(installed, namespace), equals={"running"}, timeout=3 + 0.3 + 10, what="finished runs gone")
+    ended = status(installed, namespace, "running")
+    assert ended["state"] == "Running"
+
+
+def test_a_pool_without_ttl_keeps_its_finished_runs(
+    installed: Kubectl, operator: OperatorProcess, namespace: str, workers: Workers
+) -> None:
+    installed.apply(pool("p"), run("done", "p"), namespace=namespace)
+    worker = workers("p", "w1")
+    worker.beat()
+    completed(installed, namespace, worker, "done")
+    # A pool with a TTL in the same namespace deletes its own runs only.
+    installed.apply(pool("q", finishedRunTTLSeconds=1), run("other", "q"), namespace=namespace)
+    other = workers("q", "w2")
+    other.beat()
+    completed(installed, namespace, other, "other")
+    wait_for(lambda: names(installed, namespace), equals={"done"}, timeout=15, what="only the TTL pool's run gone")
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (
+            {"finishedRunTTLSeconds": -1},
+            r"spec.finishedRunTTLSeconds: Invalid value: -1: .* should be greater than or equal to 1",
+        ),
+        ({"finishedRunTTLSeconds": 0}, "should be greater than or equal to 1"),
+    ],
+)
+def test_bad_policy_values_are_refused(installed: Kubectl, namespace: str, spec: dict[str, Any], message: str) -> None:
+    with pytest.raises(KubectlError, match=message):
+        installed.apply(pool("p", **spec), namespace=namespace)
