@@ -2,12 +2,14 @@
 timeout, retries, the late-run policy. Workers are simulated with the worker Role's credentials.
 
 Aspects: finished runs are deleted once their TTL has passed, never before and never while in
-flight; bad values are refused by the API server with a message.
+flight; a run Cancelling past the pool's timeout, its worker alive but silent about it, is
+Cancelled and its slot granted again; bad values are refused by the API server with a message.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -73,6 +75,32 @@ def test_a_pool_without_ttl_keeps_its_finished_runs(
     wait_for(lambda: names(installed, namespace), equals={"done"}, timeout=15, what="only the TTL pool's run gone")
 
 
+def test_a_run_cancelling_past_the_timeout_with_its_worker_alive_is_cancelled_and_frees_its_slot(
+    installed: Kubectl, operator: OperatorProcess, namespace: str, workers: Workers
+) -> None:
+    installed.apply(pool("p", concurrencyLimit=1, cancellingTimeoutSeconds=15), run("stuck", "p"), namespace=namespace)
+    worker = workers("p", "w1", interval=1)
+    worker.beat()
+    bound(installed, namespace, "stuck")
+    worker.move("stuck", "Running")
+    installed.apply(run("next", "p"), namespace=namespace)
+    installed("patch", "fr", "stuck", "-n", namespace, "--type=merge", "-p", '{"spec": {"cancel": true}}')
+    since = wait_for(lambda: status(installed, namespace, "stuck").get("cancellingSince"), what="Cancelling, stamped")
+
+    def beating(name: str) -> str | None:  # the worker stays alive, but never reports the run stopped
+        worker.beat()
+        return status(installed, namespace, name).get("state")
+
+    wait_for(lambda: beating("stuck"), equals="Cancelled", timeout=15 + 10, interval=1, what="cancelled by the timeout")
+    ended = status(installed, namespace, "stuck")
+    assert "cancellingTimeoutSeconds (15s)" in ended["message"]
+    assert "slot" not in ended
+    waited = datetime.fromisoformat(ended["endTime"]) - datetime.fromisoformat(since)
+    assert waited > timedelta(seconds=15)
+    assert [e["reason"] for e in installed.events(namespace, "stuck")].count("CancellingTimeout") == 1
+    wait_for(lambda: beating("next"), equals="Pending", interval=1, what="the freed slot granted")
+
+
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
@@ -81,6 +109,8 @@ def test_a_pool_without_ttl_keeps_its_finished_runs(
             r"spec.finishedRunTTLSeconds: Invalid value: -1: .* should be greater than or equal to 1",
         ),
         ({"finishedRunTTLSeconds": 0}, "should be greater than or equal to 1"),
+        ({"cancellingTimeoutSeconds": -1}, r"spec.cancellingTimeoutSeconds: .* greater than or equal to 15"),
+        ({"cancellingTimeoutSeconds": 5}, r"spec.cancellingTimeoutSeconds: .* greater than or equal to 15"),
     ],
 )
 def test_bad_policy_values_are_refused(installed: Kubectl, namespace: str, spec: dict[str, Any], message: str) -> None:

@@ -17,7 +17,8 @@
 --   status.observedGeneration < metadata.generation                 -> Progressing
 --   condition Invalid or PoolNotFound is True                      -> Degraded, with its message
 --   Paused (the flow suspended itself)                              -> Suspended
---   Scheduled, Pending, Running, Cancelling                         -> Progressing
+--   Scheduled, Pending, Running, Cancelling (since when: the pool's
+--     cancellingTimeoutSeconds counts from there)                   -> Progressing
 --   anything else                                                   -> Progressing
 -- Messages name the state, the state name when it adds something (Late, AwaitingRetry), the
 -- bound worker, and why a Scheduled run is not admitted yet (condition Admitted=False).
@@ -141,6 +142,9 @@ if state == "Scheduled" then
   else
     hs.message = describeRun(status)
   end
+elseif state == "Cancelling" and status.cancellingSince ~= nil then
+  -- The pool's cancellingTimeoutSeconds counts from here.
+  hs.message = describeRun(status) .. " since " .. status.cancellingSince
 elseif state == "Pending" or state == "Running" or state == "Cancelling" then
   hs.message = describeRun(status)
 else

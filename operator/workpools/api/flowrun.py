@@ -94,6 +94,10 @@ class FlowRunStatus(schema.BaseModel):
     scheduled_time: datetime.datetime | None = Field(
         default=None, description="spec.scheduledTime, or the creation time when absent."
     )
+    cancelling_since: datetime.datetime | None = Field(
+        default=None,
+        description="When the run went Cancelling: the pool's cancellingTimeoutSeconds counts from here.",
+    )
     start_time: datetime.datetime | None = None
     end_time: datetime.datetime | None = None
     message: Annotated[str | None, Field(max_length=MESSAGE_MAX, description="Why the run is in its state.")] = None

@@ -38,6 +38,9 @@ class BaseJobTemplate(schema.BaseModel):
 
 Seconds = Annotated[int | None, Field(ge=1, le=31_536_000)]
 
+CANCELLING_TIMEOUT_DEFAULT = 300
+CANCELLING_TIMEOUT_MIN = 15
+
 
 class WorkPoolSpec(schema.BaseModel):
     """Desired state of a WorkPool; owned by the user (the operator never writes it)."""
@@ -60,6 +63,19 @@ class WorkPoolSpec(schema.BaseModel):
         alias="workerTTLAfterOfflineSeconds",
         description="Delete Workers that stayed Offline this long. Default: keep them.",
     )
+    cancelling_timeout_seconds: Annotated[
+        int,
+        Field(
+            ge=CANCELLING_TIMEOUT_MIN,
+            le=31_536_000,
+            description=(
+                "A run Cancelling longer than this is marked Cancelled and frees its slot, once its worker, alive "
+                "and heartbeating since the cancellation, has had this long to stop it (a lost worker's runs are "
+                f"reclaimed sooner). At least {CANCELLING_TIMEOUT_MIN}s: the worker stops a run with SIGTERM, then "
+                f"SIGKILL 10s later. Default: {CANCELLING_TIMEOUT_DEFAULT} (as Prefect)."
+            ),
+        ),
+    ] = CANCELLING_TIMEOUT_DEFAULT
     finished_run_ttl_seconds: Seconds = Field(
         default=None,
         alias="finishedRunTTLSeconds",

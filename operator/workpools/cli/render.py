@@ -175,6 +175,7 @@ def pool_details(pool: WorkPool, now: datetime.datetime) -> str:
         f"{name}={value}s"
         for name, value in (
             ("pendingTimeout", spec.pending_timeout_seconds),
+            ("cancellingTimeout", spec.cancelling_timeout_seconds),
             ("workerTTLAfterOffline", spec.worker_ttl_after_offline_seconds),
             ("finishedRunTTL", spec.finished_run_ttl_seconds),
         )
@@ -351,6 +352,7 @@ def run_details(run: FlowRun, now: datetime.datetime) -> str:
             ("Worker", status.worker),
             ("Scheduled", _when(status.scheduled_time or spec.scheduled_time, now)),
             ("Slot", f"in {slot.queue}, held for {age(slot.acquired_at, now)}" if slot else None),
+            ("Cancelling since", _when(status.cancelling_since, now) if status.cancelling_since else None),
             ("Started", _when(status.start_time, now) if status.start_time else None),
             ("Ended", _when(status.end_time, now) if status.end_time else None),
             ("Parameters", json.dumps(spec.parameters, ensure_ascii=False) if spec.parameters else None),

@@ -51,7 +51,7 @@ admission_latency = Histogram(
 )
 reclaims = Counter(
     "workpools_reclaims",
-    "Slots taken back from runs (lost worker, pending timeout, drain)",
+    "Slots taken back from runs (lost worker, pending timeout, drain, cancelling timeout)",
     [*POOL, "reason"],
     registry=REGISTRY,
 )

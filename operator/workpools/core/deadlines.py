@@ -1,7 +1,7 @@
 """When time alone will change something in a pool: the next moment its reconciler must run.
 
 Every time-based rule gives its moments here: liveness, a worker's TTL, a run coming due or
-Late, a Pending timeout, a finished run's TTL (and the deletion budget refilling).
+Late, a Pending timeout, a Cancelling timeout, a finished run's TTL (and the deletion budget refilling).
 
 Every pass records this moment; one global timer wakes the pools whose moment has passed. So
 no object has a timer of its own, and a pool with nothing time-bound is never woken by the clock.
@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 from workpools.api.states import StateType
 from workpools.core import liveness, ttl
-from workpools.core.runs import scheduled_time
+from workpools.core.runs import cancelling_deadline, scheduled_time
 from workpools.core.selection import LATE_AFTER
 from workpools.core.snapshot import PoolState
 
@@ -36,6 +36,8 @@ def _moments(state: PoolState) -> Iterator[datetime.datetime]:
             yield since + datetime.timedelta(seconds=worker_ttl)  # Offline long enough to delete
     timeout = pool.spec.pending_timeout_seconds if pool is not None else None
     for run in state.runs:
+        if pool is not None and (cancelling := cancelling_deadline(run, pool.spec.cancelling_timeout_seconds)):
+            yield cancelling + TICK  # → Cancelled, if its worker is alive and was told
         if run.status.state not in (StateType.SCHEDULED, StateType.PENDING):
             continue
         when = scheduled_time(run)

@@ -1,7 +1,7 @@
-"""What the operator writes to FlowRuns: their start in Scheduled, cancellation, recovery from
-lost workers, lateness, and admission (grants and the reasons runs wait). A new run's first write
-is its grant when it can be admitted at once (new → Pending), else Scheduled with its first hold
-reason: one write either way.
+"""What the operator writes to FlowRuns: their start in Scheduled, cancellation (and its
+timeout), recovery from lost workers, lateness, and admission (grants and the reasons runs
+wait). A new run's first write is its grant when it can be admitted at once (new → Pending),
+else Scheduled with its first hold reason: one write either way.
 
 Two pure steps, applied one after the other by the reconciler so the second sees the first's
 writes: `lifecycle_changes` (recovery and cancellation) and `admission_changes`. Each change is a
@@ -98,7 +98,8 @@ def lifecycle_changes(state: PoolState) -> list[RunChange]:
     their processes may well still be running them, so nothing is reclaimed there.
     """
     now, pool = state.now, state.pool
-    lost = liveness.judge(state).lost if pool is not None else frozenset()
+    judgement = liveness.judge(state)
+    lost = judgement.lost if pool is not None else frozenset()
     draining = {w.metadata.name for w in state.workers if w.spec.draining}
     timeout = pool.spec.pending_timeout_seconds if pool is not None else None
     changes = []
@@ -110,6 +111,8 @@ def lifecycle_changes(state: PoolState) -> list[RunChange]:
             change: RunChange | None = _start(run, now) if run.spec.cancel else None
         elif current in SLOT_HOLDING:  # recovery first: a lost worker cannot finish a cancellation
             recovered = _recover(run, lost, draining, timeout, now) if pool is not None else None
+            if recovered is None and pool is not None and current is S.CANCELLING:
+                recovered = _cancelling_timeout(run, pool.spec.cancelling_timeout_seconds, state, judgement)
             change = recovered or (_cancel(run, now) if run.spec.cancel else None)
         else:  # a waiting run's Late mark goes with its hold reason (admission_changes)
             change = _cancel(run, now) if run.spec.cancel else None
@@ -133,6 +136,47 @@ def _stamp(run: FlowRun, now: datetime.datetime) -> dict[str, Any]:
     }
 
 
+def cancelling_deadline(run: FlowRun, timeout: int) -> datetime.datetime | None:
+    """When a Cancelling run's timeout passes (None: not Cancelling, or not stamped yet)."""
+    since = run.status.cancelling_since
+    if run.status.state is not S.CANCELLING or since is None:
+        return None
+    return since + datetime.timedelta(seconds=timeout)
+
+
+def _cancelling_timeout(
+    run: FlowRun, timeout: int, state: PoolState, judgement: liveness.Judgement
+) -> RunChange | None:
+    """A Cancelling run its worker has not reported stopped within cancellingTimeoutSeconds.
+
+    Its slot is freed only when the worker has provably been told and had the time to stop it:
+    the worker is alive (heartbeat seen within 3 intervals, core/liveness.py) and was seen beating
+    after the run went Cancelling, so its watch of the run worked meanwhile; a live worker kills
+    at once a run it finds Cancelled. A worker that is silent is the reclaim protocol's (lost:
+    fenced, then Cancelled by `_recover`); until then nothing is freed. A run Cancelling from
+    before this rule has no `cancellingSince`: it is stamped now, and times out from there.
+    """
+    now, worker, name = state.now, run.status.worker, run.metadata.name
+    deadline = cancelling_deadline(run, timeout)
+    if run.status.cancelling_since is None:
+        return RunChange(run, {"cancellingSince": timestamp(now)})
+    sighting = state.sightings.get(worker) if worker is not None else None
+    if deadline is None or now <= deadline or worker not in judgement.online or sighting is None:
+        return None
+    if sighting.seen_at is None or sighting.seen_at <= run.status.cancelling_since:
+        return None  # not seen beating since it was told: it may not know yet
+    message = (
+        f"worker {worker} did not report it stopped within cancellingTimeoutSeconds ({timeout}s); "
+        "the worker is alive and was told, so it stops the process if it still runs"
+    )
+    return RunChange(
+        run,
+        _finished(S.CANCELLED, "Cancelled", message, now),
+        Event(EventType.WARNING, "CancellingTimeout", f"FlowRun {name}: {message}; marked Cancelled"),
+        reclaim="CancellingTimeout",
+    )
+
+
 def _cancel(run: FlowRun, now: datetime.datetime) -> RunChange | None:
     current = run.status.state
     if current in (S.SCHEDULED, S.PAUSED):  # nothing runs yet: cancelled at once
@@ -147,6 +191,7 @@ def _cancel(run: FlowRun, now: datetime.datetime) -> RunChange | None:
             {
                 "state": S.CANCELLING.value,
                 "stateName": "Cancelling",
+                "cancellingSince": timestamp(now),
                 "message": "cancellation requested (spec.cancel)",
                 "observedGeneration": run.metadata.generation,
             },

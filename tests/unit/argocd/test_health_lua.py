@@ -334,6 +334,20 @@ RUN_CASES = [
     case(RUN, observed(RUN, state="Cancelling", worker="w-1"), "Progressing", "Cancelling on worker w-1", "cancelling"),
     case(
         RUN,
+        observed(RUN, state="Cancelling", worker="w-1", cancellingSince="2026-01-01T12:00:00Z"),
+        "Progressing",
+        "Cancelling on worker w-1 since 2026-01-01T12:00:00Z",
+        "cancelling-since",
+    ),
+    case(
+        RUN,
+        observed(RUN, state="Cancelled", stateName="Cancelled", message="worker w-1 did not report it stopped"),
+        "Healthy",
+        "Cancelled: worker w-1 did not report it stopped",
+        "cancelled-by-timeout",
+    ),
+    case(
+        RUN,
         obj(RUN, generation=2, status={"observedGeneration": 1, "state": "Running", "worker": "w-1"}),
         "Progressing",
         "Running on worker w-1 (Waiting for the operator to observe generation 2)",

@@ -110,10 +110,12 @@ def flowrun(
     conditions: Sequence[dict[str, Any]] = (),
     generation: int = 1,
     ended: datetime | None = None,
+    cancelling_since: datetime | None = None,
 ) -> FlowRun:
     """A FlowRun. `scheduled` is status.scheduledTime (defaulted to `created` once started, as the
     operator writes it); `spec_scheduled` is spec.scheduledTime; `state=None` is a new run;
-    `ended` is status.endTime."""
+    `ended` is status.endTime, `cancelling_since` status.cancellingSince of a Cancelling run
+    (defaulted to `acquired`, else `created`)."""
     spec: dict[str, Any] = {"workPool": "p", "cancel": cancel}
     if queue is not None:
         spec["workQueue"] = queue
@@ -130,6 +132,8 @@ def flowrun(
         status["slot"] = {"acquiredAt": timestamp(acquired), "queue": queue or DEFAULT_QUEUE}
     if ended is not None:
         status["endTime"] = timestamp(ended)
+    if state is S.CANCELLING:  # stamped by the operator's Cancelling write
+        status["cancellingSince"] = timestamp(cancelling_since or acquired or created)
     return FlowRun.model_validate(
         {
             "kind": "FlowRun",
