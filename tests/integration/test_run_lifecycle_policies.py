@@ -3,13 +3,15 @@ timeout, retries, the late-run policy. Workers are simulated with the worker Rol
 
 Aspects: finished runs are deleted once their TTL has passed, never before and never while in
 flight; a run Cancelling past the pool's timeout, its worker alive but silent about it, is
-Cancelled and its slot granted again; bad values are refused by the API server with a message.
+Cancelled and its slot granted again; a Failed or Crashed run with retries left comes back as
+its next attempt after its delay, until none is left, and a worker cannot retry it itself; bad
+values are refused by the API server with a message.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -19,6 +21,7 @@ from tests.support.objects import pool, run
 from tests.support.operator import OperatorProcess
 from tests.support.waiting import wait_for
 from tests.support.workers import SimulatedWorker
+from workpools.client import errors
 
 Workers = Callable[..., SimulatedWorker]
 
@@ -99,6 +102,69 @@ def test_a_run_cancelling_past_the_timeout_with_its_worker_alive_is_cancelled_an
     assert waited > timedelta(seconds=15)
     assert [e["reason"] for e in installed.events(namespace, "stuck")].count("CancellingTimeout") == 1
     wait_for(lambda: beating("next"), equals="Pending", interval=1, what="the freed slot granted")
+
+
+def test_a_failed_run_is_retried_as_new_attempts_after_its_delay_until_none_is_left(
+    installed: Kubectl, operator: OperatorProcess, namespace: str, workers: Workers
+) -> None:
+    installed.apply(pool("p"), run("r", "p", retries=2, retryDelaySeconds=2), namespace=namespace)
+    worker = workers("p", "w1")
+    worker.beat()
+    for attempt, ending in ((1, "Failed"), (2, "Crashed")):
+        bound(installed, namespace, "r")
+        assert status(installed, namespace, "r")["attempt"] == attempt
+        worker.move("r", "Running")
+        failed_at = datetime.now(UTC)
+        worker.move("r", ending, message=f"attempt {attempt} went wrong")
+        retried = wait_for(
+            lambda: (s := status(installed, namespace, "r")).get("stateName") == "AwaitingRetry" and s,
+            what=f"attempt {attempt + 1} awaiting retry",
+        )
+        assert retried["attempt"] == attempt + 1
+        assert retried["lastFailure"]["attempt"] == attempt
+        assert retried["lastFailure"]["state"] == ending
+        assert retried["lastFailure"]["message"] == f"attempt {attempt} went wrong"
+        assert "worker" not in retried
+        assert datetime.fromisoformat(retried["scheduledTime"]) >= failed_at + timedelta(seconds=2) - timedelta(
+            seconds=1
+        )
+        wait_for(lambda: status(installed, namespace, "r").get("state"), equals="Pending", what="granted again")
+        granted = status(installed, namespace, "r")
+        assert datetime.fromisoformat(granted["slot"]["acquiredAt"]) >= datetime.fromisoformat(retried["scheduledTime"])
+    worker.move("r", "Running")
+    worker.move("r", "Failed", message="the last attempt went wrong")
+    with pytest.raises(AssertionError, match="timed out"):  # no attempt is left: it stays Failed
+        wait_for(lambda: status(installed, namespace, "r").get("state") != "Failed", timeout=3, what="a fourth attempt")
+    header, row = installed("get", "fr", "r", "-n", namespace).splitlines()
+    assert header.split() == ["NAME", "POOL", "QUEUE", "STATE", "WORKER", "ATTEMPT", "SCHEDULED", "AGE"]
+    assert row.split()[:5] == ["r", "p", "Failed", "w1", "3"]  # QUEUE is empty: the default queue
+    assert [e["reason"] for e in installed.events(namespace, "r")].count("AwaitingRetry") == 2
+
+
+def test_a_worker_cannot_retry_a_run_itself(
+    installed: Kubectl, operator: OperatorProcess, namespace: str, workers: Workers
+) -> None:
+    installed.apply(pool("p"), run("r", "p"), namespace=namespace)
+    worker = workers("p", "w1")
+    worker.beat()
+    bound(installed, namespace, "r")
+    worker.move("r", "Running")
+    worker.move("r", "Failed")
+    with pytest.raises(errors.Forbidden, match="a worker cannot move a FlowRun from Failed to Scheduled"):
+        worker.move("r", "Scheduled")
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"retries": -1}, r"spec.retries: .* greater than or equal to 0"),
+        ({"retryDelaySeconds": -5}, r"spec.retryDelaySeconds: .* greater than or equal to 0"),
+        ({"retries": 1001}, r"spec.retries: .* less than or equal to 1000"),
+    ],
+)
+def test_bad_retry_values_are_refused(installed: Kubectl, namespace: str, spec: dict[str, Any], message: str) -> None:
+    with pytest.raises(KubectlError, match=message):
+        installed.apply(run("r", "p", **spec), namespace=namespace)
 
 
 @pytest.mark.parametrize(

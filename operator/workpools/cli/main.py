@@ -346,6 +346,8 @@ async def run_create(ctx: Context, args: argparse.Namespace) -> View:
         parameters=dict(args.parameters),
         command=args.command,
         scheduled_time=args.at,
+        retries=args.retries,
+        retry_delay_seconds=args.retry_delay,
     )
     where = f"{args.pool}/{args.queue or args.pool + '-default'}"
     when = "now" if args.at is None else render.stamp(args.at)
@@ -735,6 +737,12 @@ def _run_verbs(verbs: _Verbs) -> None:
         "--at", type=parse_time, metavar="TIME", help="not before: now, +5m, or ISO 8601 (default: now)"
     )
     create.add_argument("--name", help="run name (default: POOL-xxxxx)")
+    create.add_argument(
+        "--retries", type=_count, default=0, metavar="N", help="attempts after a Failed or Crashed one (default: 0)"
+    )
+    create.add_argument(
+        "--retry-delay", type=_count, default=0, metavar="SECONDS", help="between a failed attempt and the next"
+    )
 
     ls = verbs.add("ls", "List flow runs, newest scheduled first.", "ls --pool etl --state Running", run_ls)
     ls.add_argument("--pool")

@@ -349,6 +349,8 @@ def run_details(run: FlowRun, now: datetime.datetime) -> str:
             ("Pool", spec.work_pool),
             ("Queue", spec.work_queue or "(the pool's default queue)"),
             ("State", state(run)),
+            ("Attempt", _attempt(run)),
+            ("Last failure", _failure(run)),
             ("Worker", status.worker),
             ("Scheduled", _when(status.scheduled_time or spec.scheduled_time, now)),
             ("Slot", f"in {slot.queue}, held for {age(slot.acquired_at, now)}" if slot else None),
@@ -363,6 +365,23 @@ def run_details(run: FlowRun, now: datetime.datetime) -> str:
         ]
     )
     return lines + "\n" + conditions(status.conditions, now)
+
+
+def _attempt(run: FlowRun) -> str | None:
+    """`2 of 4`: the attempt, out of the most spec.retries allows; nothing to say for a single try."""
+    attempt, retries = run.status.attempt or 1, run.spec.retries
+    if retries == 0 and attempt == 1:
+        return None
+    delay = f", {run.spec.retry_delay_seconds}s apart" if run.spec.retry_delay_seconds else ""
+    return f"{attempt} of {retries + 1}{delay}"
+
+
+def _failure(run: FlowRun) -> str | None:
+    failure = run.status.last_failure
+    if failure is None:
+        return None
+    line = failure.message.splitlines()[-1] if failure.message else "no message"
+    return f"attempt {failure.attempt} {failure.state.value}: {line}"
 
 
 def run_changed(run: FlowRun, what: str) -> str:

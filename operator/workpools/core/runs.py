@@ -22,7 +22,7 @@ from workpools.api.flowrun import FlowRun
 from workpools.api.meta import default_queue_name
 from workpools.api.states import SLOT_HOLDING, TERMINAL, StateType
 from workpools.api.worker import Worker
-from workpools.core import admission, liveness
+from workpools.core import admission, liveness, retries
 from workpools.core.plan import queue_priorities
 from workpools.core.selection import overdue
 from workpools.core.snapshot import PoolState, PoolView, QueueView, RunView, WorkerView
@@ -47,8 +47,9 @@ class RunChange:
 
 
 def in_flight(run: FlowRun) -> bool:
-    """Whether a run may still hold or take a slot (else it is finished: only its TTL concerns it)."""
-    return run.status.state not in TERMINAL
+    """Whether a run may still hold or take a slot, now or after a retry (else it is finished:
+    only its TTL concerns it)."""
+    return run.status.state not in TERMINAL or retries.retrying(run)
 
 
 def queue_of(run: FlowRun, pool: str) -> str:
@@ -106,6 +107,8 @@ def lifecycle_changes(state: PoolState) -> list[RunChange]:
     for run in state.runs:
         current = run.status.state
         if current in TERMINAL:
+            if retries.retrying(run):
+                changes.append(_retry(run, now))
             continue
         if current is None:  # admission stamps it, with its grant or its first hold reason
             change: RunChange | None = _start(run, now) if run.spec.cancel else None
@@ -121,6 +124,12 @@ def lifecycle_changes(state: PoolState) -> list[RunChange]:
     return changes
 
 
+def _retry(run: FlowRun, now: datetime.datetime) -> RunChange:
+    patch = retries.next_attempt(run, now)
+    event = Event(EventType.WARNING, "AwaitingRetry", f"FlowRun {run.metadata.name}: {patch['message']}")
+    return RunChange(run, patch, event)
+
+
 def _start(run: FlowRun, now: datetime.datetime) -> RunChange:
     """A new run joins its queue: Scheduled, at spec.scheduledTime or its creation time."""
     return RunChange(run, _stamp(run, now))
@@ -132,6 +141,7 @@ def _stamp(run: FlowRun, now: datetime.datetime) -> dict[str, Any]:
         "state": S.SCHEDULED.value,
         "stateName": _scheduled_name(run, now),
         "scheduledTime": timestamp(scheduled_time(run)),
+        "attempt": 1,
         "observedGeneration": run.metadata.generation,
     }
 
@@ -330,7 +340,8 @@ def admission_changes(state: PoolState) -> list[RunChange]:
         patch: dict[str, Any] = {"conditions": conditions} if conditions is not None else {}
         if run.status.state is None:  # Scheduled and its first hold reason in one write
             patch = {**_stamp(run, now), **patch}
-        elif run.status.state_name != "Late" and _scheduled_name(run, now) == "Late":
+        elif run.status.state_name not in ("Late", "AwaitingRetry") and _scheduled_name(run, now) == "Late":
+            # Like Prefect's late-runs service, a retry keeps its name: AwaitingRetry says more.
             patch = {"stateName": "Late", **patch}  # with the reason, if that changed too: one write
         if patch:
             changes.append(RunChange(run, patch))

@@ -160,6 +160,7 @@ def test_a_new_run_that_must_wait_starts_scheduled_at_its_creation_time_with_its
         "state": "Scheduled",
         "stateName": "Scheduled",
         "scheduledTime": ts(at(seconds=-3)),
+        "attempt": 1,
         "observedGeneration": 1,
     }
     assert [(c["type"], c["status"], c["reason"]) for c in change.patch["conditions"]] == [
