@@ -5,7 +5,9 @@ Aspects: finished runs are deleted once their TTL has passed, never before and n
 flight; a run Cancelling past the pool's timeout, its worker alive but silent about it, is
 Cancelled and its slot granted again; a Failed or Crashed run with retries left comes back as
 its next attempt after its delay, until none is left, and a worker cannot retry it itself; bad
-values are refused by the API server with a message.
+the late policy cancels runs waiting too long (a queue's policy replacing the pool's) and skips a
+schedule's older due runs for its newest, and queues count their Late runs; bad values are
+refused by the API server with a message.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from typing import Any
 import pytest
 
 from tests.support.kube import Kubectl, KubectlError
-from tests.support.objects import pool, run
+from tests.support.objects import pool, queue, run
 from tests.support.operator import OperatorProcess
 from tests.support.waiting import wait_for
 from tests.support.workers import SimulatedWorker
+from workpools.api.base import timestamp
+from workpools.api.meta import SCHEDULE_LABEL
 from workpools.client import errors
 
 Workers = Callable[..., SimulatedWorker]
@@ -152,6 +156,68 @@ def test_a_worker_cannot_retry_a_run_itself(
     worker.move("r", "Failed")
     with pytest.raises(errors.Forbidden, match="a worker cannot move a FlowRun from Failed to Scheduled"):
         worker.move("r", "Scheduled")
+
+
+def test_late_runs_are_cancelled_by_the_pool_policy_unless_their_queue_says_run(
+    installed: Kubectl, operator: OperatorProcess, namespace: str
+) -> None:
+    hour_ago = timestamp(datetime.now(UTC) - timedelta(hours=1))
+    installed.apply(
+        pool("p", latePolicy={"action": "Cancel", "afterSeconds": 60}),
+        queue("keep", "p", latePolicy={"action": "Run"}),
+        run("doomed", "p", scheduledTime=hour_ago),
+        run("kept", "p", workQueue="keep", scheduledTime=hour_ago),
+        namespace=namespace,
+    )
+    ended = wait_for(
+        lambda: (s := status(installed, namespace, "doomed")).get("state") == "Cancelled" and s, what="late-cancelled"
+    )
+    assert ended["stateName"] == "LateCancelled"
+    assert "latePolicy.afterSeconds (60s)" in ended["message"]
+    assert [e["reason"] for e in installed.events(namespace, "doomed")].count("LateCancelled") == 1
+    wait_for(lambda: status(installed, namespace, "kept").get("stateName"), equals="Late", what="kept, Late")
+    wait_for(lambda: installed.get("wq", "keep", namespace)["status"].get("lateRuns"), equals=1, what="late count")
+    header = installed("get", "wq", "keep", "-n", namespace, "-o", "wide").splitlines()[0]
+    assert "LATE" in header.split()
+
+
+def test_skip_to_latest_keeps_only_the_newest_due_run_of_a_schedule(
+    installed: Kubectl, operator: OperatorProcess, namespace: str
+) -> None:
+    now = datetime.now(UTC)
+    runs = []
+    for minutes in (3, 2, 1):
+        body = run(f"nightly-{minutes}", "p", scheduledTime=timestamp(now - timedelta(minutes=minutes)))
+        body["metadata"]["labels"] = {SCHEDULE_LABEL: "nightly"}
+        runs.append(body)
+    installed.apply(pool("p", latePolicy={"skipToLatest": True}), *runs, namespace=namespace)
+    wait_for(
+        lambda: {n: status(installed, namespace, n).get("stateName") for n in ("nightly-3", "nightly-2")},
+        equals={"nightly-3": "SkippedToLatest", "nightly-2": "SkippedToLatest"},
+        what="the older runs skipped",
+    )
+    assert status(installed, namespace, "nightly-1")["state"] == "Scheduled"  # waits for a worker
+    assert (
+        "nightly-1, a newer run of FlowSchedule nightly, is due" in status(installed, namespace, "nightly-3")["message"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("policy", "message"),
+    [
+        ({"action": "Cancel"}, "latePolicy.afterSeconds is required with action Cancel"),
+        ({"action": "Run", "afterSeconds": 30}, "latePolicy.afterSeconds is required with action Cancel"),
+        ({"action": "Cancel", "afterSeconds": -1}, r"afterSeconds: .* greater than or equal to 1"),
+        ({"action": "Later"}, r"Unsupported value: \"Later\""),
+    ],
+)
+def test_bad_late_policies_are_refused(
+    installed: Kubectl, namespace: str, policy: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(KubectlError, match=message):
+        installed.apply(pool("p", latePolicy=policy), namespace=namespace)
+    with pytest.raises(KubectlError, match=message):
+        installed.apply(queue("q", "p", latePolicy=policy), namespace=namespace)
 
 
 @pytest.mark.parametrize(

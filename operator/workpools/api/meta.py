@@ -20,6 +20,11 @@ DEFAULT_QUEUE_SUFFIX = "-default"
 POOL_NAME_MAX = NAME_MAX - len(DEFAULT_QUEUE_SUFFIX)
 
 
+#: The label a FlowSchedule puts on the runs it creates, naming itself: the runs of one schedule
+#: for a late policy's `skipToLatest` (core/late.py).
+SCHEDULE_LABEL = f"{GROUP}/schedule"
+
+
 class ObjectKey(NamedTuple):
     """Where an object lives; the one way to key objects in maps and logs."""
 

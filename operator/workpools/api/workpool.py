@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from kube_custom_resource import schema
 from pydantic import ConfigDict, Field
 
-from workpools.api.base import ConcurrencyLimit, Description, Resource, SlotStatus
+from workpools.api.base import ConcurrencyLimit, Description, LatePolicy, Resource, SlotStatus
 from workpools.api.conditions import READY_MESSAGE_COLUMN, Condition, conditions_field
 from workpools.api.meta import POOL_NAME_MAX
 
@@ -76,6 +76,9 @@ class WorkPoolSpec(schema.BaseModel):
             ),
         ),
     ] = CANCELLING_TIMEOUT_DEFAULT
+    late_policy: LatePolicy | None = Field(
+        default=None, description="What happens to runs waiting past their time; a queue's own replaces it."
+    )
     finished_run_ttl_seconds: Seconds = Field(
         default=None,
         alias="finishedRunTTLSeconds",

@@ -8,7 +8,7 @@ from typing import Annotated
 from kube_custom_resource import schema
 from pydantic import Field
 
-from workpools.api.base import ConcurrencyLimit, Description, PoolRef, Resource, SlotStatus
+from workpools.api.base import ConcurrencyLimit, Description, LatePolicy, PoolRef, Resource, SlotStatus
 from workpools.api.conditions import READY_MESSAGE_COLUMN, Condition, conditions_field
 
 PRIORITY_MAX = 1_000_000
@@ -39,6 +39,9 @@ class WorkQueueSpec(schema.BaseModel):
     concurrency_limit: ConcurrencyLimit = None
     paused: bool = Field(default=False, description="Stop admitting runs from this queue.")
     description: Description | None = None
+    late_policy: LatePolicy | None = Field(
+        default=None, description="Replaces the pool's latePolicy for this queue's runs (absent: the pool's)."
+    )
 
 
 class WorkQueueStatus(schema.BaseModel):
@@ -70,6 +73,9 @@ class WorkQueueStatus(schema.BaseModel):
     )
     slots: SlotStatus = Field(default_factory=SlotStatus)
     scheduled_runs: int = Field(default=0, ge=0, description="Runs in this queue waiting in Scheduled.")
+    late_runs: int = Field(
+        default=0, ge=0, description="Of those, the runs more than 15 s past their scheduled time (Late)."
+    )
     last_polled: datetime.datetime | None = Field(
         default=None, description="Latest heartbeat of a worker serving this queue (written at most every 30 s)."
     )
@@ -97,6 +103,13 @@ class WorkQueue(Resource):
             "description": "Active slots / concurrency limit",
         },
         {"name": "Scheduled", "type": "integer", "jsonPath": ".status.scheduledRuns"},
+        {
+            "name": "Late",
+            "type": "integer",
+            "priority": 1,
+            "jsonPath": ".status.lateRuns",
+            "description": "Waiting runs more than 15 s past their scheduled time",
+        },
         {
             "name": "Requested",
             "type": "integer",

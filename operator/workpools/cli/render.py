@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from workpools.api.base import Resource, timestamp, to_json
+from workpools.api.base import LatePolicy, Resource, timestamp, to_json
 from workpools.api.conditions import Condition
 from workpools.api.flowrun import FlowRun
 from workpools.api.worker import Worker
@@ -181,6 +181,8 @@ def pool_details(pool: WorkPool, now: datetime.datetime) -> str:
         )
         if value is not None
     ]
+    if spec.late_policy is not None:
+        policies.append(f"latePolicy={late_policy(spec.late_policy)}")
     lines = details(
         [
             ("Name", pool.metadata.name),
@@ -200,6 +202,12 @@ def pool_details(pool: WorkPool, now: datetime.datetime) -> str:
         ]
     )
     return lines + "\n" + conditions(status.conditions, now)
+
+
+def late_policy(policy: LatePolicy) -> str:
+    """`Cancel after 60s, skip to latest`: a latePolicy on one line."""
+    text = f"{policy.action.value} after {policy.after_seconds}s" if policy.after_seconds else policy.action.value
+    return text + (", skip to latest" if policy.skip_to_latest else "")
 
 
 def pool_changed(pool: WorkPool, what: str) -> str:
@@ -250,7 +258,8 @@ def queue_details(queue: WorkQueue, now: datetime.datetime) -> str:
             ("Paused", _flag(spec.paused)),
             ("Concurrency limit", _limit(spec.concurrency_limit)),
             ("Slots", bar(status.slots.active, spec.concurrency_limit)),
-            ("Scheduled runs", status.scheduled_runs),
+            ("Scheduled runs", f"{status.scheduled_runs} ({status.late_runs} late)"),
+            ("Late policy", late_policy(spec.late_policy) if spec.late_policy else "(the pool's)"),
             ("Last polled", ago(status.last_polled, now)),
             ("Created", _when(queue.metadata.creation_timestamp, now)),
         ]

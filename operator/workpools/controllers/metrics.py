@@ -14,7 +14,6 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from workpools.api.meta import ObjectKey
-from workpools.api.states import StateType
 from workpools.api.workpool import WorkPoolStatus
 from workpools.api.workqueue import WorkQueueStatus
 from workpools.core.snapshot import PoolState
@@ -100,19 +99,13 @@ def record_statuses(
         pool_slots_active.labels(ns, name).set(pool.slots.active)
         _set_optional(pool_slots_open, (ns, name), pool.slots.open)
         workers_online.labels(ns, name).set(pool.workers.online)
-    late = {q: 0 for q in queues}
-    for run in state.runs:
-        if run.status.state is StateType.SCHEDULED and run.status.state_name == "Late":
-            queue = run.spec.work_queue or (pool.default_queue if pool else None)
-            if queue in late:
-                late[queue] += 1
     for queue, status in queues.items():
         labels = (ns, name, queue)
         _set_optional(queue_slots_limit, labels, status.slots.limit)
         queue_slots_active.labels(*labels).set(status.slots.active)
         _set_optional(queue_slots_open, labels, status.slots.open)
         scheduled_runs.labels(*labels).set(status.scheduled_runs)
-        late_runs.labels(*labels).set(late[queue])
+        late_runs.labels(*labels).set(status.late_runs)
     for gone in _queues_seen.get(key, set()) - set(queues):
         for gauge in (queue_slots_limit, queue_slots_active, queue_slots_open, scheduled_runs, late_runs):
             _forget(gauge, (ns, name, gone))

@@ -24,7 +24,7 @@ from workpools.client.resources import FLOWRUNS, WORKERS, WORKPOOLS, WORKQUEUES
 from workpools.client.transport import ResourceType
 from workpools.controllers import metrics
 from workpools.controllers.runtime import FIELD_MANAGER, Runtime
-from workpools.core import liveness, runs, ttl
+from workpools.core import liveness, runs, selection, ttl
 from workpools.core.deadlines import next_deadline
 from workpools.core.plan import PoolPlan, plan_pool
 from workpools.core.snapshot import PoolState
@@ -193,7 +193,7 @@ async def _apply_run_changes(rt: Runtime, pool: ObjectKey, changes: Sequence[run
                 raise
             rt.store.put(updated)
         if change.granted_to is not None:
-            admissible = max(runs.scheduled_time(change.run), change.run.metadata.creation_timestamp or rt.clock())
+            admissible = max(selection.scheduled_time(change.run), change.run.metadata.creation_timestamp or rt.clock())
             metrics.record_grant(pool, runs.queue_of(change.run, pool.name), admissible, rt.clock())
         if change.reclaim is not None:
             metrics.record_reclaim(pool, change.reclaim)

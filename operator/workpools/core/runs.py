@@ -22,9 +22,9 @@ from workpools.api.flowrun import FlowRun
 from workpools.api.meta import default_queue_name
 from workpools.api.states import SLOT_HOLDING, TERMINAL, StateType
 from workpools.api.worker import Worker
-from workpools.core import admission, liveness, retries
+from workpools.core import admission, late, liveness, retries
 from workpools.core.plan import queue_priorities
-from workpools.core.selection import overdue
+from workpools.core.selection import overdue, scheduled_time
 from workpools.core.snapshot import PoolState, PoolView, QueueView, RunView, WorkerView
 from workpools.core.statuses import Event, EventType, set_condition
 
@@ -55,12 +55,6 @@ def in_flight(run: FlowRun) -> bool:
 def queue_of(run: FlowRun, pool: str) -> str:
     """The queue a run waits in: spec.workQueue, or its pool's default queue."""
     return run.spec.work_queue or default_queue_name(pool)
-
-
-def scheduled_time(run: FlowRun) -> datetime.datetime:
-    given = run.status.scheduled_time or run.spec.scheduled_time or run.metadata.creation_timestamp
-    assert given is not None, "the API server sets creationTimestamp on every object"
-    return given
 
 
 def run_view(run: FlowRun, pool: str) -> RunView:
@@ -103,6 +97,7 @@ def lifecycle_changes(state: PoolState) -> list[RunChange]:
     lost = judgement.lost if pool is not None else frozenset()
     draining = {w.metadata.name for w in state.workers if w.spec.draining}
     timeout = pool.spec.pending_timeout_seconds if pool is not None else None
+    too_late = late.verdicts(state)
     changes = []
     for run in state.runs:
         current = run.status.state
@@ -111,14 +106,19 @@ def lifecycle_changes(state: PoolState) -> list[RunChange]:
                 changes.append(_retry(run, now))
             continue
         if current is None:  # admission stamps it, with its grant or its first hold reason
-            change: RunChange | None = _start(run, now) if run.spec.cancel else None
+            doomed = run.spec.cancel or run.metadata.name in too_late  # stamped first, cancelled next
+            change: RunChange | None = _start(run, now) if doomed else None
         elif current in SLOT_HOLDING:  # recovery first: a lost worker cannot finish a cancellation
             recovered = _recover(run, lost, draining, timeout, now) if pool is not None else None
             if recovered is None and pool is not None and current is S.CANCELLING:
                 recovered = _cancelling_timeout(run, pool.spec.cancelling_timeout_seconds, state, judgement)
             change = recovered or (_cancel(run, now) if run.spec.cancel else None)
-        else:  # a waiting run's Late mark goes with its hold reason (admission_changes)
-            change = _cancel(run, now) if run.spec.cancel else None
+        elif run.spec.cancel:  # a waiting run's Late mark goes with its hold reason (admission_changes)
+            change = _cancel(run, now)
+        elif current is S.SCHEDULED and (verdict := too_late.get(run.metadata.name)) is not None:
+            change = _late_cancel(run, verdict, now)
+        else:
+            change = None
         if change is not None:
             changes.append(change)
     return changes
@@ -184,6 +184,14 @@ def _cancelling_timeout(
         _finished(S.CANCELLED, "Cancelled", message, now),
         Event(EventType.WARNING, "CancellingTimeout", f"FlowRun {name}: {message}; marked Cancelled"),
         reclaim="CancellingTimeout",
+    )
+
+
+def _late_cancel(run: FlowRun, verdict: late.Verdict, now: datetime.datetime) -> RunChange:
+    """A waiting run the late policy ends (core/late.py): Cancelled, named for why, one event."""
+    patch = _finished(S.CANCELLED, verdict.reason, verdict.message, now)
+    return RunChange(
+        run, patch, Event(EventType.WARNING, verdict.reason, f"FlowRun {run.metadata.name} {verdict.message}")
     )
 
 
@@ -295,11 +303,14 @@ def admission_changes(state: PoolState) -> list[RunChange]:
     ]
     pool_view = None if pool is None else PoolView(state.name, pool.spec.paused, pool.spec.concurrency_limit)
     # Slot holders count against limits; new and Scheduled runs compete, except those whose
-    # cancellation is requested (the lifecycle step cancels them; they must not take a slot meanwhile).
+    # cancellation is requested or that the late policy ends (the lifecycle step cancels them; they
+    # must not take a slot meanwhile).
+    too_late = late.verdicts(state)
     live = [
         r
         for r in state.runs
-        if r.status.state in SLOT_HOLDING or (r.status.state in (None, S.SCHEDULED) and not r.spec.cancel)
+        if r.status.state in SLOT_HOLDING
+        or (r.status.state in (None, S.SCHEDULED) and not r.spec.cancel and r.metadata.name not in too_late)
     ]
     by_name = {r.metadata.name: r for r in live}
     decided = admission.admit(

@@ -228,6 +228,13 @@ QUEUE_CASES = [
     ),
     case(
         QUEUE,
+        observed(QUEUE, phase="Ready", lateRuns=3, conditions=[condition("Ready", message="served")]),
+        "Healthy",
+        "served; 3 late (more than 15s past their time)",
+        "late-runs",
+    ),
+    case(
+        QUEUE,
         observed(QUEUE, phase="NotReady", conditions=[{**CONFLICT, "status": "False"}]),
         "Healthy",
         QUEUE_NO_WORKER,

@@ -15,6 +15,7 @@ import yaml
 
 from tests.builders import T0, at
 from tests.unit.cli.models import NOW, pool, queue, run, worker
+from workpools.api.base import LatePolicy
 from workpools.api.flowrun import Failure
 from workpools.api.states import StateType
 from workpools.cli import render
@@ -299,3 +300,11 @@ def test_run_details_show_the_attempt_and_the_last_failure() -> None:
 def test_pool_details_list_the_lifecycle_policies() -> None:
     text = render.pool_details(pool(spec={"finishedRunTTLSeconds": 3600}), NOW)
     assert "Policies:           cancellingTimeout=300s, finishedRunTTL=3600s" in text
+
+
+def test_late_policies_read_as_a_phrase() -> None:
+    text = render.pool_details(
+        pool(spec={"latePolicy": {"action": "Cancel", "afterSeconds": 60, "skipToLatest": True}}), NOW
+    )
+    assert "latePolicy=Cancel after 60s, skip to latest" in text
+    assert render.late_policy(LatePolicy(skip_to_latest=True)) == "Run, skip to latest"

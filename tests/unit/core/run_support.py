@@ -285,6 +285,7 @@ def pool_states(draw: st.DrawFn, *, new_runs: bool = True) -> PoolState:
             concurrencyLimit=draw(st.none() | st.integers(min_value=0, max_value=4)),
             pendingTimeoutSeconds=draw(st.none() | st.integers(min_value=1, max_value=120)),
             workerTTLAfterOfflineSeconds=draw(st.none() | st.integers(min_value=1, max_value=300)),
+            latePolicy=draw(st.sampled_from([None, {"action": "Cancel", "afterSeconds": 30}])),
         )
     queues = [wq(priority=1), wq("other", priority=2, concurrencyLimit=draw(st.none() | st.integers(0, 2)))]
     return PoolState(name="p", pool=pool, queues=queues, runs=runs, now=T0, **judged(workers, runs, T0))

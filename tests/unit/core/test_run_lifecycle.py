@@ -44,9 +44,9 @@ from workpools.core.runs import (
     lifecycle_changes,
     queue_of,
     run_view,
-    scheduled_time,
     worker_view,
 )
+from workpools.core.selection import scheduled_time
 from workpools.core.snapshot import PoolState, RunView, WorkerView
 
 S = StateType
