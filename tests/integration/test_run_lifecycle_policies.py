@@ -145,6 +145,27 @@ def test_a_failed_run_is_retried_as_new_attempts_after_its_delay_until_none_is_l
     assert [e["reason"] for e in installed.events(namespace, "r")].count("AwaitingRetry") == 2
 
 
+def test_a_run_crashed_by_a_lost_worker_is_retried_on_another_worker(
+    installed: Kubectl, operator: OperatorProcess, namespace: str, workers: Workers
+) -> None:
+    installed.apply(pool("p"), run("r", "p", retries=1), namespace=namespace)
+    lost = workers("p", "lost", interval=1)
+    lost.beat()
+    bound(installed, namespace, "r")
+    lost.move("r", "Running")
+    other = workers("p", "other", interval=1)
+
+    def attempt_two() -> dict[str, Any] | None:  # "lost" stays silent; "other" keeps beating
+        other.beat()
+        found = status(installed, namespace, "r")
+        return found if found.get("attempt") == 2 and found.get("state") == "Pending" else None
+
+    granted = wait_for(attempt_two, timeout=30, interval=0.5, what="attempt 2 granted to the other worker")
+    assert granted["worker"] == "other"
+    assert granted["lastFailure"]["state"] == "Crashed"
+    assert "went offline while it was running" in granted["lastFailure"]["message"]
+
+
 def test_a_worker_cannot_retry_a_run_itself(
     installed: Kubectl, operator: OperatorProcess, namespace: str, workers: Workers
 ) -> None:

@@ -254,14 +254,9 @@ class ProcessWorker:
 
     async def _decide(self, run: FlowRun) -> None:
         name, state, attempt = run.metadata.name, run.status.state, retries.attempt(run)
-        earlier = self.executions.get(name)
-        if earlier is not None and earlier.attempt != attempt:
-            # A retry: the attempt this process executes is over. Never take it for the new one;
-            # make sure it is gone, and look at the run again once its process has ended.
-            if earlier.process.returncode is None:
-                earlier.abandoned = earlier.abandoned or f"attempt {earlier.attempt} is over (now {attempt})"
-                self._kill(earlier)
-            self.after_exit.add(name)
+        if run.status.worker != self.name:
+            return  # read again (after a fence, or for a next attempt) and bound elsewhere meanwhile
+        if self._ending_earlier_attempt(name, attempt):
             return
         mine = name in self.executions
         if state is S.PENDING and not mine and not self.draining:
@@ -294,6 +289,21 @@ class ProcessWorker:
                 await self._terminate(name, execution)
         elif state is S.CANCELLING:
             await self._write(run, S.CANCELLED, message="cancelled before it started", endTime=timestamp(utc_now()))
+
+    def _ending_earlier_attempt(self, name: str, attempt: int) -> bool:
+        """Whether this process still has an execution of an earlier attempt of the run.
+
+        A retry: that attempt is over. It is never taken for the new one: its process is made
+        sure to be gone, and the run is looked at again once it has ended (`after_exit`).
+        """
+        earlier = self.executions.get(name)
+        if earlier is None or earlier.attempt == attempt:
+            return False
+        if earlier.process.returncode is None:
+            earlier.abandoned = earlier.abandoned or f"attempt {earlier.attempt} is over (now {attempt})"
+            self._kill(earlier)
+        self.after_exit.add(name)
+        return True
 
     # -- one run -------------------------------------------------------------------------------
 
