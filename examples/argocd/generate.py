@@ -23,7 +23,7 @@ IGNORE_RESOURCE_UPDATES: dict[str, tuple[str, ...]] = {
     "WorkPool": ("/status/slots",),
     # lastPolled follows worker heartbeats (at most every 30 s); slots and scheduledRuns move
     # with every admission, every finished run and every new run.
-    "WorkQueue": ("/status/lastPolled", "/status/slots", "/status/scheduledRuns"),
+    "WorkQueue": ("/status/lastPolled", "/status/slots", "/status/scheduledRuns", "/status/lateRuns"),
     # The heartbeat itself, every heartbeatIntervalSeconds; assignedRuns with every run.
     "Worker": ("/status/lastHeartbeatTime", "/status/assignedRuns"),
     # FlowRun: nothing. A run's status changes a handful of times in its life, and each change

@@ -24,6 +24,7 @@ from workpools import logs
 from workpools.client.leadership import Election
 from workpools.client.transport import Transport
 from workpools.controllers import metrics
+from workpools.controllers.runtime import deletion_budget
 from workpools.controllers.scope import Scope
 
 LEADER_ELECTION_ENV = "WORKPOOLS_LEADER_ELECTION"
@@ -35,6 +36,7 @@ LEASE_ENV = "WORKPOOLS_LEASE_NAME"
 def main() -> None:
     try:
         logs.configure(os.environ)
+        deletion_budget(os.environ)  # a bad rate stops the operator here, with a message
     except ValueError as error:
         raise SystemExit(f"workpools-operator: {error}") from None
     if port := int(os.environ.get(metrics.PORT_ENV, "9090")):

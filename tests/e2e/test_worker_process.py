@@ -96,6 +96,25 @@ def test_runs_execute_from_the_template_and_failures_report_exit_code_and_stderr
     assert "slot" not in done
 
 
+def test_a_failed_run_is_retried_as_its_next_attempt_on_the_same_worker(
+    installed: Kubectl, operator: OperatorProcess, namespace: str, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    # Attempt 1 fails and attempt 2 succeeds; each writes its attempt number to a file of its own,
+    # so an attempt executed twice (or both under one number) would show.
+    log = tmp_path / "attempts"
+    log.mkdir()
+    command = f"sh -c 'touch {log}/$WORKPOOLS_FLOW_RUN_ATTEMPT-$$; test $WORKPOOLS_FLOW_RUN_ATTEMPT -ge 2'"
+    installed.apply(pool("p"), run("flaky", "p", command=command, retries=2), namespace=namespace)
+    start_worker("--pool", "p", "--heartbeat-interval", "5")
+    done = wait_for(
+        lambda: (s := status(installed, namespace, "flaky")).get("state") == "Completed" and s, what="Completed"
+    )
+    assert done["attempt"] == 2
+    assert done["lastFailure"]["attempt"] == 1
+    assert done["lastFailure"]["message"] == "exit code 1"
+    assert sorted(p.name.split("-")[0] for p in log.iterdir()) == ["1", "2"]
+
+
 def test_a_cancelled_run_is_stopped_and_marked_cancelled(
     installed: Kubectl, operator: OperatorProcess, namespace: str, start_worker: StartWorker
 ) -> None:

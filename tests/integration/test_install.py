@@ -628,6 +628,11 @@ def _operator_needs() -> dict[Grant, Reason]:
         "controllers/pools.py",
         ("await rt.transport.delete(WORKERS,", "resource_version=meta.resource_version"),
     )
+    needs[Grant("cluster", GROUP, "flowruns", "delete")] = Reason(
+        "FlowRuns finished longer ago than the pool's finishedRunTTLSeconds are deleted, rate-limited",
+        "controllers/pools.py",
+        ("await rt.transport.delete(", "FLOWRUNS, meta.namespace", "resource_version=meta.resource_version"),
+    )
     needs[Grant("cluster", GROUP, "flowruns", "admit")] = Reason(
         "not an API verb: whoever may admit runs is exempt from the worker restriction, so the operator keeps "
         "the moves it owns",

@@ -10,6 +10,8 @@
 --   no status.state yet (the operator has not queued the run)      -> Progressing
 --   Completed                                                       -> Healthy
 --   Cancelled (what the user asked for)                             -> Healthy
+--   Failed, Crashed with a retry left (spec.retries)                -> Progressing: the operator
+--     makes it its next attempt
 --   Failed, Crashed                                                 -> Degraded, with status.message
 --     Terminal states come before the generation check: an edit after the end (say
 --     spec.cancel on a finished run) cannot change the outcome, so it must not turn a
@@ -17,10 +19,12 @@
 --   status.observedGeneration < metadata.generation                 -> Progressing
 --   condition Invalid or PoolNotFound is True                      -> Degraded, with its message
 --   Paused (the flow suspended itself)                              -> Suspended
---   Scheduled, Pending, Running, Cancelling                         -> Progressing
+--   Scheduled, Pending, Running, Cancelling (since when: the pool's
+--     cancellingTimeoutSeconds counts from there)                   -> Progressing
 --   anything else                                                   -> Progressing
 -- Messages name the state, the state name when it adds something (Late, AwaitingRetry), the
--- bound worker, and why a Scheduled run is not admitted yet (condition Admitted=False).
+-- attempt after the first, the bound worker, and why a Scheduled run is not admitted yet
+-- (condition Admitted=False).
 
 local function findCondition(status, conditionType)
   if status == nil or status.conditions == nil then
@@ -73,10 +77,20 @@ local function describeRun(status)
   if status.stateName ~= nil and status.stateName ~= "" and status.stateName ~= status.state then
     text = text .. " (" .. status.stateName .. ")"
   end
+  if status.attempt ~= nil and status.attempt > 1 then
+    text = text .. ", attempt " .. status.attempt
+  end
   if status.worker ~= nil and status.worker ~= "" then
     text = text .. " on worker " .. status.worker
   end
   return text
+end
+
+-- A Failed or Crashed run the operator will retry (core/retries.py): attempts left, no cancel.
+local function retrying(obj, status)
+  local spec = obj.spec or {}
+  local attempt = status.attempt or 1
+  return spec.retries ~= nil and attempt <= spec.retries and spec.cancel ~= true
 end
 
 local function withMessage(text, status)
@@ -103,6 +117,11 @@ local state = status.state
 if state == "Completed" or state == "Cancelled" then
   hs.status = "Healthy"
   hs.message = withMessage(describeRun(status), status)
+  return hs
+end
+if (state == "Failed" or state == "Crashed") and retrying(obj, status) then
+  hs.status = "Progressing"
+  hs.message = withMessage(describeRun(status), status) .. " (a retry follows)"
   return hs
 end
 if state == "Failed" or state == "Crashed" then
@@ -141,6 +160,9 @@ if state == "Scheduled" then
   else
     hs.message = describeRun(status)
   end
+elseif state == "Cancelling" and status.cancellingSince ~= nil then
+  -- The pool's cancellingTimeoutSeconds counts from here.
+  hs.message = describeRun(status) .. " since " .. status.cancellingSince
 elseif state == "Pending" or state == "Running" or state == "Cancelling" then
   hs.message = describeRun(status)
 else

@@ -15,7 +15,8 @@
 --     a queue is usable before its workers exist, so it must not hold back later sync waves
 --   anything else                                                 -> Progressing
 -- A PriorityConflict (the requested priority is held by another queue) is not a fault: the
--- queue works at another priority. It is added to the message, never to the status.
+-- queue works at another priority. It is added to the message, never to the status; so are
+-- the queue's Late runs (status.lateRuns; the latePolicy says what happens to them).
 
 local function findCondition(status, conditionType)
   if status == nil or status.conditions == nil then
@@ -104,5 +105,8 @@ end
 local conflict = findCondition(status, "PriorityConflict")
 if isTrue(conflict) then
   hs.message = hs.message .. "; " .. describe(conflict)
+end
+if status.lateRuns ~= nil and status.lateRuns > 0 then
+  hs.message = hs.message .. "; " .. status.lateRuns .. " late (more than 15s past their time)"
 end
 return hs

@@ -9,6 +9,7 @@ import pydantic
 from pydantic import ConfigDict, Field
 
 from workpools.api.meta import NAME_MAX, POOL_NAME_MAX
+from workpools.api.phases import CrdEnum
 
 if TYPE_CHECKING:
     from pydantic import GetJsonSchemaHandler
@@ -94,6 +95,44 @@ class SlotStatus(Model):
         default=None, ge=0, description="Slots free for admission (limit - active, at least 0); null means unlimited."
     )
     summary: str = Field(default="0/∞", max_length=32, description="active/limit for `kubectl get` (∞ when unlimited).")
+
+
+class LateAction(str, CrdEnum):
+    RUN = "Run"
+    CANCEL = "Cancel"
+
+
+class LatePolicy(Model):
+    """What happens to runs still waiting past their scheduled time (a queue's replaces its pool's)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "(has(self.action) && self.action == 'Cancel') == has(self.afterSeconds)",
+                    "message": "latePolicy.afterSeconds is required with action Cancel, and means nothing without it",
+                }
+            ]
+        }
+    )
+
+    action: LateAction = Field(
+        default=LateAction.RUN,
+        description=(
+            "Run (default, as Prefect: a late run is only labelled Late) or Cancel: runs still waiting afterSeconds "
+            "past their scheduled time are Cancelled (stateName LateCancelled)."
+        ),
+    )
+    after_seconds: int | None = Field(
+        default=None, ge=1, le=31_536_000, description="With action Cancel: how late a waiting run may get."
+    )
+    skip_to_latest: bool = Field(
+        default=False,
+        description=(
+            "Of the due runs waiting from one FlowSchedule (label workpools.dev/schedule), keep only the newest "
+            "and cancel the older ones (stateName SkippedToLatest)."
+        ),
+    )
 
 
 def immutable(message: str) -> dict[str, Any]:

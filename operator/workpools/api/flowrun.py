@@ -15,6 +15,7 @@ from workpools.api.worker import WorkerIdentity
 
 MESSAGE_MAX = 4096
 """status.message is bounded: a worker puts the last lines of stderr here, never more."""
+RETRIES_MAX = 1000
 
 
 def _transition_rule() -> dict[str, str]:
@@ -67,6 +68,31 @@ class FlowRunSpec(Model):
     cancel: bool = Field(
         default=False, description="Request cancellation: Scheduled runs are Cancelled, active ones Cancelling."
     )
+    retries: Annotated[
+        int,
+        Field(
+            ge=0,
+            le=RETRIES_MAX,
+            description="How many times a Failed or Crashed run is run again (each a new attempt). Default: 0.",
+        ),
+    ] = 0
+    retry_delay_seconds: Annotated[
+        int,
+        Field(
+            ge=0,
+            le=31_536_000,
+            description="Seconds between a failed attempt and the next one's scheduled time. Default: 0.",
+        ),
+    ] = 0
+
+
+class Failure(Model):
+    """How an attempt that was retried ended."""
+
+    attempt: int = Field(ge=1, description="The attempt that failed.")
+    state: Annotated[StateType, Field(description="Failed or Crashed.")]
+    message: Annotated[str | None, Field(max_length=MESSAGE_MAX, description="Its status.message.")] = None
+    end_time: datetime.datetime | None = Field(default=None, description="When it ended.")
 
 
 class FlowRunStatus(Model):
@@ -93,6 +119,18 @@ class FlowRunStatus(Model):
     scheduled_time: datetime.datetime | None = Field(
         default=None, description="spec.scheduledTime, or the creation time when absent."
     )
+    cancelling_since: datetime.datetime | None = Field(
+        default=None,
+        description="When the run went Cancelling: the pool's cancellingTimeoutSeconds counts from here.",
+    )
+    attempt: int | None = Field(
+        default=None,
+        ge=1,
+        description="Which attempt this is: 1, then one more at each retry (absent: 1). Workers fence by it.",
+    )
+    last_failure: Failure | None = Field(
+        default=None, description="How the previous attempt ended, when the run is being retried."
+    )
     start_time: datetime.datetime | None = None
     end_time: datetime.datetime | None = None
     message: Annotated[str | None, Field(max_length=MESSAGE_MAX, description="Why the run is in its state.")] = None
@@ -111,6 +149,12 @@ class FlowRun(Resource):
         {"name": "Queue", "type": "string", "jsonPath": ".spec.workQueue"},
         {"name": "State", "type": "string", "jsonPath": ".status.state"},
         {"name": "Worker", "type": "string", "jsonPath": ".status.worker"},
+        {
+            "name": "Attempt",
+            "type": "integer",
+            "jsonPath": ".status.attempt",
+            "description": "Which attempt this is (empty: the first); spec.retries allows that many more",
+        },
         {
             "name": "Scheduled",
             "type": "string",

@@ -23,6 +23,11 @@ HEARTBEAT_INTERVAL_DEFAULT = 30
 """Prefect's default heartbeat interval (seconds), used when spec.heartbeatIntervalSeconds is absent."""
 
 
+#: The label a FlowSchedule puts on the runs it creates, naming itself: the runs of one schedule
+#: for a late policy's `skipToLatest` (core/late.py).
+SCHEDULE_LABEL = f"{GROUP}/schedule"
+
+
 class ObjectKey(NamedTuple):
     """Where an object lives; the one way to key objects in maps and logs."""
 

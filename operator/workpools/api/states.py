@@ -90,10 +90,11 @@ ALLOWED: Mapping[tuple[StateType | None, StateType], Writer] = MappingProxyType(
         (PENDING, CRASHED): _WORKER,
         (RUNNING, COMPLETED): _WORKER,
         (RUNNING, FAILED): _WORKER,
-        # Retry (AwaitingRetry): the worker runs the flow's retry policy, as Prefect's engine
-        # does; the run goes back through admission, so a retry never bypasses a limit.
-        (FAILED, SCHEDULED): _WORKER,
-        (CRASHED, SCHEDULED): _WORKER,
+        # Retry (AwaitingRetry): the operator applies spec.retries (core/retries.py), also to
+        # runs it marked Crashed itself (their worker is gone); the run goes back through
+        # admission as a new attempt, so a retry never bypasses a limit.
+        (FAILED, SCHEDULED): _OPERATOR,
+        (CRASHED, SCHEDULED): _OPERATOR,
         # Pause. Paused holds no slot, so resuming re-enters admission (no Paused → Running,
         # which would take a slot unchecked); a paused run has nothing to stop on cancel.
         (RUNNING, PAUSED): _WORKER,  # the flow suspended itself

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field
 
-from workpools.api.base import ConcurrencyLimit, Description, Model, Resource, SlotStatus
+from workpools.api.base import ConcurrencyLimit, Description, LatePolicy, Model, Resource, SlotStatus
 from workpools.api.conditions import READY_MESSAGE_COLUMN, Condition, conditions_field
 from workpools.api.meta import POOL_NAME_MAX
 from workpools.api.phases import PoolPhase
@@ -32,6 +32,9 @@ class BaseJobTemplate(Model):
 
 Seconds = Annotated[int | None, Field(ge=1, le=31_536_000)]
 
+CANCELLING_TIMEOUT_DEFAULT = 300
+CANCELLING_TIMEOUT_MIN = 15
+
 
 class WorkPoolSpec(Model):
     """Desired state of a WorkPool; owned by the user (the operator never writes it)."""
@@ -54,10 +57,29 @@ class WorkPoolSpec(Model):
         alias="workerTTLAfterOfflineSeconds",
         description="Delete Workers that stayed Offline this long. Default: keep them.",
     )
+    cancelling_timeout_seconds: Annotated[
+        int,
+        Field(
+            ge=CANCELLING_TIMEOUT_MIN,
+            le=31_536_000,
+            description=(
+                "A run Cancelling longer than this is marked Cancelled and frees its slot, once its worker, alive "
+                "and heartbeating since the cancellation, has had this long to stop it (a lost worker's runs are "
+                f"reclaimed sooner). At least {CANCELLING_TIMEOUT_MIN}s: the worker stops a run with SIGTERM, then "
+                f"SIGKILL 10s later. Default: {CANCELLING_TIMEOUT_DEFAULT} (as Prefect)."
+            ),
+        ),
+    ] = CANCELLING_TIMEOUT_DEFAULT
+    late_policy: LatePolicy | None = Field(
+        default=None, description="What happens to runs waiting past their time; a queue's own replaces it."
+    )
     finished_run_ttl_seconds: Seconds = Field(
         default=None,
         alias="finishedRunTTLSeconds",
-        description="Delete FlowRuns this long after they reached a terminal state. Default: keep them.",
+        description=(
+            "Delete FlowRuns this long after they finished (status.endTime; a run with a retry left is not "
+            "finished), spread out and rate-limited. Default: keep them."
+        ),
     )
 
 

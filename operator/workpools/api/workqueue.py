@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from workpools.api.base import ConcurrencyLimit, Description, Model, PoolRef, Resource, SlotStatus
+from workpools.api.base import ConcurrencyLimit, Description, LatePolicy, Model, PoolRef, Resource, SlotStatus
 from workpools.api.conditions import READY_MESSAGE_COLUMN, Condition, conditions_field
 from workpools.api.phases import QueuePhase
 
@@ -33,6 +33,9 @@ class WorkQueueSpec(Model):
     concurrency_limit: ConcurrencyLimit = None
     paused: bool = Field(default=False, description="Stop admitting runs from this queue.")
     description: Description | None = None
+    late_policy: LatePolicy | None = Field(
+        default=None, description="Replaces the pool's latePolicy for this queue's runs (absent: the pool's)."
+    )
 
 
 class WorkQueueStatus(Model):
@@ -64,6 +67,9 @@ class WorkQueueStatus(Model):
     )
     slots: SlotStatus = Field(default_factory=SlotStatus)
     scheduled_runs: int = Field(default=0, ge=0, description="Runs in this queue waiting in Scheduled.")
+    late_runs: int = Field(
+        default=0, ge=0, description="Of those, the runs more than 15 s past their scheduled time (Late)."
+    )
     last_polled: datetime.datetime | None = Field(
         default=None, description="Latest heartbeat of a worker serving this queue (written at most every 30 s)."
     )
@@ -91,6 +97,13 @@ class WorkQueue(Resource):
             "description": "Active slots / concurrency limit",
         },
         {"name": "Scheduled", "type": "integer", "jsonPath": ".status.scheduledRuns"},
+        {
+            "name": "Late",
+            "type": "integer",
+            "priority": 1,
+            "jsonPath": ".status.lateRuns",
+            "description": "Waiting runs more than 15 s past their scheduled time",
+        },
         {
             "name": "Requested",
             "type": "integer",

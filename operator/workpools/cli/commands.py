@@ -292,6 +292,8 @@ async def run_create(ctx: Context, args: argparse.Namespace) -> View:
         parameters=dict(args.parameters),
         command=args.command,
         scheduled_time=args.at,
+        retries=args.retries,
+        retry_delay_seconds=args.retry_delay,
     )
     where = f"{args.pool}/{args.queue or args.pool + '-default'}"
     when = "now" if args.at is None else render.stamp(args.at)

@@ -454,6 +454,12 @@ def _run_verbs(verbs: _Verbs) -> None:
         "--at", type=parse_time, metavar="TIME", help="not before: now, +5m, or ISO 8601 (default: now)"
     )
     create.add_argument("--name", help="run name (default: POOL-xxxxx)")
+    create.add_argument(
+        "--retries", type=_count, default=0, metavar="N", help="attempts after a Failed or Crashed one (default: 0)"
+    )
+    create.add_argument(
+        "--retry-delay", type=_count, default=0, metavar="SECONDS", help="between a failed attempt and the next"
+    )
 
     ls = verbs.add("ls", "List flow runs, newest scheduled first.", "ls --pool etl --state Running", "run_ls")
     ls.add_argument("--pool")

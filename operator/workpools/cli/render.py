@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from workpools.api.base import Resource, timestamp, to_json
+from workpools.api.base import LatePolicy, Resource, timestamp, to_json
 from workpools.api.conditions import Condition
 from workpools.api.flowrun import FlowRun
 from workpools.api.worker import Worker
@@ -174,11 +174,14 @@ def pool_details(pool: WorkPool, now: datetime.datetime) -> str:
         f"{name}={value}s"
         for name, value in (
             ("pendingTimeout", spec.pending_timeout_seconds),
+            ("cancellingTimeout", spec.cancelling_timeout_seconds),
             ("workerTTLAfterOffline", spec.worker_ttl_after_offline_seconds),
             ("finishedRunTTL", spec.finished_run_ttl_seconds),
         )
         if value is not None
     ]
+    if spec.late_policy is not None:
+        policies.append(f"latePolicy={late_policy(spec.late_policy)}")
     lines = details(
         [
             ("Name", pool.metadata.name),
@@ -198,6 +201,12 @@ def pool_details(pool: WorkPool, now: datetime.datetime) -> str:
         ]
     )
     return lines + "\n" + conditions(status.conditions, now)
+
+
+def late_policy(policy: LatePolicy) -> str:
+    """`Cancel after 60s, skip to latest`: a latePolicy on one line."""
+    text = f"{policy.action.value} after {policy.after_seconds}s" if policy.after_seconds else policy.action.value
+    return text + (", skip to latest" if policy.skip_to_latest else "")
 
 
 def pool_changed(pool: WorkPool, what: str) -> str:
@@ -248,7 +257,8 @@ def queue_details(queue: WorkQueue, now: datetime.datetime) -> str:
             ("Paused", _flag(spec.paused)),
             ("Concurrency limit", _limit(spec.concurrency_limit)),
             ("Slots", bar(status.slots.active, spec.concurrency_limit)),
-            ("Scheduled runs", status.scheduled_runs),
+            ("Scheduled runs", f"{status.scheduled_runs} ({status.late_runs} late)"),
+            ("Late policy", late_policy(spec.late_policy) if spec.late_policy else "(the pool's)"),
             ("Last polled", ago(status.last_polled, now)),
             ("Created", _when(queue.metadata.creation_timestamp, now)),
         ]
@@ -347,9 +357,12 @@ def run_details(run: FlowRun, now: datetime.datetime) -> str:
             ("Pool", spec.work_pool),
             ("Queue", spec.work_queue or "(the pool's default queue)"),
             ("State", state(run)),
+            ("Attempt", _attempt(run)),
+            ("Last failure", _failure(run)),
             ("Worker", status.worker),
             ("Scheduled", _when(status.scheduled_time or spec.scheduled_time, now)),
             ("Slot", f"in {slot.queue}, held for {age(slot.acquired_at, now)}" if slot else None),
+            ("Cancelling since", _when(status.cancelling_since, now) if status.cancelling_since else None),
             ("Started", _when(status.start_time, now) if status.start_time else None),
             ("Ended", _when(status.end_time, now) if status.end_time else None),
             ("Parameters", json.dumps(spec.parameters, ensure_ascii=False) if spec.parameters else None),
@@ -360,6 +373,23 @@ def run_details(run: FlowRun, now: datetime.datetime) -> str:
         ]
     )
     return lines + "\n" + conditions(status.conditions, now)
+
+
+def _attempt(run: FlowRun) -> str | None:
+    """`2 of 4`: the attempt, out of the most spec.retries allows; nothing to say for a single try."""
+    attempt, retries = run.status.attempt or 1, run.spec.retries
+    if retries == 0 and attempt == 1:
+        return None
+    delay = f", {run.spec.retry_delay_seconds}s apart" if run.spec.retry_delay_seconds else ""
+    return f"{attempt} of {retries + 1}{delay}"
+
+
+def _failure(run: FlowRun) -> str | None:
+    failure = run.status.last_failure
+    if failure is None:
+        return None
+    line = failure.message.splitlines()[-1] if failure.message else "no message"
+    return f"attempt {failure.attempt} {failure.state.value}: {line}"
 
 
 def run_changed(run: FlowRun, what: str) -> str:

@@ -91,11 +91,14 @@ class RunsClient:
         parameters: Mapping[str, Any] | None = None,
         command: str | None = None,
         scheduled_time: datetime.datetime | None = None,
+        retries: int = 0,
+        retry_delay_seconds: int = 0,
     ) -> FlowRun:
         """Create a FlowRun in `pool` (and `queue`; None: the pool's default queue).
 
         `name`, else `generate_name`, else a generated `<pool>-xxxxx`. `scheduled_time` (aware)
-        defaults to now on the server's clock. `PoolNotFound` without the pool, `NotFound` when
+        defaults to now on the server's clock; `retries` more attempts follow a failed one,
+        `retry_delay_seconds` apart. `PoolNotFound` without the pool, `NotFound` when
         `queue` is not a queue of it: the operator would hold such a run forever. Runs are not
         owned by their pool, so deleting a pool never deletes the work it holds.
         """
@@ -119,6 +122,10 @@ class RunsClient:
             spec["command"] = command
         if scheduled_time is not None:
             spec["scheduledTime"] = timestamp(scheduled_time)
+        if retries:
+            spec["retries"] = retries
+        if retry_delay_seconds:
+            spec["retryDelaySeconds"] = retry_delay_seconds
         body = {"apiVersion": API_VERSION, "kind": FlowRun.KIND, "metadata": metadata, "spec": spec}
         created = await self._transport.create(FLOWRUNS, self.namespace, body, field_manager=FIELD_MANAGER)
         return FlowRun.model_validate(created)

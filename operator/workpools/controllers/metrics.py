@@ -20,7 +20,7 @@ from workpools.api.meta import ObjectKey
 from workpools.api.states import StateType
 from workpools.api.workpool import WorkPoolStatus
 from workpools.api.workqueue import WorkQueueStatus
-from workpools.core.runs import scheduled_time
+from workpools.core.selection import scheduled_time
 from workpools.core.snapshot import PoolState
 
 PORT_ENV = "WORKPOOLS_METRICS_PORT"
@@ -61,15 +61,21 @@ admission_latency = Histogram(
 )
 reclaims = Counter(
     "workpools_reclaims",
-    "Slots taken back from runs (lost worker, pending timeout, drain)",
+    "Slots taken back from runs (lost worker, pending timeout, drain, cancelling timeout)",
     [*POOL, "reason"],
+    registry=REGISTRY,
+)
+runs_deleted = Counter(
+    "workpools_finished_runs_deleted",
+    "Finished runs deleted after the pool's finishedRunTTLSeconds",
+    POOL,
     registry=REGISTRY,
 )
 reconcile_errors = Counter(
     "workpools_reconcile_errors", "Reconcile passes that failed (retried)", POOL, registry=REGISTRY
 )
 
-RECLAIM_REASONS = ("WorkerLost", "PendingTimeout", "HandedBack")
+RECLAIM_REASONS = ("WorkerLost", "PendingTimeout", "HandedBack", "CancellingTimeout")
 """The reasons core/runs.py gives a reclaim (RunChange.reclaim); each starts at 0 per pool."""
 POOL_METRICS = (
     pool_slots_limit,
@@ -130,16 +136,13 @@ def record_statuses(
         admission_latency.labels(ns, name)
         for reason in RECLAIM_REASONS:
             reclaims.labels(ns, name, reason)
-    late = {q: 0 for q in queues}
     oldest: dict[str, datetime.datetime] = {}
     for run in state.runs:
         if run.status.state is not StateType.SCHEDULED:
             continue
         queue = run.spec.work_queue or (pool.default_queue if pool else None)
-        if queue in late and run.status.state_name == "Late":
-            late[queue] += 1
         due = scheduled_time(run)
-        if queue in late and due <= state.now and (queue not in oldest or due < oldest[queue]):
+        if queue in queues and due <= state.now and (queue not in oldest or due < oldest[queue]):
             oldest[queue] = due
     for queue, status in queues.items():
         labels = (ns, name, queue)
@@ -147,7 +150,7 @@ def record_statuses(
         queue_slots_active.labels(*labels).set(status.slots.active)
         _set_optional(queue_slots_open, labels, status.slots.open)
         scheduled_runs.labels(*labels).set(status.scheduled_runs)
-        late_runs.labels(*labels).set(late[queue])
+        late_runs.labels(*labels).set(status.late_runs)
         _set_optional(oldest_scheduled, labels, oldest[queue].timestamp() if queue in oldest else None)
         admissions.labels(*labels)  # 0 until the first grant
     for gone in _queues_seen.get(key, set()) - set(queues):
@@ -163,6 +166,10 @@ def record_grant(key: ObjectKey, queue: str, admissible_since: datetime.datetime
 
 def record_reclaim(key: ObjectKey, reason: str) -> None:
     reclaims.labels(key.namespace, key.name, reason).inc()
+
+
+def record_run_deleted(key: ObjectKey) -> None:
+    runs_deleted.labels(key.namespace, key.name).inc()
 
 
 def record_error(key: ObjectKey) -> None:

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from workpools.api.base import Resource, to_json
+from workpools.api.flowrun import FlowRun
 from workpools.api.meta import API_VERSION, ObjectKey, default_queue_name
 from workpools.api.phases import WorkerPhase
-from workpools.api.states import TERMINAL
 from workpools.api.worker import Worker
 from workpools.api.workpool import WorkPool
 from workpools.client import errors
@@ -25,7 +25,7 @@ from workpools.client.resources import FLOWRUNS, WORKERS, WORKPOOLS, WORKQUEUES
 from workpools.client.transport import ResourceType
 from workpools.controllers import metrics
 from workpools.controllers.runtime import FIELD_MANAGER, Runtime
-from workpools.core import liveness, runs
+from workpools.core import liveness, runs, selection, ttl
 from workpools.core.deadlines import next_deadline
 from workpools.core.plan import PoolPlan, plan_pool
 from workpools.core.snapshot import PoolState
@@ -73,7 +73,10 @@ async def reconcile_pool(rt: Runtime, key: ObjectKey) -> None:
         if (obj.KIND, obj.metadata.name) not in stale:  # its status will be re-decided, events with it
             await _post(rt, obj, event)
 
-    if (deadline := next_deadline(state)) is not None:
+    await _delete_finished_runs(rt, key, silent)
+
+    # Decided on the pool as this pass leaves it (runs deleted, the deletion budget spent).
+    if (deadline := next_deadline(_state(rt, key, silent))) is not None:
         rt.deadlines[key] = deadline
     else:
         rt.deadlines.pop(key, None)
@@ -140,9 +143,12 @@ async def _read_silent_workers(rt: Runtime, pool: ObjectKey) -> frozenset[str]:
 
 def _state(rt: Runtime, key: ObjectKey, confirmed_silent: frozenset[str] = frozenset()) -> PoolState:
     store = rt.store
-    # Finished runs decide nothing (no slot, no deadline, no status count): leaving them out
-    # keeps a pass proportional to the runs in flight, not to the pool's history.
-    in_flight = [r for r in store.runs.of(key) if r.status.state not in TERMINAL]
+    # Finished runs decide nothing but their own deletion (no slot, no status count): kept apart,
+    # every other rule walks only the runs in flight, not the pool's history.
+    in_flight: list[FlowRun] = []
+    finished: list[FlowRun] = []
+    for run in store.runs.of(key):
+        (in_flight if runs.in_flight(run) else finished).append(run)
     return PoolState(
         name=key.name,
         pool=store.pools.get(key),
@@ -152,6 +158,8 @@ def _state(rt: Runtime, key: ObjectKey, confirmed_silent: frozenset[str] = froze
         now=rt.clock(),
         sightings=store.sightings_for(key, {r.status.worker for r in in_flight if r.status.worker}),
         confirmed_silent=confirmed_silent,
+        finished=finished,
+        deletion_budget=rt.deletion_budget,
     )
 
 
@@ -188,7 +196,7 @@ async def _apply_run_changes(rt: Runtime, pool: ObjectKey, changes: Sequence[run
                 raise
             rt.store.put(updated)
         if change.granted_to is not None:
-            admissible = max(runs.scheduled_time(change.run), change.run.metadata.creation_timestamp or rt.clock())
+            admissible = max(selection.scheduled_time(change.run), change.run.metadata.creation_timestamp or rt.clock())
             metrics.record_grant(pool, runs.queue_of(change.run, pool.name), admissible, rt.clock())
         if change.reclaim is not None:
             metrics.record_reclaim(pool, change.reclaim)
@@ -202,6 +210,40 @@ async def _apply_run_changes(rt: Runtime, pool: ObjectKey, changes: Sequence[run
                 raise outcome  # cancellation: the pass ends now
             return outcome
     return None
+
+
+async def _delete_finished_runs(rt: Runtime, pool: ObjectKey, silent: frozenset[str]) -> None:
+    """Delete the runs whose finished-run TTL passed, as many as the shared bucket pays for now.
+
+    Taken from the bucket before the first await, so passes of other pools see it spent. Each
+    delete lands only on the version judged: a run changed since is judged again next time.
+    """
+    decided = ttl.deletions(_state(rt, pool, silent))
+    rt.deletion_budget = decided.budget
+    gate = asyncio.Semaphore(RUN_WRITES_IN_FLIGHT)
+
+    async def delete(run: FlowRun) -> bool:
+        meta = run.metadata
+        async with gate:
+            try:
+                await rt.transport.delete(
+                    FLOWRUNS, meta.namespace or "", meta.name, resource_version=meta.resource_version
+                )
+            except errors.Conflict:
+                return False  # changed since it was judged: its watch event wakes the pool to judge it again
+            except errors.NotFound:
+                pass
+        gone = {"kind": "FlowRun", "metadata": {"namespace": meta.namespace, "name": meta.name, "uid": meta.uid}}
+        rt.store.remove(gone)
+        metrics.record_run_deleted(pool)
+        return True
+
+    outcomes = await asyncio.gather(*(delete(run) for run in decided.runs), return_exceptions=True)
+    if deleted := sum(outcome is True for outcome in outcomes):
+        logger.info("pool %s: deleted %d finished runs past finishedRunTTLSeconds", pool, deleted)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
 
 
 def default_queue_manifest(pool: WorkPool) -> dict[str, Any]:

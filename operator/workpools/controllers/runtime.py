@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime
+import math
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from workpools.api.meta import ObjectKey
@@ -13,9 +14,29 @@ from workpools.cache.store import Store
 from workpools.cache.wakeups import Wakeups
 from workpools.client.transport import Transport
 from workpools.clock import utc_now
+from workpools.core.snapshot import DELETIONS_BURST, DELETIONS_PER_SECOND
+from workpools.core.tokens import TokenBucket
 
 FIELD_MANAGER = "workpools-operator"
 """Field manager of every write the operator makes; managedFields show exactly what it owns."""
+
+
+DELETIONS_ENV = "WORKPOOLS_RUN_DELETIONS_PER_SECOND"
+"""Finished runs deleted per second at most, for all pools together (core/ttl.py)."""
+
+
+def deletion_budget(environ: Mapping[str, str]) -> TokenBucket:
+    """The shared bucket of run deletions: the configured rate, and bursts of two seconds' worth."""
+    text = environ.get(DELETIONS_ENV, "")
+    if not text:
+        return TokenBucket(DELETIONS_PER_SECOND, DELETIONS_BURST)
+    try:
+        rate = float(text)
+    except ValueError:
+        rate = math.nan
+    if not (0 < rate <= 10_000):  # also refuses nan and inf
+        raise ValueError(f"{DELETIONS_ENV} must be a number of deletions per second in (0, 10000], not {text!r}")
+    return TokenBucket(rate, max(1, math.ceil(2 * rate)))
 
 
 @dataclass
@@ -26,4 +47,6 @@ class Runtime:
     clock: Callable[[], datetime.datetime] = utc_now
     deadlines: dict[ObjectKey, datetime.datetime] = field(default_factory=dict)
     """Per pool, the next moment time alone changes it (set by each pass, read by the timer)."""
+    deletion_budget: TokenBucket = field(default_factory=lambda: TokenBucket(DELETIONS_PER_SECOND, DELETIONS_BURST))
+    """The one token bucket every pool's finished-run deletions draw from (core/ttl.py)."""
     instance: str = field(default_factory=lambda: os.environ.get("POD_NAME") or socket.gethostname())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any
 
 import kopf
@@ -16,7 +17,7 @@ from workpools.client.resources import FLOWRUNS, WORKERS, WORKPOOLS, WORKQUEUES
 from workpools.client.transport import Transport
 from workpools.controllers import metrics
 from workpools.controllers.pools import reconcile_pool
-from workpools.controllers.runtime import FIELD_MANAGER, Runtime
+from workpools.controllers.runtime import FIELD_MANAGER, Runtime, deletion_budget
 from workpools.controllers.scope import Scope
 from workpools.controllers.timers import run_timers
 
@@ -51,7 +52,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
             metrics.record_error(pool)
             raise
 
-    runtime = Runtime(transport=transport, store=store, wakeups=Wakeups(reconcile))
+    runtime = Runtime(
+        transport=transport, store=store, wakeups=Wakeups(reconcile), deletion_budget=deletion_budget(os.environ)
+    )
     memo.runtime = runtime
     await prime(runtime, Scope.from_environment())
     runtime.wakeups.enable()

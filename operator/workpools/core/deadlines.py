@@ -1,5 +1,9 @@
 """When time alone will change something in a pool: the next moment its reconciler must run.
 
+Every time-based rule gives its moments here: liveness, a worker's TTL, a run coming due or
+Late, a Pending timeout, a Cancelling timeout, a late policy's afterSeconds, a finished run's
+TTL (and the deletion budget refilling).
+
 Every pass records this moment; one global timer wakes the pools whose moment has passed. So
 no object has a timer of its own, and a pool with nothing time-bound is never woken by the clock.
 """
@@ -10,9 +14,9 @@ import datetime
 from collections.abc import Iterator
 
 from workpools.api.states import StateType
-from workpools.core import liveness
-from workpools.core.runs import scheduled_time
-from workpools.core.selection import LATE_AFTER
+from workpools.core import late, liveness, ttl
+from workpools.core.runs import cancelling_deadline
+from workpools.core.selection import LATE_AFTER, scheduled_time
 from workpools.core.snapshot import PoolState
 
 TICK = liveness.TICK
@@ -25,13 +29,17 @@ def next_deadline(state: PoolState) -> datetime.datetime | None:
 
 def _moments(state: PoolState) -> Iterator[datetime.datetime]:
     pool = state.pool
-    ttl = pool.spec.worker_ttl_after_offline_seconds if pool is not None else None
+    worker_ttl = pool.spec.worker_ttl_after_offline_seconds if pool is not None else None
     yield from liveness.moments(state)
+    yield from ttl.moments(state)
+    yield from late.moments(state)
     for worker in state.workers:
-        if ttl is not None and (since := liveness.offline_since(worker)) is not None:
-            yield since + datetime.timedelta(seconds=ttl)  # Offline long enough to delete
+        if worker_ttl is not None and (since := liveness.offline_since(worker)) is not None:
+            yield since + datetime.timedelta(seconds=worker_ttl)  # Offline long enough to delete
     timeout = pool.spec.pending_timeout_seconds if pool is not None else None
     for run in state.runs:
+        if pool is not None and (cancelling := cancelling_deadline(run, pool.spec.cancelling_timeout_seconds)):
+            yield cancelling + TICK  # → Cancelled, if its worker is alive and was told
         if run.status.state not in (StateType.SCHEDULED, StateType.PENDING):
             continue
         when = scheduled_time(run)

@@ -25,6 +25,7 @@ from workpools.api.worker import Worker, WorkerStatus
 from workpools.api.workpool import WorkerCounts, WorkPool, WorkPoolSpec, WorkPoolStatus
 from workpools.api.workqueue import WorkQueue, WorkQueueStatus
 from workpools.core import liveness, priorities, slots, templates
+from workpools.core.selection import overdue, scheduled_time
 from workpools.core.snapshot import PoolState
 from workpools.core.statuses import (
     Event,
@@ -167,7 +168,9 @@ def _reclaim_suspended(conditions: Sequence[Condition]) -> bool:
 
 def _plan_queues(plan: PoolPlan, state: PoolState, online: Sequence[Worker]) -> None:
     active_by_queue = Counter(_queue_of(r, state.name) for r in state.holders)
-    waiting = Counter(_queue_of(r, state.name) for r in state.runs if r.status.state in (None, StateType.SCHEDULED))
+    waiting_runs = [r for r in state.runs if r.status.state in (None, StateType.SCHEDULED)]
+    waiting = Counter(_queue_of(r, state.name) for r in waiting_runs)
+    late = Counter(_queue_of(r, state.name) for r in waiting_runs if overdue(scheduled_time(r), state.now))
     effective, requests = queue_priorities(state.queues, state.now)
     holder_of = {value: name for name, value in effective.items()}
     for queue in state.queues:
@@ -183,6 +186,7 @@ def _plan_queues(plan: PoolPlan, state: PoolState, online: Sequence[Worker]) -> 
             holder=holder_of.get(request.requested) if effective[name] != request.requested else None,
             active=active_by_queue[name],
             scheduled=waiting[name],
+            late=late[name],
             last_polled=liveness.last_polled(queue.status.last_polled, liveness.latest_heartbeat(serving)),
             now=state.now,
         )
@@ -323,6 +327,7 @@ def _queue_status(
     holder: str | None,
     active: int,
     scheduled: int,
+    late: int,
     last_polled: datetime.datetime | None,
     now: datetime.datetime,
 ) -> WorkQueueStatus:
@@ -380,6 +385,7 @@ def _queue_status(
             "priority_requested_at": request.seen,
             "slots": slot_status(slots.Slots(active, queue.spec.concurrency_limit)),
             "scheduled_runs": scheduled,
+            "late_runs": late,
             "last_polled": last_polled,
         }
     )

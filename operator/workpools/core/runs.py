@@ -1,7 +1,7 @@
-"""What the operator writes to FlowRuns: their start in Scheduled, cancellation, recovery from
-lost workers, lateness, and admission (grants and the reasons runs wait). A new run's first write
-is its grant when it can be admitted at once (new → Pending), else Scheduled with its first hold
-reason: one write either way.
+"""What the operator writes to FlowRuns: their start in Scheduled, cancellation (and its
+timeout), recovery from lost workers, lateness, and admission (grants and the reasons runs
+wait). A new run's first write is its grant when it can be admitted at once (new → Pending),
+else Scheduled with its first hold reason: one write either way.
 
 Two pure steps, applied one after the other by the reconciler so the second sees the first's
 writes: `lifecycle_changes` (recovery and cancellation) and `admission_changes`. Each change is a
@@ -22,9 +22,9 @@ from workpools.api.flowrun import FlowRun
 from workpools.api.meta import default_queue_name
 from workpools.api.states import SLOT_HOLDING, TERMINAL, StateType
 from workpools.api.worker import Worker
-from workpools.core import admission, liveness
+from workpools.core import admission, late, liveness, retries
 from workpools.core.plan import queue_priorities
-from workpools.core.selection import overdue
+from workpools.core.selection import overdue, scheduled_time
 from workpools.core.snapshot import PoolState, PoolView, QueueView, RunView, WorkerView
 from workpools.core.statuses import Event, EventType, set_condition
 
@@ -46,15 +46,15 @@ class RunChange:
 # -- views ---------------------------------------------------------------------------------------
 
 
+def in_flight(run: FlowRun) -> bool:
+    """Whether a run may still hold or take a slot, now or after a retry (else it is finished:
+    only its TTL concerns it)."""
+    return run.status.state not in TERMINAL or retries.retrying(run)
+
+
 def queue_of(run: FlowRun, pool: str) -> str:
     """The queue a run waits in: spec.workQueue, or its pool's default queue."""
     return run.spec.work_queue or default_queue_name(pool)
-
-
-def scheduled_time(run: FlowRun) -> datetime.datetime:
-    given = run.status.scheduled_time or run.spec.scheduled_time or run.metadata.creation_timestamp
-    assert given is not None, "the API server sets creationTimestamp on every object"
-    return given
 
 
 def run_view(run: FlowRun, pool: str) -> RunView:
@@ -93,24 +93,41 @@ def lifecycle_changes(state: PoolState) -> list[RunChange]:
     their processes may well still be running them, so nothing is reclaimed there.
     """
     now, pool = state.now, state.pool
-    lost = liveness.judge(state).lost if pool is not None else frozenset()
+    judgement = liveness.judge(state)
+    lost = judgement.lost if pool is not None else frozenset()
     draining = {w.metadata.name for w in state.workers if w.spec.draining}
     timeout = pool.spec.pending_timeout_seconds if pool is not None else None
+    too_late = late.verdicts(state)
     changes = []
     for run in state.runs:
         current = run.status.state
         if current in TERMINAL:
+            if retries.retrying(run):
+                changes.append(_retry(run, now))
             continue
         if current is None:  # admission stamps it, with its grant or its first hold reason
-            change: RunChange | None = _start(run, now) if run.spec.cancel else None
+            doomed = run.spec.cancel or run.metadata.name in too_late  # stamped first, cancelled next
+            change: RunChange | None = _start(run, now) if doomed else None
         elif current in SLOT_HOLDING:  # recovery first: a lost worker cannot finish a cancellation
             recovered = _recover(run, lost, draining, timeout, now) if pool is not None else None
+            if recovered is None and pool is not None and current is S.CANCELLING:
+                recovered = _cancelling_timeout(run, pool.spec.cancelling_timeout_seconds, state, judgement)
             change = recovered or (_cancel(run, now) if run.spec.cancel else None)
-        else:  # a waiting run's Late mark goes with its hold reason (admission_changes)
-            change = _cancel(run, now) if run.spec.cancel else None
+        elif run.spec.cancel:  # a waiting run's Late mark goes with its hold reason (admission_changes)
+            change = _cancel(run, now)
+        elif current is S.SCHEDULED and (verdict := too_late.get(run.metadata.name)) is not None:
+            change = _late_cancel(run, verdict, now)
+        else:
+            change = None
         if change is not None:
             changes.append(change)
     return changes
+
+
+def _retry(run: FlowRun, now: datetime.datetime) -> RunChange:
+    patch = retries.next_attempt(run, now)
+    event = Event(EventType.WARNING, "AwaitingRetry", f"FlowRun {run.metadata.name}: {patch['message']}")
+    return RunChange(run, patch, event)
 
 
 def _start(run: FlowRun, now: datetime.datetime) -> RunChange:
@@ -124,8 +141,58 @@ def _stamp(run: FlowRun, now: datetime.datetime) -> dict[str, Any]:
         "state": S.SCHEDULED.value,
         "stateName": _scheduled_name(run, now),
         "scheduledTime": timestamp(scheduled_time(run)),
+        "attempt": 1,
         "observedGeneration": run.metadata.generation,
     }
+
+
+def cancelling_deadline(run: FlowRun, timeout: int) -> datetime.datetime | None:
+    """When a Cancelling run's timeout passes (None: not Cancelling, or not stamped yet)."""
+    since = run.status.cancelling_since
+    if run.status.state is not S.CANCELLING or since is None:
+        return None
+    return since + datetime.timedelta(seconds=timeout)
+
+
+def _cancelling_timeout(
+    run: FlowRun, timeout: int, state: PoolState, judgement: liveness.Judgement
+) -> RunChange | None:
+    """A Cancelling run its worker has not reported stopped within cancellingTimeoutSeconds.
+
+    Its slot is freed only when the worker has provably been told and had the time to stop it:
+    the worker is alive (heartbeat seen within 3 intervals, core/liveness.py) and was seen beating
+    after the run went Cancelling, so its watch of the run worked meanwhile; a live worker kills
+    at once a run it finds Cancelled. A worker that is silent is the reclaim protocol's (lost:
+    fenced, then Cancelled by `_recover`); until then nothing is freed. A run Cancelling from
+    before this rule has no `cancellingSince`: it is stamped now, and times out from there.
+    """
+    now, worker, name = state.now, run.status.worker, run.metadata.name
+    deadline = cancelling_deadline(run, timeout)
+    if run.status.cancelling_since is None:
+        return RunChange(run, {"cancellingSince": timestamp(now)})
+    sighting = state.sightings.get(worker) if worker is not None else None
+    if deadline is None or now <= deadline or worker not in judgement.online or sighting is None:
+        return None
+    if sighting.seen_at is None or sighting.seen_at <= run.status.cancelling_since:
+        return None  # not seen beating since it was told: it may not know yet
+    message = (
+        f"worker {worker} did not report it stopped within cancellingTimeoutSeconds ({timeout}s); "
+        "the worker is alive and was told, so it stops the process if it still runs"
+    )
+    return RunChange(
+        run,
+        _finished(S.CANCELLED, "Cancelled", message, now),
+        Event(EventType.WARNING, "CancellingTimeout", f"FlowRun {name}: {message}; marked Cancelled"),
+        reclaim="CancellingTimeout",
+    )
+
+
+def _late_cancel(run: FlowRun, verdict: late.Verdict, now: datetime.datetime) -> RunChange:
+    """A waiting run the late policy ends (core/late.py): Cancelled, named for why, one event."""
+    patch = _finished(S.CANCELLED, verdict.reason, verdict.message, now)
+    return RunChange(
+        run, patch, Event(EventType.WARNING, verdict.reason, f"FlowRun {run.metadata.name} {verdict.message}")
+    )
 
 
 def _cancel(run: FlowRun, now: datetime.datetime) -> RunChange | None:
@@ -142,6 +209,7 @@ def _cancel(run: FlowRun, now: datetime.datetime) -> RunChange | None:
             {
                 "state": S.CANCELLING.value,
                 "stateName": "Cancelling",
+                "cancellingSince": timestamp(now),
                 "message": "cancellation requested (spec.cancel)",
                 "observedGeneration": run.metadata.generation,
             },
@@ -235,11 +303,14 @@ def admission_changes(state: PoolState) -> list[RunChange]:
     ]
     pool_view = None if pool is None else PoolView(state.name, pool.spec.paused, pool.spec.concurrency_limit)
     # Slot holders count against limits; new and Scheduled runs compete, except those whose
-    # cancellation is requested (the lifecycle step cancels them; they must not take a slot meanwhile).
+    # cancellation is requested or that the late policy ends (the lifecycle step cancels them; they
+    # must not take a slot meanwhile).
+    too_late = late.verdicts(state)
     live = [
         r
         for r in state.runs
-        if r.status.state in SLOT_HOLDING or (r.status.state in (None, S.SCHEDULED) and not r.spec.cancel)
+        if r.status.state in SLOT_HOLDING
+        or (r.status.state in (None, S.SCHEDULED) and not r.spec.cancel and r.metadata.name not in too_late)
     ]
     by_name = {r.metadata.name: r for r in live}
     decided = admission.admit(
@@ -280,7 +351,8 @@ def admission_changes(state: PoolState) -> list[RunChange]:
         patch: dict[str, Any] = {"conditions": conditions} if conditions is not None else {}
         if run.status.state is None:  # Scheduled and its first hold reason in one write
             patch = {**_stamp(run, now), **patch}
-        elif run.status.state_name != "Late" and _scheduled_name(run, now) == "Late":
+        elif run.status.state_name not in ("Late", "AwaitingRetry") and _scheduled_name(run, now) == "Late":
+            # Like Prefect's late-runs service, a retry keeps its name: AwaitingRetry says more.
             patch = {"stateName": "Late", **patch}  # with the reason, if that changed too: one write
         if patch:
             changes.append(RunChange(run, patch))

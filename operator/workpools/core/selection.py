@@ -11,11 +11,12 @@ from collections import defaultdict
 from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 
+from workpools.api.flowrun import FlowRun
 from workpools.api.states import StateType
 from workpools.core.slots import Slots, active_slots_by_queue, pool_slots
 from workpools.core.snapshot import PoolView, QueueView, RunView
 
-__all__ = ["LATE_AFTER", "admission_order", "late", "overdue", "scheduled_runs"]
+__all__ = ["LATE_AFTER", "admission_order", "late", "overdue", "scheduled_runs", "scheduled_time"]
 
 LATE_AFTER = timedelta(seconds=15)
 """How far past `scheduledTime` a Scheduled run shows `stateName: Late` (Prefect's default)."""
@@ -78,6 +79,13 @@ def admission_order(run: RunView, queue: QueueView) -> tuple[int, datetime, date
 def late(run: RunView, now: datetime, after: timedelta = LATE_AFTER) -> bool:
     """Whether a run shows `stateName: Late`: still Scheduled, more than `after` overdue."""
     return run.state is StateType.SCHEDULED and overdue(run.scheduled_time, now, after)
+
+
+def scheduled_time(run: FlowRun) -> datetime:
+    """When a run may start: status.scheduledTime (a retry's), else spec.scheduledTime, else its creation."""
+    given = run.status.scheduled_time or run.spec.scheduled_time or run.metadata.creation_timestamp
+    assert given is not None, "the API server sets creationTimestamp on every object"
+    return given
 
 
 def overdue(scheduled_time: datetime, now: datetime, after: timedelta = LATE_AFTER) -> bool:

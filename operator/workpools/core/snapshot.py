@@ -18,8 +18,23 @@ from workpools.api.states import SLOT_HOLDING, StateType
 from workpools.api.worker import Worker
 from workpools.api.workpool import WorkPool
 from workpools.api.workqueue import WorkQueue
+from workpools.core.tokens import TokenBucket
 
-__all__ = ["PoolState", "PoolView", "QueueView", "RunView", "Sighting", "WorkerView"]
+DELETIONS_PER_SECOND = 10.0
+"""Default rate of run deletions, for all pools together (WORKPOOLS_RUN_DELETIONS_PER_SECOND)."""
+DELETIONS_BURST = 20
+"""Deletions at most at once (two seconds' worth): what a restart after a long downtime starts with."""
+
+__all__ = [
+    "DELETIONS_BURST",
+    "DELETIONS_PER_SECOND",
+    "PoolState",
+    "PoolView",
+    "QueueView",
+    "RunView",
+    "Sighting",
+    "WorkerView",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +110,10 @@ class PoolState:
     """Per worker name (also of workers gone from the API), what the operator saw of its heartbeat."""
     confirmed_silent: frozenset[str] = frozenset()
     """Workers that a direct read just showed without a new heartbeat (or gone): see core/liveness.py."""
+    finished: Sequence[FlowRun] = ()
+    """Runs that will not run again (not in `runs`): what the finished-run TTL deletes (core/ttl.py)."""
+    deletion_budget: TokenBucket = field(default_factory=lambda: TokenBucket(DELETIONS_PER_SECOND, DELETIONS_BURST))
+    """The token bucket every pool's run deletions draw from, as it is now (core/ttl.py)."""
 
     @cached_property
     def holders(self) -> list[FlowRun]:

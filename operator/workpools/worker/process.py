@@ -37,7 +37,7 @@ from workpools.client import errors
 from workpools.client.heartbeats import FIELD_MANAGER, Heartbeat
 from workpools.client.resources import FLOWRUNS, WORKPOOLS
 from workpools.client.transport import Transport
-from workpools.core import templates
+from workpools.core import retries, templates
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +84,8 @@ class Execution:
     """One run this process started: its child process and why it may end early."""
 
     process: asyncio.subprocess.Process
+    attempt: int = 1
+    """The run's status.attempt it executes: a later attempt is never taken for this one."""
     task: asyncio.Task[None] | None = None
     cancelled: bool = False
     abandoned: str = ""  # set when the worker stops before the run ends: the reason it is Crashed
@@ -121,8 +123,12 @@ class ProcessWorker:
         """Pending runs seen while fenced: looked at again once a heartbeat lands."""
         self._deciding = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
-        self.claimed: set[str] = set()
-        """Runs this process has written Running (or tried to): launched here, or by no process at all."""
+        self.claimed: set[tuple[str, int]] = set()
+        """Attempts (run, attempt) this process has written Running (or tried to): launched here, or
+        by no process at all."""
+        self.after_exit: set[str] = set()
+        """Runs whose next attempt is bound here while an earlier attempt's process is still ending:
+        looked at again once it has."""
 
     @property
     def fenced(self) -> bool:
@@ -247,7 +253,11 @@ class ProcessWorker:
             await self._decide(run)
 
     async def _decide(self, run: FlowRun) -> None:
-        name, state = run.metadata.name, run.status.state
+        name, state, attempt = run.metadata.name, run.status.state, retries.attempt(run)
+        if run.status.worker != self.name:
+            return  # read again (after a fence, or for a next attempt) and bound elsewhere meanwhile
+        if self._ending_earlier_attempt(name, attempt):
+            return
         mine = name in self.executions
         if state is S.PENDING and not mine and not self.draining:
             if self.fenced:
@@ -259,11 +269,11 @@ class ProcessWorker:
             execution = self.executions[name]
             execution.abandoned = execution.abandoned or f"the operator marked it {state.value}"
             self._kill(execution)
-        elif state is S.RUNNING and not mine and name in self.claimed:
+        elif state is S.RUNNING and not mine and (name, attempt) in self.claimed:
             # Our own Running write landed, though its answer was lost (e.g. a cut connection):
             # this process never launched it, and no other process may have. Launch it now.
             if (argv := await self._command(run)) is not None:
-                await self._launch(name, argv)
+                await self._launch(name, argv, attempt)
         elif state is S.RUNNING and not mine:
             # Started by an earlier process of this worker that died: never run it twice.
             await self._write(
@@ -280,18 +290,34 @@ class ProcessWorker:
         elif state is S.CANCELLING:
             await self._write(run, S.CANCELLED, message="cancelled before it started", endTime=timestamp(utc_now()))
 
+    def _ending_earlier_attempt(self, name: str, attempt: int) -> bool:
+        """Whether this process still has an execution of an earlier attempt of the run.
+
+        A retry: that attempt is over. It is never taken for the new one: its process is made
+        sure to be gone, and the run is looked at again once it has ended (`after_exit`).
+        """
+        earlier = self.executions.get(name)
+        if earlier is None or earlier.attempt == attempt:
+            return False
+        if earlier.process.returncode is None:
+            earlier.abandoned = earlier.abandoned or f"attempt {earlier.attempt} is over (now {attempt})"
+            self._kill(earlier)
+        self.after_exit.add(name)
+        return True
+
     # -- one run -------------------------------------------------------------------------------
 
     async def _start(self, run: FlowRun) -> None:
         argv = await self._command(run)
         if argv is None:
             return
-        self.claimed.add(run.metadata.name)  # from here on a Running run of that name is this process's own
+        claim = (run.metadata.name, retries.attempt(run))
+        self.claimed.add(claim)  # from here on this attempt Running is this process's own
         started = await self._write(run, S.RUNNING, startTime=timestamp(utc_now()), message=None)
         if started is None:
-            self.claimed.discard(run.metadata.name)
+            self.claimed.discard(claim)
             return  # it moved on meanwhile (cancelled, reclaimed): not ours to run
-        await self._launch(run.metadata.name, argv)
+        await self._launch(run.metadata.name, argv, claim[1])
 
     async def _command(self, run: FlowRun) -> list[str] | None:
         """The run's argv, or None when it cannot be built (the run is then Failed, with why)."""
@@ -307,10 +333,11 @@ class ProcessWorker:
             return None
         return argv
 
-    async def _launch(self, name: str, argv: list[str]) -> None:
+    async def _launch(self, name: str, argv: list[str], attempt: int) -> None:
         env = {
             **os.environ,
             "WORKPOOLS_FLOW_RUN": name,
+            "WORKPOOLS_FLOW_RUN_ATTEMPT": str(attempt),
             "WORKPOOLS_WORK_POOL": self.pool,
             "WORKPOOLS_NAMESPACE": self.namespace,
             "WORKPOOLS_WORKER": self.name,
@@ -329,9 +356,9 @@ class ProcessWorker:
                 start_new_session=True,  # its own process group: cancellation reaches its children too
             )
         except OSError as error:
-            await self._finish(name, S.FAILED, f"cannot start {argv[0]!r}: {error.strerror or error}")
+            await self._finish(name, attempt, S.FAILED, f"cannot start {argv[0]!r}: {error.strerror or error}")
             return
-        execution = Execution(process)
+        execution = Execution(process, attempt)
         self.executions[name] = execution
         execution.task = asyncio.create_task(self._supervise(name, execution), name=f"run {name}")
         logger.info("run %s started: %s", name, shlex.join(argv))
@@ -347,17 +374,22 @@ class ProcessWorker:
         await reading
         logger.info("run %s ended with exit code %s", name, code)
         try:  # still ours until reported: a watch event meanwhile must not take it for a lost run
+            attempt = execution.attempt
             if execution.abandoned:
-                await self._finish(name, S.CRASHED, execution.abandoned)
+                await self._finish(name, attempt, S.CRASHED, execution.abandoned)
             elif execution.cancelled:
-                await self._finish(name, S.CANCELLED, "cancelled: the process was stopped")
+                await self._finish(name, attempt, S.CANCELLED, "cancelled: the process was stopped")
             elif code == 0:
-                await self._finish(name, S.COMPLETED, None)
+                await self._finish(name, attempt, S.COMPLETED, None)
             else:
-                await self._finish(name, S.FAILED, failure_message(code, execution.stderr))
+                await self._finish(name, attempt, S.FAILED, failure_message(code, execution.stderr))
         finally:
             self.executions.pop(name, None)
-            self.claimed.discard(name)
+            self.claimed.discard((name, execution.attempt))
+            if name in self.after_exit:  # its next attempt was bound here meanwhile
+                self.after_exit.discard(name)
+                self._background.add(task := asyncio.create_task(self._take([name]), name=f"next attempt {name}"))
+                task.add_done_callback(self._background.discard)
 
     @staticmethod
     async def _read_stderr(stream: asyncio.StreamReader, lines: collections.deque[str]) -> None:
@@ -379,7 +411,7 @@ class ProcessWorker:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(execution.process.pid, signal.SIGKILL)
 
-    async def _finish(self, name: str, state: StateType, message: str | None) -> None:
+    async def _finish(self, name: str, attempt: int, state: StateType, message: str | None) -> None:
         """Report the end of a run on its latest version, until it is recorded or no longer ours.
 
         A report that cannot get through (the API server unreachable, e.g. while fenced) is
@@ -391,8 +423,12 @@ class ProcessWorker:
                 run = FlowRun.model_validate(await self.transport.get(FLOWRUNS, self.namespace, name))
                 if run.status.state is S.CANCELLING and state is not S.CRASHED:
                     state, message = S.CANCELLED, message or "cancelled"
-                if run.status.state not in (S.RUNNING, S.CANCELLING) or run.status.worker != self.name:
-                    return  # e.g. the operator already marked it Crashed: its word stands
+                if (
+                    run.status.state not in (S.RUNNING, S.CANCELLING)
+                    or run.status.worker != self.name
+                    or retries.attempt(run) != attempt
+                ):
+                    return  # e.g. the operator already marked it Crashed (and retried it): its word stands
                 if await self._write(run, state, message=message, endTime=timestamp(utc_now()), slot=None):
                     return
                 pause = RETRY[0]  # it changed meanwhile: decide again on the new version at once

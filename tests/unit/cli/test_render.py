@@ -15,6 +15,9 @@ import yaml
 
 from tests.builders import T0, at
 from tests.unit.cli.models import NOW, pool, queue, run, worker
+from workpools.api.base import LatePolicy
+from workpools.api.flowrun import Failure
+from workpools.api.states import StateType
 from workpools.cli import render
 from workpools.cli.render import View, emit
 from workpools.client.runs import PoolSlots, concurrency_status
@@ -279,3 +282,29 @@ def test_asking_again_for_a_priority_not_resolved_yet_says_so() -> None:
         'WorkQueue "etl-high" already asks for priority 1; nothing to change (the operator has not resolved it '
         "yet: see status.effectivePriority)"
     )
+
+
+def test_run_details_show_the_attempt_and_the_last_failure() -> None:
+    retried = run("r1", state="Scheduled", state_name="AwaitingRetry", worker=None)
+    retried.spec.retries, retried.spec.retry_delay_seconds = 3, 30
+    retried.status.attempt = 2
+    retried.status.last_failure = Failure(attempt=1, state=StateType.FAILED, message="boom\nexit code 1")
+    text = render.run_details(retried, NOW)
+    assert "Attempt:           2 of 4, 30s apart" in text
+    assert "Last failure:      attempt 1 Failed: exit code 1" in text
+    single = render.run_details(run("r2"), NOW)
+    assert "Attempt:           -" in single  # a single try: nothing to say
+    assert "Last failure:      -" in single
+
+
+def test_pool_details_list_the_lifecycle_policies() -> None:
+    text = render.pool_details(pool(spec={"finishedRunTTLSeconds": 3600}), NOW)
+    assert "Policies:           cancellingTimeout=300s, finishedRunTTL=3600s" in text
+
+
+def test_late_policies_read_as_a_phrase() -> None:
+    text = render.pool_details(
+        pool(spec={"latePolicy": {"action": "Cancel", "afterSeconds": 60, "skipToLatest": True}}), NOW
+    )
+    assert "latePolicy=Cancel after 60s, skip to latest" in text
+    assert render.late_policy(LatePolicy(skip_to_latest=True)) == "Run, skip to latest"

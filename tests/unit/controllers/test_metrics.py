@@ -51,7 +51,7 @@ def test_counters_start_at_zero_for_every_pool_queue_and_reclaim_reason() -> Non
     assert got["workpools_reconcile_errors_total", P] == 0
     assert got["workpools_admissions_total", Q] == 0
     assert got["workpools_admission_latency_seconds_count", P] == 0
-    for reason in ("WorkerLost", "PendingTimeout", "HandedBack"):
+    for reason in ("WorkerLost", "PendingTimeout", "HandedBack", "CancellingTimeout"):
         assert got["workpools_reclaims_total", (*P, ("reason", reason))] == 0
 
     metrics.record_reclaim(KEY, "WorkerLost")
@@ -72,7 +72,6 @@ def test_the_oldest_waiting_run_is_the_earliest_due_scheduled_run_of_its_queue()
     metrics.record_statuses(KEY, state, POOL_STATUS, {DEFAULT_QUEUE: QUEUE_STATUS})
     got = series()
     assert got["workpools_queue_oldest_scheduled_timestamp_seconds", Q] == at(seconds=-90).timestamp()
-    assert got["workpools_late_runs", Q] == 1
 
     state = pool_state(runs=[flowrun("future", scheduled=at(seconds=600))], now=T0)
     metrics.record_statuses(KEY, state, POOL_STATUS, {DEFAULT_QUEUE: QUEUE_STATUS})
@@ -86,3 +85,9 @@ def test_a_gone_pool_or_queue_takes_all_its_series_with_it() -> None:
 
     metrics.record_statuses(KEY, pool_state(pool=None), None, {})
     assert series() == {}
+
+
+def test_late_runs_are_the_queue_status_count() -> None:
+    late = QUEUE_STATUS.model_copy(update={"late_runs": 2})
+    metrics.record_statuses(KEY, pool_state(), POOL_STATUS, {DEFAULT_QUEUE: late})
+    assert series()["workpools_late_runs", Q] == 2

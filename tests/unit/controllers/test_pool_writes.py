@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -195,3 +196,30 @@ def test_the_pool_counts_worker_phases_only_once_they_landed(worker_write_lands:
         assert rt.store.pools[POOL].status.workers.online == 1
     else:
         assert "WorkPool" not in patched  # online: 1 would count a phase that never landed
+
+
+def test_a_finished_run_is_deleted_for_its_ttl_only_in_the_version_judged() -> None:
+    # "kept" was changed after it was judged (a Conflict); "gone" is deleted and leaves the store.
+    async def delete(name: str, options: dict[str, Any]) -> None:
+        if name == "kept":
+            raise errors.Conflict("the object has been modified", kind="FlowRun", name=name)
+
+    transport = ScriptedTransport(delete=delete)
+    rt = runtime(transport)
+    ended = T0 - timedelta(hours=2)
+    stored(
+        rt,
+        wp(finishedRunTTLSeconds=60),
+        flowrun("kept", state=StateType.COMPLETED, ended=ended),
+        flowrun("gone", state=StateType.FAILED, ended=ended),
+        flowrun("young", state=StateType.COMPLETED, ended=T0),
+        flowrun("running", state=StateType.RUNNING, ended=ended),
+    )
+    before = rt.deletion_budget.available(T0)
+    asyncio.run(pools._delete_finished_runs(rt, POOL, frozenset()))
+    assert sorted(transport.calls) == [
+        ("delete", "gone", {"resource_version": "1"}),
+        ("delete", "kept", {"resource_version": "1"}),
+    ]
+    assert sorted(r.metadata.name for r in rt.store.runs.of(POOL)) == ["kept", "running", "young"]
+    assert rt.deletion_budget.available(T0) == before - 2  # the shared bucket paid for both

@@ -110,9 +110,13 @@ def flowrun(
     cancel: bool = False,
     conditions: Sequence[dict[str, Any]] = (),
     generation: int = 1,
+    ended: datetime | None = None,
+    cancelling_since: datetime | None = None,
 ) -> FlowRun:
     """A FlowRun. `scheduled` is status.scheduledTime (defaulted to `created` once started, as the
-    operator writes it); `spec_scheduled` is spec.scheduledTime; `state=None` is a new run."""
+    operator writes it); `spec_scheduled` is spec.scheduledTime; `state=None` is a new run;
+    `ended` is status.endTime, `cancelling_since` status.cancellingSince of a Cancelling run
+    (defaulted to `acquired`, else `created`)."""
     spec: dict[str, Any] = {"workPool": "p", "cancel": cancel}
     if queue is not None:
         spec["workQueue"] = queue
@@ -127,6 +131,10 @@ def flowrun(
         status["worker"] = worker
     if acquired is not None:
         status["slot"] = {"acquiredAt": timestamp(acquired), "queue": queue or DEFAULT_QUEUE}
+    if ended is not None:
+        status["endTime"] = timestamp(ended)
+    if state is S.CANCELLING:  # stamped by the operator's Cancelling write
+        status["cancellingSince"] = timestamp(cancelling_since or acquired or created)
     return FlowRun.model_validate(
         {
             "kind": "FlowRun",
@@ -278,6 +286,7 @@ def pool_states(draw: st.DrawFn, *, new_runs: bool = True) -> PoolState:
             concurrencyLimit=draw(st.none() | st.integers(min_value=0, max_value=4)),
             pendingTimeoutSeconds=draw(st.none() | st.integers(min_value=1, max_value=120)),
             workerTTLAfterOfflineSeconds=draw(st.none() | st.integers(min_value=1, max_value=300)),
+            latePolicy=draw(st.sampled_from([None, {"action": "Cancel", "afterSeconds": 30}])),
         )
     queues = [wq(priority=1), wq("other", priority=2, concurrencyLimit=draw(st.none() | st.integers(0, 2)))]
     return PoolState(name="p", pool=pool, queues=queues, runs=runs, now=T0, **judged(workers, runs, T0))

@@ -53,10 +53,7 @@ def expired(worker: Worker, ttl: int, now: datetime) -> bool:
     [
         pytest.param(pool_state(), id="empty-pool"),
         pytest.param(without_pool(pool_state()), id="missing-pool"),
-        pytest.param(
-            pool_state(runs=[bound_run(S.RUNNING, worker="w"), bound_run(S.CANCELLING, "c", worker="w")]),
-            id="running-and-cancelling-runs",
-        ),
+        pytest.param(pool_state(runs=[bound_run(S.RUNNING, worker="w")]), id="running-run"),
         pytest.param(
             pool_state(runs=[bound_run(S.PENDING, worker="w", acquired=at(minutes=-5))]), id="pending-without-timeout"
         ),
@@ -152,7 +149,17 @@ def test_a_pending_run_is_due_when_its_timeout_ends() -> None:
 @pytest.mark.parametrize("state", [S.RUNNING, S.CANCELLING])
 def test_the_pending_timeout_does_not_apply_to_started_runs(state: StateType) -> None:
     run = bound_run(state, worker="w", acquired=at(seconds=-10))
-    assert moment(runs=[run], workers=[FRESH], pool=wp(pendingTimeoutSeconds=30)) == FRESH_OFFLINE
+    pool = wp(pendingTimeoutSeconds=30, cancellingTimeoutSeconds=86_400)  # a day: after FRESH goes Offline
+    assert moment(runs=[run], workers=[FRESH], pool=pool) == FRESH_OFFLINE
+
+
+@pytest.mark.parametrize(("timeout", "expected"), [(None, at(seconds=290)), (60, at(seconds=50))])
+def test_a_cancelling_run_times_out_its_timeout_after_it_went_cancelling(
+    timeout: int | None, expected: datetime
+) -> None:
+    run = flowrun("c", state=S.CANCELLING, worker="w", acquired=at(minutes=-5), cancelling_since=at(seconds=-10))
+    pool = wp() if timeout is None else wp(cancellingTimeoutSeconds=timeout)  # default 300 s
+    assert moment(runs=[run], workers=[FRESH], pool=pool) == expected + TICK
 
 
 def test_the_earliest_moment_wins() -> None:

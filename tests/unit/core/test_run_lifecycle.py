@@ -44,9 +44,9 @@ from workpools.core.runs import (
     lifecycle_changes,
     queue_of,
     run_view,
-    scheduled_time,
     worker_view,
 )
+from workpools.core.selection import scheduled_time
 from workpools.core.snapshot import PoolState, RunView, WorkerView
 
 S = StateType
@@ -160,6 +160,7 @@ def test_a_new_run_that_must_wait_starts_scheduled_at_its_creation_time_with_its
         "state": "Scheduled",
         "stateName": "Scheduled",
         "scheduledTime": ts(at(seconds=-3)),
+        "attempt": 1,
         "observedGeneration": 1,
     }
     assert [(c["type"], c["status"], c["reason"]) for c in change.patch["conditions"]] == [
@@ -256,6 +257,7 @@ def test_cancel_of_an_active_run_asks_its_worker_to_stop(state: StateType) -> No
     assert change.patch == {
         "state": "Cancelling",
         "stateName": "Cancelling",
+        "cancellingSince": ts(NOW),
         "message": "cancellation requested (spec.cancel)",
         "observedGeneration": 1,
     }
@@ -268,7 +270,7 @@ def test_cancel_of_an_active_run_asks_its_worker_to_stop(state: StateType) -> No
 
 
 def test_cancelling_with_a_live_worker_is_left_to_the_worker() -> None:
-    run = flowrun("r", state=S.CANCELLING, worker="w", acquired=at(seconds=-5), cancel=True)
+    run = flowrun("r", state=S.CANCELLING, worker="w", acquired=at(seconds=-5), cancel=True, cancelling_since=NOW)
     assert lifecycle_changes(pool_state(runs=[run], workers=[wkr("w", heartbeat=NOW)], now=NOW)) == []
 
 
@@ -421,7 +423,8 @@ def test_without_a_pending_timeout_a_pending_run_waits_for_its_worker() -> None:
 @pytest.mark.parametrize("state", [S.RUNNING, S.CANCELLING])
 def test_the_pending_timeout_is_for_pending_runs_only(state: StateType) -> None:
     runs = [bound(state, acquired=NOW - timedelta(hours=1))]
-    state_ = pool_state(runs=runs, workers=[wkr("w", heartbeat=NOW)], pool=wp(pendingTimeoutSeconds=60), now=NOW)
+    pool = wp(pendingTimeoutSeconds=60, cancellingTimeoutSeconds=86_400)
+    state_ = pool_state(runs=runs, workers=[wkr("w", heartbeat=NOW)], pool=pool, now=NOW)
     assert lifecycle_changes(state_) == []
 
 

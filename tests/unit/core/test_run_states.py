@@ -47,8 +47,8 @@ EXPECTED_MOVES = [
     (S.RUNNING, S.COMPLETED, WORKER),
     (S.RUNNING, S.FAILED, WORKER),
     # Retry (AwaitingRetry) and pause: our decisions, documented in states.py.
-    (S.FAILED, S.SCHEDULED, WORKER),
-    (S.CRASHED, S.SCHEDULED, WORKER),
+    (S.FAILED, S.SCHEDULED, OPERATOR),  # spec.retries, decided by the operator
+    (S.CRASHED, S.SCHEDULED, OPERATOR),
     (S.RUNNING, S.PAUSED, WORKER),
     (S.PAUSED, S.SCHEDULED, OPERATOR),
     (S.PAUSED, S.CANCELLED, OPERATOR),
@@ -152,7 +152,7 @@ def test_terminal_states_are_left_only_by_a_retry(old: StateType, new: StateType
     if can_transition(old, new):
         assert old in RETRYABLE
         assert new is S.SCHEDULED
-        assert writer_of(old, new) == WORKER
+        assert writer_of(old, new) == OPERATOR  # spec.retries, applied by the operator
 
 
 @given(old=OLD_STATES, new=STATES)
