@@ -18,12 +18,13 @@ import yaml
 
 from workpools.api.base import Resource
 from workpools.api.flowrun import FlowRun
+from workpools.api.flowschedule import FlowSchedule
 from workpools.api.meta import CATEGORY, GROUP, VERSION
 from workpools.api.worker import Worker
 from workpools.api.workpool import WorkPool
 from workpools.api.workqueue import WorkQueue
 
-KINDS: tuple[type[Resource], ...] = (WorkPool, WorkQueue, Worker, FlowRun)
+KINDS: tuple[type[Resource], ...] = (WorkPool, WorkQueue, Worker, FlowRun, FlowSchedule)
 
 Schema = dict[str, Any]
 
