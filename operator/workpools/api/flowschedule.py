@@ -48,7 +48,7 @@ MACROS = {
 
 
 def _field(value: str) -> str:
-    element = rf"(\*|({value})(-({value}))?)(/[1-9][0-9]?)?"
+    element = rf"([*]|({value})(-({value}))?)(/[1-9][0-9]?)?"
     return rf"{element}(,{element})*"
 
 

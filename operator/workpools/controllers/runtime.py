@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from workpools.api.meta import ObjectKey
+from workpools.cache.schedules import ScheduleStore
 from workpools.cache.store import Store
 from workpools.cache.wakeups import Wakeups
 from workpools.client.transport import Transport
@@ -26,4 +27,9 @@ class Runtime:
     clock: Callable[[], datetime.datetime] = utc_now
     deadlines: dict[ObjectKey, datetime.datetime] = field(default_factory=dict)
     """Per pool, the next moment time alone changes it (set by each pass, read by the timer)."""
+    schedules: ScheduleStore = field(default_factory=ScheduleStore)
+    schedule_wakeups: Wakeups | None = None
+    """Per-schedule serial reconciliation (controllers/schedules.py); set at startup."""
+    schedule_deadlines: dict[ObjectKey, datetime.datetime] = field(default_factory=dict)
+    """Per schedule, its next scheduled time (read by the timer)."""
     instance: str = field(default_factory=lambda: os.environ.get("POD_NAME") or socket.gethostname())

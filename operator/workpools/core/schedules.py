@@ -162,6 +162,8 @@ class SchedulePlan:
     """Finished runs beyond the history limits."""
     status: FlowScheduleStatus = field(default_factory=FlowScheduleStatus)
     events: tuple[Event, ...] = ()
+    skipped: int = 0
+    """Scheduled times passed over for good in this pass (capped, too late, replaced)."""
     wake_at: datetime.datetime | None = None
     """When time alone next changes this schedule (its next scheduled time)."""
 
@@ -263,6 +265,7 @@ def plan_schedule(schedule: FlowSchedule, runs: Sequence[FlowRun], now: datetime
         delete=delete,
         status=status,
         events=tuple(events),
+        skipped=skipped if handled is not None else 0,
         wake_at=status.next_schedule_time,
     )
 
