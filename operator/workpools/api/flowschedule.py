@@ -30,6 +30,10 @@ SCHEDULE_LABEL = f"{GROUP}/schedule"
 SCHEDULED_AT_ANNOTATION = f"{GROUP}/scheduled-at"
 """Annotation on every run a schedule creates: the cron instant it is for (RFC 3339, UTC)."""
 
+MANUAL_ANNOTATION = f"{GROUP}/manual"
+"""On a run made by `workpools schedule trigger`: it counts as the schedule's (active runs, history)
+but is for no scheduled time, so it never moves the catch-up window."""
+
 MAX_CATCH_UP_RUNS = 100
 """The highest maxCatchUpRuns: CronJob gives up beyond 100 missed start times, and so do we."""
 ACTIVE_NAMES_MAX = 50

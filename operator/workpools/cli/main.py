@@ -30,10 +30,11 @@ from typing import Any, NoReturn
 
 from workpools.api.states import StateType
 from workpools.api.worker import WorkerPhase
-from workpools.cli import render
+from workpools.cli import render, schedules
 from workpools.cli.render import View, as_data
 from workpools.client import errors
 from workpools.client.runs import RunsClient
+from workpools.client.schedules import SchedulesClient
 from workpools.client.specs import SpecsClient
 from workpools.client.transport import Transport
 from workpools.client.workpools import WorkpoolsClient
@@ -55,11 +56,18 @@ class Context:
     pools: WorkpoolsClient
     runs: RunsClient
     specs: SpecsClient
+    schedules: SchedulesClient
 
     @classmethod
     def open(cls, transport: Transport, namespace: str | None) -> Context:
         ns = namespace or transport.namespace
-        return cls(ns, WorkpoolsClient(transport, ns), RunsClient(transport, ns), SpecsClient(transport, ns))
+        return cls(
+            ns,
+            WorkpoolsClient(transport, ns),
+            RunsClient(transport, ns),
+            SpecsClient(transport, ns),
+            SchedulesClient(transport, ns),
+        )
 
     @staticmethod
     def now() -> datetime.datetime:
@@ -525,6 +533,7 @@ def build_parser(prog: str = "workpools") -> Parser:
     _queue_verbs(_Verbs(nouns, "queue", "Work queues of a pool: list, create, pause, prioritize.", prog))
     _worker_verbs(_Verbs(nouns, "worker", "Workers of a pool: list, delete, start one.", prog))
     _run_verbs(_Verbs(nouns, "run", "Flow runs: create, list, inspect, cancel.", prog))
+    schedules.add_verbs(_Verbs(nouns, "schedule", "Flow schedules: list, inspect, suspend, resume, trigger.", prog))
     return parser
 
 

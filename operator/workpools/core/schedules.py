@@ -41,6 +41,7 @@ from workpools.api.flowrun import FlowRun
 from workpools.api.flowschedule import (
     ACTIVE_NAMES_MAX,
     MACROS,
+    MANUAL_ANNOTATION,
     SCHEDULE_LABEL,
     SCHEDULED_AT_ANNOTATION,
     ConcurrencyPolicy,
@@ -127,17 +128,20 @@ def owned_by(run: FlowRun, schedule: FlowSchedule) -> bool:
     )
 
 
-def run_manifest(schedule: FlowSchedule, instant: datetime.datetime) -> dict[str, Any]:
-    """The FlowRun for one scheduled time: the template's spec, owned by and labelled with the schedule."""
+def run_manifest(schedule: FlowSchedule, instant: datetime.datetime, *, manual: bool = False) -> dict[str, Any]:
+    """The FlowRun for one scheduled time: the template's spec, owned by and labelled with the schedule.
+    `manual`: a run asked for now by a person (`workpools schedule trigger`), for no scheduled time."""
     meta = schedule.metadata
+    name = f"{meta.name}-manual-{int(instant.timestamp())}" if manual else run_name(meta.name, instant)
+    annotation = MANUAL_ANNOTATION if manual else SCHEDULED_AT_ANNOTATION
     return {
         "apiVersion": API_VERSION,
         "kind": FlowRun.KIND,
         "metadata": {
-            "name": run_name(meta.name, instant),
+            "name": name,
             "namespace": meta.namespace,
             "labels": {SCHEDULE_LABEL: meta.name},
-            "annotations": {SCHEDULED_AT_ANNOTATION: timestamp(instant)},
+            "annotations": {annotation: timestamp(instant)},
             "ownerReferences": [
                 {
                     "apiVersion": API_VERSION,
@@ -236,7 +240,7 @@ def plan_schedule(schedule: FlowSchedule, runs: Sequence[FlowRun], now: datetime
         condition(ConditionType.READY, False, Reason.SUSPENDED, "suspended (spec.suspend): no runs are created")
         return SchedulePlan(delete=delete, status=status, events=tuple(events))
 
-    newest_run = _latest([scheduled_at(r) for r in mine])
+    newest_run = _latest([scheduled_at(r) for r in mine if MANUAL_ANNOTATION not in r.metadata.annotations])
     after = _latest([old.last_schedule_time or schedule.metadata.creation_timestamp or now, newest_run])
     assert after is not None
     deadline = (

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from tests.unit.core.schedule_support import CREATED, Cluster, run_for, schedule, with_status
 from workpools.api.conditions import ConditionType, Reason
+from workpools.api.flowrun import FlowRun
 from workpools.api.flowschedule import (
     CRON_PATTERN,
     SCHEDULE_LABEL,
@@ -517,3 +518,14 @@ def test_every_time_zone_the_schema_accepts_can_be_loaded() -> None:
     assert "UTC" in time_zones()
     for name in time_zones():
         schedules.parse("* * * * *", name)
+
+
+def test_a_manual_run_counts_as_active_but_moves_no_scheduled_time() -> None:
+    owner = schedule(last=utc(2026, 1, 1, 0, 0), maxCatchUpRuns=3, concurrencyPolicy="Forbid")
+    body = schedules.run_manifest(owner, utc(2026, 1, 1, 0, 10), manual=True)
+    assert body["metadata"]["name"] == f"s-manual-{int(utc(2026, 1, 1, 0, 10).timestamp())}"
+    manual = FlowRun.model_validate({**body, "status": {"state": "Completed"}})
+    plan = schedules.plan_schedule(owner, [manual], utc(2026, 1, 1, 0, 10, 30))
+    assert plan.create == (utc(2026, 1, 1, 0, 8),)  # the window still starts after lastScheduleTime
+    running = FlowRun.model_validate({**body, "status": {"state": "Running"}})
+    assert schedules.plan_schedule(owner, [running], utc(2026, 1, 1, 0, 10, 30)).create == ()  # Forbid sees it
