@@ -119,6 +119,11 @@ def test_a_schedule_catches_up_its_missed_runs_owned_labelled_and_reported(
     reasons = [e["reason"] for e in events]
     assert "MissedSchedule" in reasons
     assert reasons.count("SuccessfulCreate") == len(runs_of(installed, namespace, "s"))
+    exposition = operator.metrics()
+    labels = f'namespace="{namespace}",schedule="s"'
+    assert f"workpools_schedule_runs_created_total{{{labels}}}" in exposition
+    assert f"workpools_schedule_missed_total{{{labels}}}" in exposition
+    assert f"workpools_schedule_active_runs{{{labels}}}" in exposition
     columns = installed("get", "fs", "s", "-n", namespace)
     assert columns.split("\n")[0].split() == ["NAME", "SCHEDULE", "SUSPEND", "ACTIVE", "LAST", "NEXT", "AGE"]
     # Deleting the schedule takes its runs with it (garbage collection of owned objects).
