@@ -222,3 +222,28 @@ def test_an_operator_killed_in_the_middle_of_a_catch_up_leaves_no_duplicate_and_
     assert status["activeCount"] == len(runs)
     creates = [e for e in installed.events(namespace, "s") if e["reason"] == "SuccessfulCreate"]
     assert len(creates) <= len(runs)  # one per run at most (a create whose event was lost with the kill: none)
+
+
+def test_replace_cancels_the_active_run_when_the_next_time_comes(
+    installed: Kubectl, operator: OperatorProcess, namespace: str
+) -> None:
+    installed.apply(pool("p"), namespace=namespace)  # no worker: a run stays Scheduled, i.e. active
+    installed.apply(schedule("r", concurrencyPolicy="Replace"), namespace=namespace)
+    wait_for(lambda: installed.get("fs", "r", namespace).get("status", {}).get("nextScheduleTime"), what="a status")
+    set_back(installed, namespace, "r", minute(datetime.datetime.now(UTC)) - datetime.timedelta(minutes=5))
+    (first,) = wait_for(lambda: runs_of(installed, namespace, "r"), what="the first run")
+    # The next minute's run replaces it: spec.cancel on the first (the operator's own child), which
+    # the run lifecycle then moves Scheduled → Cancelled.
+    runs = wait_for(
+        lambda: (r := runs_of(installed, namespace, "r")) and len(r) >= 2 and r, timeout=75, what="the next run"
+    )
+    assert first["metadata"]["name"] in [r["metadata"]["name"] for r in runs]
+    wait_for(
+        lambda: installed.get("fr", first["metadata"]["name"], namespace).get("status", {}).get("state"),
+        equals="Cancelled",
+        what="the replaced run cancelled",
+    )
+    assert installed.get("fr", first["metadata"]["name"], namespace)["spec"]["cancel"] is True
+    newest = max(runs, key=lambda r: r["metadata"]["name"])["metadata"]["name"]
+    assert installed.get("fr", newest, namespace)["spec"].get("cancel", False) is False
+    assert "Replaced" in [e["reason"] for e in installed.events(namespace, "r")]

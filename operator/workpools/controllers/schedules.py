@@ -39,7 +39,7 @@ async def reconcile_schedule(rt: Runtime, key: ObjectKey) -> None:
     for instant in plan.create:
         await _create_run(rt, schedule, instant)
     for run in plan.cancel:
-        await _cancel(rt, run)
+        await _cancel(rt, schedule, run)
     landed = await _write_status(rt, schedule, plan)
     for event in plan.events:
         await post_event(rt, schedule, event)
@@ -65,7 +65,7 @@ async def _create_run(rt: Runtime, schedule: FlowSchedule, instant: datetime.dat
     await post_event(rt, schedule, schedules.created_event(manifest["metadata"]["name"], instant))
 
 
-async def _cancel(rt: Runtime, run: FlowRun) -> None:
+async def _cancel(rt: Runtime, schedule: FlowSchedule, run: FlowRun) -> None:
     """Request cancellation of a run the schedule owns (Replace): the run lifecycle does the rest."""
     meta = run.metadata
     with contextlib.suppress(errors.NotFound, errors.Conflict):  # gone, or changed: the next pass decides again
@@ -78,6 +78,7 @@ async def _cancel(rt: Runtime, run: FlowRun) -> None:
             resource_version=meta.resource_version,
         )
         _remember(rt, updated)
+        await post_event(rt, schedule, schedules.replaced_event(run))
 
 
 async def _write_status(rt: Runtime, schedule: FlowSchedule, plan: schedules.SchedulePlan) -> bool:

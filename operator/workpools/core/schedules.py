@@ -161,7 +161,7 @@ class SchedulePlan:
     create: tuple[datetime.datetime, ...] = ()
     """Scheduled times to create a run for, oldest first (in this order: a restart leaves no gap)."""
     cancel: tuple[FlowRun, ...] = ()
-    """Active runs to cancel (concurrencyPolicy Replace)."""
+    """Active runs to cancel (concurrencyPolicy Replace: every one older than the newest scheduled run)."""
     delete: tuple[FlowRun, ...] = ()
     """Finished runs beyond the history limits."""
     status: FlowScheduleStatus = field(default_factory=FlowScheduleStatus)
@@ -252,10 +252,11 @@ def plan_schedule(schedule: FlowSchedule, runs: Sequence[FlowRun], now: datetime
         status.last_schedule_time = _latest([old.last_schedule_time, handled])
         if skipped:
             events.append(Event(EventType.WARNING, Reason.MISSED_SCHEDULE, _missed_message(skipped, spec)))
-    events.extend(
-        Event(EventType.NORMAL, Reason.REPLACED, f"cancelled run {r.metadata.name} (concurrencyPolicy Replace)")
-        for r in cancel
-    )
+    if spec.concurrency_policy is ConcurrencyPolicy.REPLACE:
+        # Level-based: whatever is active besides the newest scheduled run is cancelled, so a cancel
+        # write that did not land is made again by the next pass.
+        newest = _latest([*create, newest_run])
+        cancel = tuple(r for r in active if not r.spec.cancel and (scheduled_at(r) or newest or now) < (newest or now))
     status.next_schedule_time = parsed.after(now)
     condition(
         ConditionType.READY,
@@ -285,8 +286,7 @@ def _apply_policy(
             return (), (), 0, None
         return due.times[:1], (), due.skipped, due.times[0]  # one at a time, oldest first
     if policy is ConcurrencyPolicy.REPLACE:
-        cancel = tuple(r for r in active if not r.spec.cancel)
-        return due.times[-1:], cancel, due.skipped + len(due.times) - 1, due.times[-1]
+        return due.times[-1:], (), due.skipped + len(due.times) - 1, due.times[-1]
     return due.times, (), due.skipped, due.times[-1]
 
 
@@ -331,6 +331,10 @@ def _true(status: FlowScheduleStatus, type_: ConditionType) -> bool:
 
 def created_event(run: str, instant: datetime.datetime) -> Event:
     return Event(EventType.NORMAL, Reason.SUCCESSFUL_CREATE, f"created run {run} for {timestamp(instant)}")
+
+
+def replaced_event(run: FlowRun) -> Event:
+    return Event(EventType.NORMAL, Reason.REPLACED, f"cancelled run {run.metadata.name} (concurrencyPolicy Replace)")
 
 
 def deleted_event(run: FlowRun) -> Event:

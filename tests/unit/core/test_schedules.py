@@ -278,8 +278,20 @@ def test_replace_cancels_the_active_runs_and_creates_only_the_newest_due_time() 
     assert plan.status.last_schedule_time == utc(2026, 1, 1, 0, 3)
     assert [(e.reason, e.message) for e in plan.events] == [
         ("MissedSchedule", "skipped 2 missed scheduled time(s) (maxCatchUpRuns=3, concurrencyPolicy=Replace)"),
-        ("Replaced", f"cancelled run {running.metadata.name} (concurrencyPolicy Replace)"),
     ]
+    assert (
+        schedules.replaced_event(running).message
+        == f"cancelled run {running.metadata.name} (concurrencyPolicy Replace)"
+    )
+
+
+def test_replace_cancels_an_older_active_run_again_when_its_cancel_did_not_land() -> None:
+    owner = schedule(last=utc(2026, 1, 1, 0, 3), concurrencyPolicy="Replace")
+    older = run_for(owner, utc(2026, 1, 1, 0, 2), StateType.SCHEDULED)
+    newest = run_for(owner, utc(2026, 1, 1, 0, 3), StateType.SCHEDULED)
+    plan = schedules.plan_schedule(owner, [older, newest], utc(2026, 1, 1, 0, 3, 30))
+    assert plan.create == ()
+    assert plan.cancel == (older,)
 
 
 def test_replace_cancels_nothing_when_nothing_is_due() -> None:
