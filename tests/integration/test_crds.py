@@ -11,10 +11,10 @@ from workpools.api.meta import API_VERSION, CATEGORY
 
 def test_crds_are_established_with_their_short_names(installed: Kubectl) -> None:
     names = installed("get", "crd", "-o", "name")
-    for plural in ("workpools", "workqueues", "workers", "flowruns"):
+    for plural in ("workpools", "workqueues", "workers", "flowruns", "flowschedules"):
         assert f"customresourcedefinition.apiextensions.k8s.io/{plural}.workpools.dev" in names
     resources = installed("api-resources", "--api-group=workpools.dev", "-o", "wide")
-    for short in ("wp", "wq", "wkr", "fr"):
+    for short in ("wp", "wq", "wkr", "fr", "fs"):
         assert f" {short} " in resources
 
 

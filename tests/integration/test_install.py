@@ -27,7 +27,7 @@ from tests.support.worker_rbac import worker_rbac
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "operator" / "workpools"
 GROUP = "workpools.dev"
-KINDS = ("workpools", "workqueues", "workers", "flowruns")
+KINDS = ("workpools", "workqueues", "workers", "flowruns", "flowschedules")
 SYSTEM_NAMESPACE = "workpools-system"
 OPERATOR_ACCOUNT = "workpools-operator"
 OPERATOR_USER = f"system:serviceaccount:{SYSTEM_NAMESPACE}:{OPERATOR_ACCOUNT}"
@@ -588,6 +588,11 @@ class Reason:
 def _operator_needs() -> dict[Grant, Reason]:
     needs: dict[Grant, Reason] = {}
     constants = {"workpools": "WORKPOOLS", "workqueues": "WORKQUEUES", "workers": "WORKERS", "flowruns": "FLOWRUNS"}
+    status_writes = {
+        **{kind: ("controllers/pools.py", f"_write_status(rt, {constant},") for kind, constant in constants.items()},
+        "flowruns": ("controllers/pools.py", "rt.transport.patch(FLOWRUNS,"),
+        "flowschedules": ("controllers/schedules.py", "rt.transport.patch(FLOWSCHEDULES,"),
+    }
     for kind in KINDS:
         needs[Grant("cluster", GROUP, kind, "watch")] = Reason(
             "kopf watches every kind; the events feed the store", "controllers/feeders.py", (
@@ -598,17 +603,14 @@ def _operator_needs() -> dict[Grant, Reason]:
             "the store is primed with a paginated LIST of every kind before any pass (kopf also LISTs)",
             "controllers/startup.py",
             (
-                "for resource in (WORKPOOLS, WORKQUEUES, WORKERS, FLOWRUNS):",
+                "for resource in (WORKPOOLS, WORKQUEUES, WORKERS, FLOWRUNS, FLOWSCHEDULES):",
                 "rt.transport.list_all(resource, namespace)",
             ),
         )
         needs[Grant("cluster", GROUP, f"{kind}/status", "patch")] = Reason(
             "every status is written through the status subresource, as a merge patch",
-            "controllers/pools.py",
-            (
-                "rt.transport.patch(FLOWRUNS," if kind == "flowruns" else f"_write_status(rt, {constants[kind]},",
-                "status=True,",
-            ),
+            status_writes[kind][0],
+            (status_writes[kind][1], "status=True,"),
         )
     needs[Grant("cluster", GROUP, "flowruns", "get")] = Reason(
         "a run whose status write failed ambiguously is read back before the pool is decided again",
@@ -622,6 +624,19 @@ def _operator_needs() -> dict[Grant, Reason]:
     )
     needs[Grant("cluster", GROUP, "workqueues", "create")] = Reason(
         "each pool's default queue", "controllers/pools.py", ("await rt.transport.create(WORKQUEUES,",)
+    )
+    needs[Grant("cluster", GROUP, "flowruns", "create")] = Reason(
+        "a FlowSchedule's runs", "controllers/schedules.py", ("await rt.transport.create(FLOWRUNS,",)
+    )
+    needs[Grant("cluster", GROUP, "flowruns", "patch")] = Reason(
+        "concurrencyPolicy Replace sets spec.cancel on the schedule's own active runs",
+        "controllers/schedules.py",
+        ('{"spec": {"cancel": True}},',),
+    )
+    needs[Grant("cluster", GROUP, "flowruns", "delete")] = Reason(
+        "a FlowSchedule's finished runs beyond its history limits",
+        "controllers/schedules.py",
+        ("await rt.transport.delete(FLOWRUNS,", "uid=meta.uid"),
     )
     needs[Grant("cluster", GROUP, "workers", "delete")] = Reason(
         "Workers offline longer than the pool's TTL are deleted",

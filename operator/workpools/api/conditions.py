@@ -61,6 +61,14 @@ class Reason(enum.StrEnum):
     VALID = "Valid"
     RECLAIM_SUSPENDED = "ReclaimSuspended"
     WORKERS_REACHABLE = "WorkersReachable"
+    # FlowSchedules (CronJob's event reasons where it has one):
+    SCHEDULED = "Scheduled"
+    SUSPENDED = "Suspended"
+    INVALID_SCHEDULE = "InvalidSchedule"
+    SUCCESSFUL_CREATE = "SuccessfulCreate"
+    MISSED_SCHEDULE = "MissedSchedule"
+    REPLACED = "Replaced"
+    SUCCESSFUL_DELETE = "SuccessfulDelete"
 
 
 CONDITIONS_MAX = 8

@@ -19,12 +19,13 @@ from kube_custom_resource.schema import remove_fields, resolve_refs
 
 from workpools.api.base import Resource
 from workpools.api.flowrun import FlowRun
+from workpools.api.flowschedule import FlowSchedule
 from workpools.api.meta import CATEGORY, GROUP, VERSION
 from workpools.api.worker import Worker
 from workpools.api.workpool import WorkPool
 from workpools.api.workqueue import WorkQueue
 
-KINDS: tuple[type[Resource], ...] = (WorkPool, WorkQueue, Worker, FlowRun)
+KINDS: tuple[type[Resource], ...] = (WorkPool, WorkQueue, Worker, FlowRun, FlowSchedule)
 
 Schema = dict[str, Any]
 

@@ -20,8 +20,16 @@ from typing import NoReturn
 from workpools.cli import render
 from workpools.cli.main import describe, fail, one_line, prog, worker_module
 from workpools.cli.render import View, as_data
+from workpools.cli.schedules import (  # noqa: F401  (handlers main.py names, looked up in this module)
+    schedule_inspect,
+    schedule_ls,
+    schedule_resume,
+    schedule_suspend,
+    schedule_trigger,
+)
 from workpools.client import errors
 from workpools.client.runs import RunsClient
+from workpools.client.schedules import SchedulesClient
 from workpools.client.specs import SpecsClient
 from workpools.client.transport import Transport
 from workpools.client.workpools import WorkpoolsClient
@@ -37,11 +45,18 @@ class Context:
     pools: WorkpoolsClient
     runs: RunsClient
     specs: SpecsClient
+    schedules: SchedulesClient
 
     @classmethod
     def open(cls, transport: Transport, namespace: str | None) -> Context:
         ns = namespace or transport.namespace
-        return cls(ns, WorkpoolsClient(transport, ns), RunsClient(transport, ns), SpecsClient(transport, ns))
+        return cls(
+            ns,
+            WorkpoolsClient(transport, ns),
+            RunsClient(transport, ns),
+            SpecsClient(transport, ns),
+            SchedulesClient(transport, ns),
+        )
 
     @staticmethod
     def now() -> datetime.datetime:

@@ -244,6 +244,7 @@ def build_parser(prog: str = "workpools") -> Parser:
     _queue_verbs(_Verbs(nouns, "queue", "Work queues of a pool: list, create, pause, prioritize.", prog))
     _worker_verbs(_Verbs(nouns, "worker", "Workers of a pool: list, delete, start one.", prog))
     _run_verbs(_Verbs(nouns, "run", "Flow runs: create, list, inspect, cancel.", prog))
+    _schedule_verbs(_Verbs(nouns, "schedule", "Flow schedules: list, inspect, suspend, resume, trigger.", prog))
     return parser
 
 
@@ -474,6 +475,30 @@ def _run_verbs(verbs: _Verbs) -> None:
         "cancel etl-x7k2p",
         "run_cancel",
         patches="spec.cancel",
+    ).add_argument("name")
+
+
+def _schedule_verbs(verbs: _Verbs) -> None:
+    verbs.add("ls", "List flow schedules: cron, suspended, active runs, last and next time.", "ls", "schedule_ls")
+    verbs.add("inspect", "Show one flow schedule in detail.", "inspect nightly", "schedule_inspect").add_argument(
+        "name"
+    )
+    verbs.add(
+        "suspend",
+        "Stop creating runs (running ones go on).",
+        "suspend nightly",
+        "schedule_suspend",
+        patches="spec.suspend",
+    ).add_argument("name")
+    verbs.add(
+        "resume",
+        "Create runs again; times missed meanwhile are caught up within maxCatchUpRuns.",
+        "resume nightly",
+        "schedule_resume",
+        patches="spec.suspend",
+    ).add_argument("name")
+    verbs.add(
+        "trigger", "Create one run now from the schedule's template.", "trigger nightly", "schedule_trigger"
     ).add_argument("name")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from workpools.api.base import Resource
 from workpools.api.flowrun import FlowRun
+from workpools.api.flowschedule import FlowSchedule
 from workpools.api.meta import GROUP, VERSION
 from workpools.api.worker import Worker
 from workpools.api.workpool import WorkPool
@@ -19,3 +20,4 @@ WORKPOOLS = resource_type(WorkPool)
 WORKQUEUES = resource_type(WorkQueue)
 WORKERS = resource_type(Worker)
 FLOWRUNS = resource_type(FlowRun)
+FLOWSCHEDULES = resource_type(FlowSchedule)

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.metrics import MetricWrapperBase
 
+from workpools.api.flowschedule import FlowScheduleStatus
 from workpools.api.meta import ObjectKey
 from workpools.api.states import StateType
 from workpools.api.workpool import WorkPoolStatus
@@ -93,6 +94,28 @@ QUEUE_METRICS = (
     late_runs,
     oldest_scheduled,
     admissions,
+)
+SCHEDULE = ["namespace", "schedule"]
+schedule_active_runs = Gauge(
+    "workpools_schedule_active_runs", "Runs of the FlowSchedule not finished yet", SCHEDULE, registry=REGISTRY
+)
+schedule_next_time = Gauge(
+    "workpools_schedule_next_time_seconds",
+    "The FlowSchedule's next scheduled time, Unix seconds (absent: suspended or invalid)",
+    SCHEDULE,
+    registry=REGISTRY,
+)
+schedule_runs_created = Counter(
+    "workpools_schedule_runs_created", "FlowRuns created by the FlowSchedule", SCHEDULE, registry=REGISTRY
+)
+schedule_missed = Counter(
+    "workpools_schedule_missed",
+    "Scheduled times skipped (maxCatchUpRuns, startingDeadlineSeconds, Replace)",
+    SCHEDULE,
+    registry=REGISTRY,
+)
+schedule_errors = Counter(
+    "workpools_schedule_reconcile_errors", "FlowSchedule passes that failed (retried)", SCHEDULE, registry=REGISTRY
 )
 
 _queues_seen: dict[ObjectKey, set[str]] = {}
@@ -174,3 +197,27 @@ def record_run_deleted(key: ObjectKey) -> None:
 
 def record_error(key: ObjectKey) -> None:
     reconcile_errors.labels(key.namespace, key.name).inc()
+
+
+def record_schedule(key: ObjectKey, status: FlowScheduleStatus, skipped: int) -> None:
+    """Gauges of one schedule after a pass, and the times it skipped for good."""
+    labels = (key.namespace, key.name)
+    schedule_active_runs.labels(*labels).set(status.active_count)
+    moment = status.next_schedule_time
+    _set_optional(schedule_next_time, labels, None if moment is None else int(moment.timestamp()))
+    if skipped:
+        schedule_missed.labels(*labels).inc(skipped)
+
+
+def record_schedule_run_created(key: ObjectKey) -> None:
+    schedule_runs_created.labels(key.namespace, key.name).inc()
+
+
+def record_schedule_error(key: ObjectKey) -> None:
+    schedule_errors.labels(key.namespace, key.name).inc()
+
+
+def forget_schedule(key: ObjectKey) -> None:
+    """A deleted schedule takes its series with it."""
+    for metric in (schedule_active_runs, schedule_next_time, schedule_runs_created, schedule_missed, schedule_errors):
+        _forget(metric, (key.namespace, key.name))

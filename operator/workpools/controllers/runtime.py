@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from workpools.api.meta import ObjectKey
+from workpools.cache.schedules import ScheduleStore
 from workpools.cache.store import Store
 from workpools.cache.wakeups import Wakeups
 from workpools.client.transport import Transport
@@ -49,4 +50,9 @@ class Runtime:
     """Per pool, the next moment time alone changes it (set by each pass, read by the timer)."""
     deletion_budget: TokenBucket = field(default_factory=lambda: TokenBucket(DELETIONS_PER_SECOND, DELETIONS_BURST))
     """The one token bucket every pool's finished-run deletions draw from (core/ttl.py)."""
+    schedules: ScheduleStore = field(default_factory=ScheduleStore)
+    schedule_wakeups: Wakeups | None = None
+    """Per-schedule serial reconciliation (controllers/schedules.py); set at startup."""
+    schedule_deadlines: dict[ObjectKey, datetime.datetime] = field(default_factory=dict)
+    """Per schedule, its next scheduled time (read by the timer)."""
     instance: str = field(default_factory=lambda: os.environ.get("POD_NAME") or socket.gethostname())

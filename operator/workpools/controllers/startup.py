@@ -13,11 +13,13 @@ from workpools.api.meta import ObjectKey
 from workpools.cache.store import Store
 from workpools.cache.wakeups import Wakeups
 from workpools.client import errors
-from workpools.client.resources import FLOWRUNS, WORKERS, WORKPOOLS, WORKQUEUES
+from workpools.client.resources import FLOWRUNS, FLOWSCHEDULES, WORKERS, WORKPOOLS, WORKQUEUES
 from workpools.client.transport import Transport
 from workpools.controllers import metrics
+from workpools.controllers.feeders import feed_body
 from workpools.controllers.pools import reconcile_pool
 from workpools.controllers.runtime import FIELD_MANAGER, Runtime, deletion_budget
+from workpools.controllers.schedules import reconcile_schedule
 from workpools.controllers.scope import Scope
 from workpools.controllers.timers import run_timers
 
@@ -52,12 +54,21 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
             metrics.record_error(pool)
             raise
 
+    async def reconcile_flow_schedule(schedule: ObjectKey) -> None:
+        try:
+            await reconcile_schedule(runtime, schedule)
+        except Exception:
+            metrics.record_schedule_error(schedule)
+            raise
+
     runtime = Runtime(
         transport=transport, store=store, wakeups=Wakeups(reconcile), deletion_budget=deletion_budget(os.environ)
     )
+    runtime.schedule_wakeups = Wakeups(reconcile_flow_schedule)
     memo.runtime = runtime
     await prime(runtime, Scope.from_environment())
     runtime.wakeups.enable()
+    runtime.schedule_wakeups.enable()
     memo.timers = asyncio.create_task(run_timers(runtime), name="timers")
 
 
@@ -67,12 +78,12 @@ async def prime(rt: Runtime, scope: Scope) -> None:
     Without it a pool could be reconciled before its queues were seen, and the operator would
     act on half a picture (e.g. re-create a default queue that exists).
     """
-    for resource in (WORKPOOLS, WORKQUEUES, WORKERS, FLOWRUNS):
+    for resource in (WORKPOOLS, WORKQUEUES, WORKERS, FLOWRUNS, FLOWSCHEDULES):
         for namespace in scope.list_namespaces():
             for pause in PRIME_RETRIES:  # a broken connection must not cost kopf's 60 s startup retry
                 try:
                     async for body in rt.transport.list_all(resource, namespace):
-                        rt.wakeups.wake(*rt.store.put(body))
+                        feed_body(rt, body)
                     break
                 except errors.Unavailable as error:
                     logger.warning("listing %s failed (%s); again in %.0fs", resource.plural, error, pause)
@@ -80,11 +91,12 @@ async def prime(rt: Runtime, scope: Scope) -> None:
             else:
                 raise errors.Unavailable(f"could not list {resource.plural} to prime the store", kind=resource.kind)
     logger.info(
-        "store primed: %d pools, %d queues, %d workers, %d runs",
+        "store primed: %d pools, %d queues, %d workers, %d runs, %d schedules",
         len(rt.store.pools),
         len(rt.store.queues.by_key),
         len(rt.store.workers.by_key),
         len(rt.store.runs.by_key),
+        len(rt.schedules.schedules),
     )
 
 
@@ -96,6 +108,8 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime | None = getattr(memo, "runtime", None)
     if runtime is not None:
         await runtime.wakeups.stop()
+        if runtime.schedule_wakeups is not None:
+            await runtime.schedule_wakeups.stop()
         await runtime.transport.close()
 
 

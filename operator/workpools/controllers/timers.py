@@ -20,6 +20,11 @@ def wake_due_pools(rt: Runtime) -> None:
     for pool in due:
         del rt.deadlines[pool]
     rt.wakeups.wake(*due)
+    if rt.schedule_wakeups is not None:
+        due = [schedule for schedule, moment in rt.schedule_deadlines.items() if moment <= now]
+        for schedule in due:
+            del rt.schedule_deadlines[schedule]
+        rt.schedule_wakeups.wake(*due)
 
 
 async def run_timers(rt: Runtime) -> None:

@@ -28,7 +28,7 @@ from workpools.api import crds, meta
 
 ROOT = Path(__file__).resolve().parents[3]
 ARGOCD = ROOT / "examples" / "argocd"
-KINDS = ("WorkPool", "WorkQueue", "Worker", "FlowRun")
+KINDS = ("WorkPool", "WorkQueue", "Worker", "FlowRun", "FlowSchedule")
 ARGO_STATUSES = {"Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown"}
 """What Argo CD accepts from a script (util/lua/lua.go isValidHealthStatusCode)."""
 
@@ -444,7 +444,38 @@ RUN_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("o", "status", "message"), POOL_CASES + QUEUE_CASES + WORKER_CASES + RUN_CASES)
+SCHEDULE = "FlowSchedule"
+NEXT = condition("Ready", reason="Scheduled", message="next run at 2026-01-01T12:01:00Z")
+SCHEDULE_CASES = [
+    case(SCHEDULE, obj(SCHEDULE), "Progressing", "Waiting for the operator to observe generation 1", "no-status"),
+    case(SCHEDULE, observed(SCHEDULE, conditions=[NEXT]), "Healthy", "next run at 2026-01-01T12:01:00Z", "scheduled"),
+    case(
+        SCHEDULE,
+        observed(SCHEDULE, conditions=[condition("Invalid", message="schedule '0 0 30 2 *' cannot be evaluated")]),
+        "Degraded",
+        "schedule '0 0 30 2 *' cannot be evaluated",
+        "invalid",
+    ),
+    case(
+        SCHEDULE,
+        observed(SCHEDULE, spec={"suspend": True}, conditions=[condition("Ready", "False", "Suspended")]),
+        "Suspended",
+        "FlowSchedule is suspended (spec.suspend): no runs are created",
+        "suspended",
+    ),
+    case(
+        SCHEDULE,
+        observed(SCHEDULE, conditions=[condition("Ready", "False")]),
+        "Progressing",
+        "Waiting for the operator to schedule the next run",
+        "not-ready",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("o", "status", "message"), POOL_CASES + QUEUE_CASES + WORKER_CASES + RUN_CASES + SCHEDULE_CASES
+)
 def test_health(o: dict[str, Any], status: str, message: str) -> None:
     assert evaluate(o) == Health(status, message)
 
@@ -480,6 +511,13 @@ FULL = {
         worker="w-1",
         message="m",
         conditions=[NOT_YET, condition("Invalid"), condition("PoolNotFound")],
+    ),
+    "FlowSchedule": observed(
+        SCHEDULE,
+        spec={"schedule": "* * * * *", "suspend": True},
+        lastScheduleTime=NOW,
+        activeCount=1,
+        conditions=[NEXT, condition("Invalid")],
     ),
 }
 CHOICES = {
@@ -597,7 +635,7 @@ def test_ignored_fields_exist_in_the_crds_and_are_never_health_inputs() -> None:
     schemas = {model.KIND: crds.custom_resource_definition(model) for model in crds.KINDS}
     prefix = f"resource.customizations.ignoreResourceUpdates.{meta.GROUP}_"
     rules = {key.removeprefix(prefix): yaml.safe_load(value) for key, value in data.items() if key.startswith(prefix)}
-    assert set(rules) == {"WorkPool", "WorkQueue", "Worker"}
+    assert set(rules) == {"WorkPool", "WorkQueue", "Worker", "FlowSchedule"}
     for kind, rule in rules.items():
         assert set(rule) == {"jsonPointers"}
         schema = schemas[kind]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
