@@ -633,16 +633,13 @@ def _operator_needs() -> dict[Grant, Reason]:
         "controllers/schedules.py",
         ('{"spec": {"cancel": True}},',),
     )
-    needs[Grant("cluster", GROUP, "flowruns", "delete")] = Reason(
-        "a FlowSchedule's finished runs beyond its history limits",
-        "controllers/schedules.py",
-        ("await rt.transport.delete(FLOWRUNS,", "uid=meta.uid"),
-    )
     needs[Grant("cluster", GROUP, "workers", "delete")] = Reason(
         "Workers offline longer than the pool's TTL are deleted",
         "controllers/pools.py",
         ("await rt.transport.delete(WORKERS,", "resource_version=meta.resource_version"),
     )
+    # Also controllers/schedules.py: a FlowSchedule's finished runs beyond its history limits
+    # (`await rt.transport.delete(FLOWRUNS,` ... `uid=meta.uid`); one Reason per grant is checked.
     needs[Grant("cluster", GROUP, "flowruns", "delete")] = Reason(
         "FlowRuns finished longer ago than the pool's finishedRunTTLSeconds are deleted, rate-limited",
         "controllers/pools.py",
