@@ -1,8 +1,10 @@
-"""Admission throughput and latency (issue 5, point 7): N FlowRuns through a real API server.
+"""Admission throughput and latency (issue 5, point 7; issue 11): N FlowRuns through a real API server.
 
     .venv/bin/python -m benchmarks.admission --runs 1000
     .venv/bin/python -m benchmarks.admission --runs 10000
     .venv/bin/python -m benchmarks.admission --runs 1000 --profile   # a diagnostic run under cProfile
+    .venv/bin/python -m benchmarks.admission --shape fill --runs 10000
+    .venv/bin/python -m benchmarks.admission --shape refill --runs 2000 --isolation --burst 10000
 
 Starts a local control plane (unless KUBECONFIG is set), installs manifests/ and runs the operator
 as its ServiceAccount, scoped to the benchmark's namespace. Then:
@@ -10,7 +12,7 @@ as its ServiceAccount, scoped to the benchmark's namespace. Then:
 1. **Ceiling** (before the operator starts, in a namespace of its own): one Python client (the
    product's `Transport`, the operator's credentials) PATCHes the status of existing FlowRuns in
    a tight loop, each write a merge patch with a resourceVersion precondition and a condition,
-   like a grant; one write in flight, then 16 (the operator's `RUN_WRITES_IN_FLIGHT`). That is
+   like a grant; one write in flight, then as many as the operator's `RUN_WRITES_IN_FLIGHT` (32). That is
    the practical ceiling for FlowRun status writes from one Python process on this API server.
 2. **Workload**: `--pools` WorkPools × `--queues` WorkQueues with pool and queue limits (one
    queue per pool unlimited), `--workers` simulated workers per pool (`tests/support/fleet.py`:
@@ -24,8 +26,19 @@ as its ServiceAccount, scoped to the benchmark's namespace. Then:
    the operator's. `/proc` of the operator (CPU seconds, RSS, peak RSS), the control plane and
    this harness is sampled every second.
 
-Figures go to `benchmarks/results/admission-<N>.md` (and `.json` beside it) with the command,
-commit, machine and date. It measures; it asserts nothing.
+`--shape` picks the workload of step 2 (`drain` above is the default):
+
+* **fill**: one pool without limits, workers that hold every run they get (never Running); the N
+  runs are created while the pool is paused and the clock starts when every one is Late and the
+  harness resumes the pool: resume → every run Pending is the grant rate of one pass's burst.
+* **refill**: one pool limited to 50, the same paused start, workers that move each run to Running
+  1 s after they see it Pending and to Completed 1 s later; each grant after the first 50 is paired
+  with the earliest unpaired completion before it (FIFO), both as the watch delivered them: the
+  latency from a freed slot to its refill. `--isolation` adds a second pool without workers that
+  receives `--burst` runs at the resume, and still times the first pool's refills only.
+
+Figures go to `benchmarks/results/admission-<N>.md` (drain) or `admission-<shape>-<N>.md` (and
+`.json` beside it) with the command, commit, machine and date. It measures; it asserts nothing.
 """
 
 from __future__ import annotations
@@ -33,19 +46,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime
-import json
 import os
-import pstats
-import shutil
 import signal
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +64,15 @@ from benchmarks.harness import (
     WriteKey,
     api_writes,
     git_commit,
+    limits,
+    log,
     machine,
+    profile_operator,
+    profile_summary,
+    record_run,
     source_digest,
     utc_now,
+    work_directory,
 )
 from tests.support.fleet import AsyncWorker, WorkerSpec, running
 from tests.support.objects import pool, queue, run
@@ -67,17 +81,60 @@ from tests.support.waiting import wait_for
 from tests.support.watches import ResourceWatch
 from tests.support.worker_rbac import worker_kubeconfig
 from workpools.client import errors
-from workpools.client.resources import FLOWRUNS
+from workpools.client.resources import FLOWRUNS, WORKPOOLS
 from workpools.client.transport import Transport
+from workpools.controllers.writers import RUN_WRITES_IN_FLIGHT
 
 CREATES_IN_FLIGHT = 16
-CEILING_IN_FLIGHT = (1, 16)
+CEILING_IN_FLIGHT = (1, RUN_WRITES_IN_FLIGHT)
 CEILING_RUNS = 200
 GROUP_SUFFIX = ".workpools.dev"
+MEASURED_POOL = "pool-1"
+"""The pool fill and refill measure (drain measures all its pools)."""
+BURST_POOL = "burst"
+"""--isolation: the pool without workers that receives the burst."""
+HOLD = 1e9
+"""Seconds a fill worker waits before moving a run to Running: it holds every run it gets."""
+REFILL_HOLD = 2.0
+"""Seconds from a refill worker seeing a run Pending to moving it to Completed (half of it to Running)."""
+REFILL_GOAL_MS = {"p50": 50.0, "p99": 250.0}
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What a `--shape` changes in the workload."""
+
+    workers: str
+    """The simulated workers, as the report describes them."""
+    delays: tuple[float, float]
+    """A worker's wait before moving a run it got to Running, then before moving it to Completed."""
+    goal: str
+    """The state every run reaches when the measurement ends."""
+    paused_start: bool
+    """The runs are created in the paused pool before the clock starts, which resumes the pool."""
+
+    @property
+    def clock(self) -> str:
+        """What starts the clock."""
+        return "resume" if self.paused_start else "first create"
+
+
+SHAPES = {
+    "drain": Shape("instant-completing workers", (0.0, 0.0), "Completed", paused_start=False),
+    "fill": Shape("workers that hold every run they get (never Running)", (HOLD, HOLD), "Pending", paused_start=True),
+    "refill": Shape(
+        f"workers that move each run to Running {REFILL_HOLD / 2:g} s after they see it Pending and to Completed "
+        f"{REFILL_HOLD / 2:g} s later",
+        (REFILL_HOLD / 2, REFILL_HOLD / 2),
+        "Completed",
+        paused_start=True,
+    ),
+}
 
 
 @dataclass(frozen=True)
 class Settings:
+    shape: str
     runs: int
     pools: int
     queues: int
@@ -92,44 +149,18 @@ class Settings:
     output: Path
     keep: bool
     command: str
+    isolation: bool = False
+    burst: int = 0
+
+    @property
+    def kind(self) -> Shape:
+        return SHAPES[self.shape]
 
     def queue_names(self, pool_name: str) -> list[str]:
         return [f"{pool_name}-q{i + 1}" for i in range(self.queues)]
 
     def queue_limit(self, index: int) -> int | None:
         return self.queue_limits[index] if index < len(self.queue_limits) else None
-
-
-# -- the operator (optionally under cProfile) -----------------------------------------------------
-
-
-PROFILER = """\
-# Written by benchmarks/admission.py --profile: profiles the process that imports it (the operator),
-# dumping the stats at a normal exit (SIGTERM makes kopf return).
-import atexit, cProfile, os
-
-_path = os.environ.get("WORKPOOLS_BENCH_PROFILE")
-if _path:
-    _profile = cProfile.Profile()
-    _profile.enable()
-
-    def _dump() -> None:
-        _profile.disable()
-        _profile.dump_stats(_path)
-
-    atexit.register(_dump)
-"""
-
-
-def profile_operator(workdir: Path) -> Path:
-    """Make the next `python -m workpools` started from here run under cProfile (a `sitecustomize`
-    on PYTHONPATH), so the operator starts exactly as the tests start it; returns the dump's path."""
-    directory = workdir / "profiler"
-    directory.mkdir(exist_ok=True)
-    (directory / "sitecustomize.py").write_text(PROFILER)
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(directory), os.environ.get("PYTHONPATH")]))
-    os.environ["WORKPOOLS_BENCH_PROFILE"] = str(workdir / "operator.prof")
-    return workdir / "operator.prof"
 
 
 # -- 1. the ceiling -------------------------------------------------------------------------------
@@ -231,12 +262,14 @@ class RunTimes:
 
 @dataclass
 class Recorder:
-    """A watch on every FlowRun of the namespace: when each run was first seen in each state."""
+    """A watch on the FlowRuns measured: when each run was first seen in each state."""
 
-    runs: dict[str, RunTimes] = field(default_factory=dict)
-    completed: int = 0
-    done: asyncio.Event = field(default_factory=asyncio.Event)
+    goal: str = "Completed"
+    """The state that ends the measurement once `total` runs reached it."""
     total: int = 0
+    runs: dict[str, RunTimes] = field(default_factory=dict)
+    reached: int = 0
+    done: asyncio.Event = field(default_factory=asyncio.Event)
     _state: dict[str, str | None] = field(default_factory=dict)
 
     def observe(self, kind: str, obj: dict[str, Any]) -> None:
@@ -258,9 +291,15 @@ class Recorder:
             times.running = at
         elif state == "Completed" and times.completed is None:
             times.completed = at
-            self.completed += 1
-            if self.completed >= self.total:
+        else:
+            return
+        if state == self.goal:
+            self.reached += 1
+            if self.reached >= self.total:
                 self.done.set()
+
+    def late(self) -> int:
+        return sum(1 for t in self.runs.values() if t.late)
 
     async def record(self, watch: ResourceWatch) -> None:
         async for event in watch.events():
@@ -270,13 +309,35 @@ class Recorder:
 def workload_manifests(settings: Settings) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
     made: list[dict[str, Any]] = []
     queues: list[tuple[str, str]] = []
+    paused = {"paused": True} if settings.kind.paused_start else {}
     for p in range(settings.pools):
         pool_name = f"pool-{p + 1}"
-        made.append(pool(pool_name, concurrencyLimit=settings.pool_limit))
+        made.append(pool(pool_name, concurrencyLimit=settings.pool_limit, **paused))
         for index, name in enumerate(settings.queue_names(pool_name)):
             made.append(queue(name, pool_name, priority=10 * (index + 1), concurrencyLimit=settings.queue_limit(index)))
             queues.append((pool_name, name))
+    if settings.isolation:
+        made.append(pool(BURST_POOL))
     return made, queues
+
+
+async def create_runs(
+    admin: Transport, namespace: str, bodies: Sequence[dict[str, Any]], rate: float | None = None
+) -> dict[str, float]:
+    """POST the runs, CREATES_IN_FLIGHT at a time (`rate` paces them): when each POST returned."""
+    gate = asyncio.Semaphore(CREATES_IN_FLIGHT)
+    created: dict[str, float] = {}
+    started = time.monotonic()
+
+    async def create(i: int, body: dict[str, Any]) -> None:
+        if rate:
+            await asyncio.sleep(max(0.0, started + i / rate - time.monotonic()))
+        async with gate:
+            await admin.create(FLOWRUNS, namespace, body)
+        created[body["metadata"]["name"]] = time.monotonic()
+
+    await asyncio.gather(*(create(i, body) for i, body in enumerate(bodies)))
+    return created
 
 
 async def workload(
@@ -289,17 +350,23 @@ async def workload(
     sampler: Sampler,
 ) -> dict[str, Any]:
     kubectl = cluster.kubectl
+    shape = settings.kind
     manifests, queues = workload_manifests(settings)
     kubectl.apply(*manifests, namespace=namespace)
+    pools = sorted({p for p, _ in queues})
     specs = [
         WorkerSpec(f"{pool_name}-w{i + 1}", pool_name, limit=settings.worker_limit)
-        for pool_name in sorted({p for p, _ in queues})
+        for pool_name in pools
         for i in range(settings.workers)
     ]
-    fleet = [AsyncWorker(spec, workers_kubeconfig, namespace, interval=10, delays=(0.0, 0.0)) for spec in specs]
-    recorder = Recorder(total=settings.runs)
+    fleet = [AsyncWorker(spec, workers_kubeconfig, namespace, interval=10, delays=shape.delays) for spec in specs]
+    recorder = Recorder(goal=shape.goal, total=settings.runs)
+    placed = [queues[i % len(queues)] for i in range(settings.runs)]
+    bodies = [run(f"run-{i:05d}", p, workQueue=q) for i, (p, q) in enumerate(placed)]
+    # The burst pool's runs are not recorded: the measured pool's refills are.
+    selector = f"spec.workPool={MEASURED_POOL}" if settings.isolation else None
     async with (
-        ResourceWatch(kubectl.kubeconfig, FLOWRUNS, namespace) as watch,
+        ResourceWatch(kubectl.kubeconfig, FLOWRUNS, namespace, field_selector=selector) as watch,
         await Transport.connect(kubectl.kubeconfig) as admin,
         running(fleet),
     ):
@@ -309,23 +376,33 @@ async def workload(
         await asyncio.to_thread(
             wait_for, lambda: _all_online(kubectl, namespace, len(specs)), timeout=60, what="every worker Online"
         )
+        if shape.paused_start:
+            created = await create_runs(admin, namespace, bodies, settings.rate)
+            log(f"created {settings.runs} runs in the paused pool; waiting for every one to be Late")
+            # Late comes 15 s after creation: waiting for it keeps those writes out of the window.
+            queued = (settings.runs, Counter({"scheduled": settings.runs, "late": settings.runs}))
+            await asyncio.to_thread(
+                wait_for,
+                lambda: (recorder.late(), _status_totals(kubectl, namespace, pools)),
+                equals=queued,
+                timeout=settings.deadline,
+                what="every run Late in the paused pool",
+            )
         first = await asyncio.to_thread(snapshot, cluster, sampler)
         beats_before = sum(w.log.beats for w in fleet)
-        gate = asyncio.Semaphore(CREATES_IN_FLIGHT)
         started = time.monotonic()
-
-        async def create(i: int) -> None:
-            pool_name, queue_name = queues[i % len(queues)]
-            body = run(f"run-{i:05d}", pool_name, workQueue=queue_name)
-            if settings.rate:
-                await asyncio.sleep(max(0.0, started + i / settings.rate - time.monotonic()))
-            async with gate:
-                await admin.create(FLOWRUNS, namespace, body)
-            recorder.runs.setdefault(body["metadata"]["name"], RunTimes()).created = time.monotonic()
-
-        await asyncio.gather(*(create(i) for i in range(settings.runs)))
-        created = time.monotonic()
-        log(f"created {settings.runs} runs in {created - started:.1f}s; waiting for them to complete")
+        burst: asyncio.Task[dict[str, float]] | None = None
+        if shape.paused_start:
+            await admin.patch(WORKPOOLS, namespace, MEASURED_POOL, {"spec": {"paused": False}})
+            if settings.isolation:
+                burst_bodies = [run(f"burst-{i:05d}", BURST_POOL) for i in range(settings.burst)]
+                burst = asyncio.create_task(create_runs(admin, namespace, burst_bodies), name="burst")
+        else:
+            created = await create_runs(admin, namespace, bodies, settings.rate)
+            log(f"created {settings.runs} runs in {time.monotonic() - started:.1f}s")
+        for name, at in created.items():
+            recorder.runs.setdefault(name, RunTimes()).created = at
+        log(f"waiting for {settings.runs} runs to be {shape.goal}")
         waiting = asyncio.create_task(recorder.done.wait())
         done, _ = await asyncio.wait(
             {waiting, recording}, timeout=settings.deadline, return_when=asyncio.FIRST_COMPLETED
@@ -333,11 +410,17 @@ async def workload(
         if waiting not in done:
             waiting.cancel()
             recording.cancel()
-            raise AssertionError(f"only {recorder.completed}/{settings.runs} runs completed by the deadline")
+            raise AssertionError(f"only {recorder.reached}/{settings.runs} runs {shape.goal} by the deadline")
         finished = time.monotonic()
-        log(f"all {settings.runs} runs Completed {finished - started:.1f}s after the first create")
+        log(f"all {settings.runs} runs {shape.goal} {finished - started:.1f}s after the clock started")
+        burst_created = await burst if burst is not None else {}
+        held = settings.runs if shape.goal == "Pending" else 0
         await asyncio.to_thread(
-            wait_for, lambda: _settled(kubectl, namespace), timeout=120, what="pool and queue statuses settled"
+            wait_for,
+            lambda: _status_totals(kubectl, namespace, pools),
+            equals=Counter({"pool active": held, "queue active": held}),
+            timeout=120,
+            what="pool and queue statuses settled",
         )
         last = await asyncio.to_thread(snapshot, cluster, sampler)
         recording.cancel()
@@ -348,7 +431,8 @@ async def workload(
     return {
         "recorder": recorder,
         "started": started,
-        "created": created,
+        "created": max(created.values()),
+        "burst created": max(burst_created.values(), default=None),
         "finished": finished,
         "first": first,
         "last": last,
@@ -364,13 +448,22 @@ def _all_online(kubectl: Any, namespace: str, count: int) -> bool:
     return len(items) == count and all(w.get("status", {}).get("phase") == "Online" for w in items)
 
 
-def _settled(kubectl: Any, namespace: str) -> bool:
-    pools = kubectl.json("get", "wp", "-n", namespace)["items"]
-    queues = kubectl.json("get", "wq", "-n", namespace)["items"]
-    return all(p.get("status", {}).get("slots", {}).get("active") == 0 for p in pools) and all(
-        q.get("status", {}).get("slots", {}).get("active") == 0 and q["status"].get("scheduledRuns", 0) == 0
-        for q in queues
-    )
+def _status_totals(kubectl: Any, namespace: str, pools: Collection[str]) -> Counter[str]:
+    """Sums over `pools` and their queues as their statuses say: active slots, scheduled and late runs."""
+    totals: Counter[str] = Counter()
+    for kind, short in (("pool", "wp"), ("queue", "wq")):
+        for item in kubectl.json("get", short, "-n", namespace)["items"]:
+            if (item["metadata"]["name"] if kind == "pool" else item["spec"]["workPool"]) not in pools:
+                continue
+            status = item.get("status", {})
+            active = status.get("slots", {}).get("active")
+            if active is None:
+                totals[f"{kind}s without a status"] += 1
+            totals[f"{kind} active"] += active or 0
+            if kind == "queue":
+                totals["scheduled"] += status.get("scheduledRuns", 0)
+                totals["late"] += status.get("lateRuns", 0)
+    return totals
 
 
 @dataclass
@@ -416,8 +509,24 @@ def write_table(first: Snapshot, last: Snapshot) -> Counter[tuple[str, str, bool
 def figures(result: dict[str, Any], settings: Settings, ceiling_figures: dict[str, Any]) -> dict[str, Any]:
     recorder: Recorder = result["recorder"]
     times = [t for t in recorder.runs.values() if t.created is not None]
-    started, finished = result["started"], result["finished"]
     pendings = sorted(t.pending for t in times if t.pending is not None)
+    shaped = {"drain": drain_figures, "fill": fill_figures, "refill": refill_figures}[settings.shape]
+    return {
+        "runs": settings.runs,
+        "granted": len(pendings),
+        **shaped(result, settings, times, pendings, ceiling_figures),
+        f"grant timeline (seconds after the {settings.kind.clock} at which 10%, 20%, … of runs were Pending)": [
+            round(pendings[min(len(pendings) - 1, (k * len(pendings)) // 10)] - result["started"], 1)
+            for k in range(1, 11)
+        ],
+        **costs(result, times, len(pendings)),
+    }
+
+
+def drain_figures(
+    result: dict[str, Any], settings: Settings, times: list[RunTimes], pendings: list[float], ceiling: dict[str, Any]
+) -> dict[str, Any]:
+    started, finished = result["started"], result["finished"]
     to_pending = [t.pending - t.created for t in times if t.pending is not None and t.created is not None]
     to_running = [t.running - t.created for t in times if t.running is not None and t.created is not None]
     pending_to_running = [t.running - t.pending for t in times if t.running is not None and t.pending is not None]
@@ -425,7 +534,94 @@ def figures(result: dict[str, Any], settings: Settings, ceiling_figures: dict[st
     span = pendings[-1] - started
     lo, hi = pendings[n // 10], pendings[(9 * n) // 10]
     steady = (0.8 * n) / (hi - lo) if hi > lo else float("nan")
+    return {
+        "completed": sum(1 for t in times if t.completed is not None),
+        "creation seconds": round(result["created"] - started, 1),
+        "creation per second": round(settings.runs / (result["created"] - started), 1),
+        "first create → last Completed seconds": round(finished - started, 1),
+        "first create → last Pending seconds": round(span, 1),
+        "grants per second (all runs / first create → last grant)": round(n / span, 1),
+        "grants per second (steady: 10th → 90th percentile grant)": round(steady, 1),
+        **against_ceiling(ceiling, {"grants/s": n / span, "steady grants/s": steady}),
+        "latency creation → Pending ms": percentiles(to_pending),
+        "latency creation → Running ms": percentiles(to_running),
+        "latency Pending → Running ms (worker reaction)": percentiles(pending_to_running),
+    }
 
+
+def fill_figures(
+    result: dict[str, Any], settings: Settings, times: list[RunTimes], pendings: list[float], ceiling: dict[str, Any]
+) -> dict[str, Any]:
+    span = pendings[-1] - result["started"]
+    return {
+        "resume → first Pending seconds": round(pendings[0] - result["started"], 2),
+        "resume → last Pending seconds": round(span, 2),
+        "grants per second (all runs / resume → last grant)": round(len(pendings) / span, 1),
+        **against_ceiling(ceiling, {"grants/s": len(pendings) / span}),
+    }
+
+
+def refill_figures(
+    result: dict[str, Any], settings: Settings, times: list[RunTimes], pendings: list[float], ceiling: dict[str, Any]
+) -> dict[str, Any]:
+    first_grants = settings.pool_limit or 0
+    freed = sorted(t.completed for t in times if t.completed is not None)
+    refills = pendings[first_grants:]
+    latencies, unpaired = fifo_latencies(freed, refills)
+    measured = percentiles(latencies)
+    held = [t.completed - t.pending for t in times if t.completed is not None and t.pending is not None]
+    figures_ = {
+        "completed": len(freed),
+        "resume → last Completed seconds": round(result["finished"] - result["started"], 1),
+        f"refill grants (after the first {first_grants})": len(refills),
+        "refill grants with no earlier freed slot to pair with": unpaired,
+        "freed slot → refill latency ms (Completed event → Pending event, FIFO)": measured,
+        "goal (issue 11)": ", ".join(
+            f"{q} ≤ {goal:g} ms ({'met' if measured.get(q, float('inf')) <= goal else 'not met'})"
+            for q, goal in REFILL_GOAL_MS.items()
+        ),
+        "refill grants per second (first → last refill grant)": round(
+            (len(refills) - 1) / (refills[-1] - refills[0]) if len(refills) > 1 else 0.0, 1
+        ),
+        "Pending → Completed ms (the workers' hold, as the watch saw it)": percentiles(held),
+    }
+    if settings.isolation:
+        figures_[f"burst: runs created in pool `{BURST_POOL}` at the resume"] = settings.burst
+        figures_["burst: resume → last burst create seconds"] = round(result["burst created"] - result["started"], 1)
+        figures_["burst: API writes below"] = (
+            f"include the `{BURST_POOL}` pool's (per admitted run: ÷ {MEASURED_POOL}'s)"
+        )
+    return figures_
+
+
+def fifo_latencies(freed: Sequence[float], grants: Sequence[float]) -> tuple[list[float], int]:
+    """Each grant (ascending) paired with the earliest unpaired freeing event (ascending) before
+    it: the latencies, and how many grants found none to pair with."""
+    latencies: list[float] = []
+    cursor = 0
+    for grant in grants:
+        if cursor < len(freed) and freed[cursor] <= grant:
+            latencies.append(grant - freed[cursor])
+            cursor += 1
+    return latencies, len(grants) - len(latencies)
+
+
+def against_ceiling(ceiling: dict[str, Any], rates: dict[str, float]) -> dict[str, float]:
+    """The ceiling's raw PATCH rates, and each grant rate ÷ the one at the operator's concurrency."""
+    top = CEILING_IN_FLIGHT[-1]
+    figures_ = {
+        f"raw status PATCH per second, 1 client, {n} in flight": ceiling[f"{n} in flight"]["per second"]
+        for n in reversed(CEILING_IN_FLIGHT)
+    }
+    for name, rate in rates.items():
+        figures_[f"ratio {name} ÷ raw PATCH/s ({top} in flight)"] = round(
+            rate / ceiling[f"{top} in flight"]["per second"], 3
+        )
+    return figures_
+
+
+def costs(result: dict[str, Any], times: list[RunTimes], n: int) -> dict[str, Any]:
+    """API writes in the window by who made them, per admitted run; CPU and memory; the operator log."""
     writes = write_table(result["first"], result["last"])
     worker_writes: dict[str, int] = result["worker writes"]
     heartbeats = result["heartbeats"]
@@ -458,29 +654,7 @@ def figures(result: dict[str, Any], settings: Settings, ceiling_figures: dict[st
     first, last = result["first"], result["last"]
     window = last.at - first.at
     cpu = {name: round(last.cpu.get(name, 0.0) - first.cpu.get(name, 0.0), 1) for name in last.cpu}
-    ceiling_rate = ceiling_figures[f"{CEILING_IN_FLIGHT[-1]} in flight"]["per second"]
-    ceiling_rate_1 = ceiling_figures[f"{CEILING_IN_FLIGHT[0]} in flight"]["per second"]
-    grants_per_second = n / span
     return {
-        "runs": settings.runs,
-        "granted": n,
-        "completed": recorder.completed,
-        "creation seconds": round(result["created"] - started, 1),
-        "creation per second": round(settings.runs / (result["created"] - started), 1),
-        "first create → last Completed seconds": round(finished - started, 1),
-        "first create → last Pending seconds": round(span, 1),
-        "grants per second (all runs / first create → last grant)": round(grants_per_second, 1),
-        "grants per second (steady: 10th → 90th percentile grant)": round(steady, 1),
-        "raw status PATCH per second, 1 client, 16 in flight": ceiling_rate,
-        "raw status PATCH per second, 1 client, 1 in flight": ceiling_rate_1,
-        "ratio grants/s ÷ raw PATCH/s (16 in flight)": round(grants_per_second / ceiling_rate, 3),
-        "ratio steady grants/s ÷ raw PATCH/s (16 in flight)": round(steady / ceiling_rate, 3),
-        "latency creation → Pending ms": percentiles(to_pending),
-        "latency creation → Running ms": percentiles(to_running),
-        "latency Pending → Running ms (worker reaction)": percentiles(pending_to_running),
-        "grant timeline (seconds after the first create at which 10%, 20%, … of runs were Pending)": [
-            round(pendings[min(n - 1, (k * n) // 10)] - started, 1) for k in range(1, 11)
-        ],
         "api writes": {label: value for label, value in rows},
         "operator writes per admitted run": round(operator_total / n, 2),
         "operator flowruns/status writes per admitted run": round(operator_fr / n, 2),
@@ -511,32 +685,6 @@ def log_summary(path: Path) -> dict[str, int]:
     return dict(levels)
 
 
-def profile_summary(path: Path, top: int = 30) -> str:
-    """The operator's hottest functions from a cProfile dump: by own time, then by cumulative time."""
-    out: list[str] = []
-    for order in ("tottime", "cumulative"):
-        stream = _Stream()
-        stats = pstats.Stats(str(path), stream=stream)  # type: ignore[arg-type]
-        stats.strip_dirs().sort_stats(order).print_stats(top)
-        out.append(f"### by {order}\n\n```\n{stream.text()}\n```")
-    return "\n\n".join(out)
-
-
-class _Stream:
-    def __init__(self) -> None:
-        self._parts: list[str] = []
-
-    def write(self, text: str) -> int:
-        self._parts.append(text)
-        return len(text)
-
-    def text(self) -> str:
-        lines = "".join(self._parts).splitlines()
-        start = next((i for i, line in enumerate(lines) if "ncalls" in line), 0)
-        head = [line for line in lines[:start] if "function calls" in line]
-        return "\n".join([*head, *lines[start:]]).rstrip()
-
-
 # -- report ---------------------------------------------------------------------------------------
 
 
@@ -549,8 +697,10 @@ def cell(value: Any) -> str:
 
 
 def report(figures_: dict[str, Any], context: dict[str, Any], settings: Settings, profile: str | None) -> str:
+    shape = settings.shape + (" with isolation" if settings.isolation else "")
     lines = [
-        f"# Admission benchmark: {settings.runs:,} runs" + (" (diagnostic run under cProfile)" if profile else ""),
+        f"# Admission benchmark, {shape}: {settings.runs:,} runs"
+        + (" (diagnostic run under cProfile)" if profile else ""),
         "",
         f"Command: `{settings.command}`  ",
         f"Date: {context['date']}  ",
@@ -559,13 +709,7 @@ def report(figures_: dict[str, Any], context: dict[str, Any], settings: Settings
         "",
         "Machine: " + "; ".join(f"{k}: {v}" for k, v in context["machine"].items()),
         "",
-        "Workload: "
-        + f"{settings.pools} pools (limit {settings.pool_limit}) × {settings.queues} queues "
-        + f"(limits {', '.join(str(settings.queue_limit(i)) for i in range(settings.queues))}), "
-        + f"{settings.workers} instant-completing workers per pool (limit {settings.worker_limit} each), "
-        + f"{settings.runs:,} runs spread round-robin over the queues, created "
-        + (f"at {settings.rate}/s" if settings.rate else f"as fast as one client can ({CREATES_IN_FLIGHT} in flight)")
-        + ".",
+        f"Workload: {describe(settings)}.",
         "",
         "## Figures",
         "",
@@ -598,8 +742,26 @@ def report(figures_: dict[str, Any], context: dict[str, Any], settings: Settings
     return "\n".join(lines) + "\n"
 
 
-def log(message: str) -> None:
-    print(f"[{datetime.datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
+def describe(settings: Settings) -> str:
+    shape = settings.kind
+    text = (
+        f"{settings.pools} pool{'s' if settings.pools > 1 else ''} (limit {settings.pool_limit}) × {settings.queues} "
+        + f"queues (limits {', '.join(str(settings.queue_limit(i)) for i in range(settings.queues))}), "
+        + f"{settings.workers} {shape.workers} per pool (limit {settings.worker_limit} each), "
+        + f"{settings.runs:,} runs spread round-robin over the queues, created "
+        + (f"at {settings.rate}/s" if settings.rate else f"as fast as one client can ({CREATES_IN_FLIGHT} in flight)")
+    )
+    if shape.paused_start:
+        text += (
+            " while the pool was paused (not measured); the clock starts when every run is Late (Scheduled, "
+            + "`PoolPaused`) and the harness PATCHes `spec.paused: false`"
+        )
+    if settings.isolation:
+        text += (
+            f"; at that moment a second pool `{BURST_POOL}` without workers starts receiving {settings.burst:,} runs "
+            + f"({CREATES_IN_FLIGHT} creates in flight), and only `{MEASURED_POOL}`'s runs are watched and timed"
+        )
+    return text
 
 
 # -- main -----------------------------------------------------------------------------------------
@@ -656,64 +818,80 @@ async def measure(settings: Settings, workdir: Path) -> tuple[dict[str, Any], di
         cluster.stop()
 
 
+SHAPE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "drain": {"pools": 2, "pool_limit": "50", "queue_limits": "20,10,none", "worker_limit": "20"},
+    "fill": {"pools": 1, "pool_limit": "none", "queue_limits": "none", "worker_limit": "none"},
+    "refill": {"pools": 1, "pool_limit": "50", "queue_limits": "none", "worker_limit": "none"},
+}
+
+
+def limit(value: str) -> int | None:
+    """One limit as given on a command line ('none': unlimited)."""
+    (only,) = limits(value)
+    return only
+
+
 def parse(argv: Sequence[str]) -> Settings:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.admission", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="drain", help="the workload (default drain)")
     parser.add_argument("--runs", type=int, default=1000)
-    parser.add_argument("--pools", type=int, default=2)
+    parser.add_argument("--pools", type=int, help="drain only (default 2; fill and refill use one)")
     parser.add_argument("--queues", type=int, default=3, help="queues per pool (besides the default queue)")
     parser.add_argument("--workers", type=int, default=5, help="simulated workers per pool")
-    parser.add_argument("--pool-limit", type=int, default=50)
+    parser.add_argument("--pool-limit", help="a number or 'none' (default 50; fill: none)")
     parser.add_argument(
         "--queue-limits",
-        default="20,10,none",
-        help="per queue, comma-separated; 'none' is unlimited (default 20,10,none)",
+        help="per queue, comma-separated; 'none' is unlimited (default 20,10,none; fill and refill: none)",
     )
-    parser.add_argument("--worker-limit", type=int, default=20)
+    parser.add_argument("--worker-limit", help="a number or 'none' (default 20; fill and refill: none)")
     parser.add_argument(
         "--rate", type=float, default=None, help="runs created per second (default: as fast as possible)"
     )
+    parser.add_argument("--isolation", action="store_true", help="refill: a second pool receives --burst runs")
+    parser.add_argument("--burst", type=int, default=10_000, help="--isolation: runs in the second pool")
     parser.add_argument("--ceiling-seconds", type=float, default=10.0)
     parser.add_argument("--deadline", type=float, default=None, help="seconds for every run to complete")
     parser.add_argument("--profile", action="store_true", help="run the operator under cProfile (a diagnostic run)")
     parser.add_argument("--output", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, profile)")
     args = parser.parse_args(argv)
-    limits = tuple(None if v.strip().lower() == "none" else int(v) for v in args.queue_limits.split(","))
-    suffix = "-profiled" if args.profile else ""
+    for key, value in SHAPE_DEFAULTS[args.shape].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    if args.shape != "drain" and args.pools != 1:
+        parser.error(f"--shape {args.shape} measures one pool: --pools 1")
+    if args.isolation and args.shape != "refill":
+        parser.error("--isolation is a refill option")
+    if args.shape == "refill" and limit(args.pool_limit) is None:
+        parser.error("--shape refill needs a --pool-limit to refill behind")
+    name = "admission" if args.shape == "drain" else f"admission-{args.shape}"
+    suffix = ("-isolation" if args.isolation else "") + ("-profiled" if args.profile else "")
     return Settings(
+        shape=args.shape,
         runs=args.runs,
         pools=args.pools,
         queues=args.queues,
         workers=args.workers,
-        pool_limit=args.pool_limit,
-        queue_limits=limits,
-        worker_limit=args.worker_limit,
+        pool_limit=limit(args.pool_limit),
+        queue_limits=limits(args.queue_limits),
+        worker_limit=limit(args.worker_limit),
         rate=args.rate,
         ceiling_seconds=args.ceiling_seconds,
         deadline=args.deadline or 300 + 0.5 * args.runs,
         profile=args.profile,
-        output=args.output or RESULTS / f"admission-{args.runs}{suffix}.md",
+        output=args.output or RESULTS / f"{name}-{args.runs}{suffix}.md",
         keep=args.keep,
         command=" ".join([".venv/bin/python -m benchmarks.admission", *argv]),
+        isolation=args.isolation,
+        burst=args.burst if args.isolation else 0,
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     settings = parse(sys.argv[1:] if argv is None else argv)
-    workdir = Path(tempfile.mkdtemp(prefix="bench-admission-"))
-    try:
+    with work_directory("bench-admission-", settings.keep) as workdir:
         figures_, context, profile = asyncio.run(measure(settings, workdir))
-    finally:
-        if settings.keep:
-            log(f"work directory kept: {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    settings.output.parent.mkdir(parents=True, exist_ok=True)
-    settings.output.write_text(report(figures_, context, settings, profile))
-    record = {"settings": {k: str(v) for k, v in asdict(settings).items()}, "context": context, "figures": figures_}
-    settings.output.with_suffix(".json").write_text(json.dumps(record, indent=2, default=str) + "\n")
-    log(f"wrote {settings.output}")
-    print(settings.output.read_text())
+    record_run(settings.output, report(figures_, context, settings, profile), settings, context, figures_)
     return 0
 
 

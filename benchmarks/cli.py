@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import RESULTS, Cluster, git_commit, machine, source_digest
+from benchmarks.harness import RESULTS, Cluster, git_commit, machine, record, source_digest
 
 NAMESPACE = "bench-cli"
 GOALS = {"--help": 0.15, "pool --help": 0.15, "pool ls": 0.5}
@@ -193,10 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = parser.parse_args(args)
     figures = measure(settings)
     text = report(figures, args)
-    settings.output.parent.mkdir(parents=True, exist_ok=True)
-    settings.output.write_text(text)
-    settings.output.with_suffix(".json").write_text(json.dumps(figures, indent=2) + "\n")
-    print(text)
+    record(settings.output, text, figures)
     return 0
 
 

@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime
 import hashlib
 import json
 import os
 import platform
+import pstats
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -322,3 +327,102 @@ def changed_fields(before: dict[str, Any], after: dict[str, Any], prefix: str = 
         else:
             paths.append(f"{prefix}{key}")
     return paths
+
+
+# -- the operator under cProfile (a diagnostic run: `--profile`) ---------------------------------
+
+
+PROFILER = """\
+# Written by a benchmark run with --profile (benchmarks/harness.py): profiles the process that
+# imports it (the operator), dumping the stats at a normal exit (SIGTERM makes kopf return).
+import atexit, cProfile, os
+
+_path = os.environ.get("WORKPOOLS_BENCH_PROFILE")
+if _path:
+    _profile = cProfile.Profile()
+    _profile.enable()
+
+    def _dump() -> None:
+        _profile.disable()
+        _profile.dump_stats(_path)
+
+    atexit.register(_dump)
+"""
+
+
+def profile_operator(workdir: Path) -> Path:
+    """Make the next `python -m workpools` started from here run under cProfile (a `sitecustomize`
+    on PYTHONPATH), so the operator starts exactly as the tests start it; returns the dump's path."""
+    directory = workdir / "profiler"
+    directory.mkdir(exist_ok=True)
+    (directory / "sitecustomize.py").write_text(PROFILER)
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(directory), os.environ.get("PYTHONPATH")]))
+    os.environ["WORKPOOLS_BENCH_PROFILE"] = str(workdir / "operator.prof")
+    return workdir / "operator.prof"
+
+
+def profile_summary(path: Path, top: int = 30) -> str:
+    """The operator's hottest functions from a cProfile dump: by own time, then by cumulative time."""
+    out: list[str] = []
+    for order in ("tottime", "cumulative"):
+        stream = _Stream()
+        stats = pstats.Stats(str(path), stream=stream)  # type: ignore[arg-type]
+        stats.strip_dirs().sort_stats(order).print_stats(top)
+        out.append(f"### by {order}\n\n```\n{stream.text()}\n```")
+    return "\n\n".join(out)
+
+
+class _Stream:
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+
+    def write(self, text: str) -> int:
+        self._parts.append(text)
+        return len(text)
+
+    def text(self) -> str:
+        lines = "".join(self._parts).splitlines()
+        start = next((i for i, line in enumerate(lines) if "ncalls" in line), 0)
+        head = [line for line in lines[:start] if "function calls" in line]
+        return "\n".join([*head, *lines[start:]]).rstrip()
+
+
+# -- recording a run ------------------------------------------------------------------------------
+
+
+def log(message: str) -> None:
+    """A progress line on stderr (the report itself goes to stdout and the results file)."""
+    print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def work_directory(prefix: str, keep: bool) -> Iterator[Path]:
+    """A fresh temporary directory for a run's logs and state: removed afterwards unless `keep`."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield workdir
+    finally:
+        if keep:
+            log(f"work directory kept: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def limits(text: str) -> tuple[int | None, ...]:
+    """Comma-separated limits as given on a command line, 'none' for unlimited: '20,10,none'."""
+    return tuple(None if v.strip().lower() == "none" else int(v) for v in text.split(","))
+
+
+def record(output: Path, markdown: str, figures: Any) -> None:
+    """Write a run's report (Markdown, for people) and its figures (JSON beside it), and print the report."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(markdown)
+    output.with_suffix(".json").write_text(json.dumps(figures, indent=2, default=str) + "\n")
+    log(f"wrote {output}")
+    print(markdown)
+
+
+def record_run(output: Path, markdown: str, settings: Any, context: dict[str, Any], figures: Any) -> None:
+    """`record()` a run with its settings (a dataclass, every field as text) and its context."""
+    settings_ = {k: str(v) for k, v in dataclasses.asdict(settings).items()}
+    record(output, markdown, {"settings": settings_, "context": context, "figures": figures})

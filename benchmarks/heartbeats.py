@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import datetime
-import json
 import math
 import os
 import re
@@ -56,7 +54,11 @@ from benchmarks.harness import (
     api_writes,
     changed_fields,
     git_commit,
+    log,
     machine,
+    profile_operator,
+    profile_summary,
+    record,
     source_digest,
     utc_now,
 )
@@ -226,9 +228,11 @@ class Settings:
     warmup: float
     queues: int
     silence: int
+    newcomers: int
     baseline_seconds: float
     output: Path
     keep: bool
+    profile: bool
     argv: tuple[str, ...]
 
 
@@ -257,8 +261,12 @@ async def run(settings: Settings) -> dict[str, Any]:
     print(f"workdir {workdir}", file=sys.stderr)
     cluster = Cluster(workdir)
     cluster.start()
+    profile = profile_operator(workdir) if settings.profile else None
     try:
-        return await measure(cluster, workdir, settings)
+        figures = await measure(cluster, workdir, settings)
+        if profile is not None and profile.exists():
+            figures["operator profile"] = profile_summary(profile)
+        return figures
     finally:
         cluster.stop()
         if not settings.keep:
@@ -275,7 +283,7 @@ async def measure(cluster: Cluster, workdir: Path, settings: Settings) -> dict[s
         "commit": git_commit(),
         "source digest": source_digest(),
         "machine": {**machine(), "kubernetes (API server)": cluster.server_version()},
-        "settings": {k: v for k, v in asdict(settings).items() if k not in ("output", "argv", "keep")},
+        "settings": {k: v for k, v in asdict(settings).items() if k not in ("output", "argv", "keep", "profile")},
     }
     log(f"baseline: {settings.baseline_seconds:.0f}s sequential, {settings.baseline_seconds:.0f}s concurrent")
     figures["baseline"] = await baseline(cluster, workdir, settings.baseline_seconds)
@@ -341,8 +349,9 @@ async def simulate(
     ]
     start = time.monotonic() + 1.0
     stop = start + settings.duration
-    # With a silence check, everyone beats on after the window while the silenced workers are watched.
-    stops = {w.name: stop + (silence_allowance(interval) if settings.silence else 0.0) for w in workers}
+    # With a silence or newcomer check, everyone beats on after the window while those are timed.
+    after_window = settings.silence or settings.newcomers
+    stops = {w.name: stop + (silence_allowance(interval) if after_window else 0.0) for w in workers}
     log(f"{n} workers every {interval}s for {settings.duration:.0f}s (warm-up {settings.warmup:.0f}s)")
     tasks = {
         w.name: asyncio.create_task(heartbeat_on_schedule(w, start + i * interval / n, interval, stops, beats))
@@ -354,20 +363,23 @@ async def simulate(
     await sleep_until(stop)
     last = await snapshot(cluster, transport, sampler)
     stored = await asyncio.to_thread(worker_statuses, cluster, namespace)
-    liveness = None
-    if settings.silence:
-        log(f"steady window ended; {settings.silence} workers fall silent, the rest beat on")
+    liveness = joined = None
+    if after_window:
+        log(f"steady window ended; {settings.silence} workers fall silent, {settings.newcomers} join, the rest beat on")
         chosen = [workers[i * n // settings.silence].name for i in range(settings.silence)]
-        liveness = await silence(
-            transport,
-            namespace,
-            chosen,
-            stops=stops,
-            tasks=tasks,
-            beats=beats,
-            interval=interval,
-            n=n,
-            watch=watches["pool"],
+        liveness, joined = await asyncio.gather(
+            silence(
+                transport,
+                namespace,
+                chosen,
+                stops=stops,
+                tasks=tasks,
+                beats=beats,
+                interval=interval,
+                n=n,
+                watch=watches["pool"],
+            ),
+            join(transport, namespace, settings.newcomers, interval=interval, stops=stops, tasks=tasks, beats=beats),
         )
     log("stopping the workers")
     for name in stops:
@@ -381,7 +393,61 @@ async def simulate(
         },
         "workers as stored at the end of the window": stored,
         "silence check": liveness,
+        "newcomers": joined,
         **steady_figures(settings, first=first, last=last, beats=beats, sampler=sampler, watches=watches),
+    }
+
+
+ONLINE_POLL = 0.05
+"""Seconds between a newcomer's reads of its own Worker while it waits to be Online."""
+ONLINE_ALLOWANCE = 30.0
+"""Seconds a newcomer waits to be Online before it counts as never Online."""
+
+
+async def join(
+    transport: Transport,
+    namespace: str,
+    count: int,
+    *,
+    interval: int,
+    stops: dict[str, float],
+    tasks: dict[str, asyncio.Task[None]],
+    beats: Beats,
+) -> dict[str, Any] | None:
+    """`count` new workers register under full load, one after the other over an interval; each
+    times how long after its first heartbeat was accepted it is first read as Online (the goal:
+    1 s at p99). One at a time, so the reads (every ONLINE_POLL s) add little load."""
+    if not count:
+        return None
+    delays: list[float] = []
+    never = 0
+    end = max(stops.values())
+    for i in range(count):
+        await asyncio.sleep(interval / count)
+        beat = Heartbeat(transport, namespace=namespace, pool=POOL, name=f"new-{i:04d}", interval=interval)
+        while True:  # registration: the first heartbeat, accepted when beat() returns; retried as a worker does
+            try:
+                await beat.beat()
+                break
+            except errors.WorkpoolsError as error:
+                beats.failures[type(error).__name__] += 1
+        accepted = time.monotonic()
+        stops[beat.name] = end
+        tasks[beat.name] = asyncio.create_task(heartbeat_on_schedule(beat, accepted + interval, interval, stops, beats))
+        while time.monotonic() < accepted + ONLINE_ALLOWANCE:
+            body = await transport.get(WORKERS, namespace, beat.name)
+            if (body.get("status") or {}).get("phase") == "Online":
+                delays.append(time.monotonic() - accepted)
+                break
+            await asyncio.sleep(ONLINE_POLL)
+        else:
+            never += 1
+    return {
+        "joined": count,
+        "goal (s, p99)": 1.0,
+        "Online after first heartbeat (ms)": percentiles(delays),
+        f"not Online within {ONLINE_ALLOWANCE:.0f} s": never,
+        "read every (s)": ONLINE_POLL,
     }
 
 
@@ -576,6 +642,15 @@ def write_rows(first: Snapshot, last: Snapshot, heartbeats: int) -> list[dict[st
     return rows
 
 
+def per_30_s(times: Sequence[float], window: float) -> float:
+    """Writes per 30 s: the mean rate between an object's first and last write, so that writes
+    exactly 30 s apart read 1.0 whatever the window's length (a count over the window overstates
+    short windows: 3 writes 30 s apart in 70 s read 1.29); over the window for a single write."""
+    if len(times) < 2:
+        return round(len(times) * QUEUE_WRITE_GOAL / window, 2)
+    return round((len(times) - 1) * QUEUE_WRITE_GOAL / (times[-1] - times[0]), 2)
+
+
 def object_writes(watch: Watch, start: float, end: float) -> dict[str, dict[str, Any]]:
     """Per object seen by `watch`: its writes in [start, end], per 30 s, and the status fields they changed."""
     writes: Counter[str] = Counter()
@@ -596,7 +671,7 @@ def object_writes(watch: Watch, start: float, end: float) -> dict[str, dict[str,
     return {
         name: {
             "writes": writes[name],
-            "per 30 s": round(writes[name] * QUEUE_WRITE_GOAL / (end - start), 2),
+            "per 30 s": per_30_s(times.get(name, []), end - start),
             "shortest gap (s)": min((round(b - a, 1) for a, b in pairwise(times.get(name, []))), default=None),
             "shortest gap between lastPolled values (s)": min(
                 (round((b - a).total_seconds(), 1) for a, b in pairwise(sorted(set(polls.get(name, []))))),
@@ -691,10 +766,6 @@ def log_summary(path: Path) -> dict[str, Any]:
         if re.match(r"\S+ \S+ (WARNING|ERROR|CRITICAL) ", line)
     )
     return {"lines": len(lines), "by level": dict(levels), "warnings and errors (top 5)": dict(problems.most_common(5))}
-
-
-def log(message: str) -> None:
-    print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
 
 
 # -- the report ----------------------------------------------------------------------------------
@@ -827,12 +898,26 @@ def report(figures: dict[str, Any], settings: Settings) -> str:
         "",
         *(table([figures["silence check"]]) if figures.get("silence check") else ["(skipped: --silence 0)"]),
         "",
+        "## Newcomers under load: workers that register after the window",
+        "",
+        "While the others beat on (and the silenced fall silent), new workers register one after the "
+        "other; each reads its own Worker until it is Online. The goal is Online within 1 s of the first "
+        "heartbeat, at p99.",
+        "",
+        *(table([figures["newcomers"]]) if figures.get("newcomers") else ["(skipped: --newcomers 0)"]),
+        "",
         "## Events and operator log",
         "",
         f"* events by reason (whole run): {cell(figures['events by reason (whole run)'])}",
         f"* operator log: {cell(figures['operator log'])}",
         "",
     ]
+    if figures.get("operator profile"):
+        out += [
+            "## Operator profile (cProfile; the figures above include its overhead)",
+            "",
+            figures["operator profile"],
+        ]
     return "\n".join(out)
 
 
@@ -873,6 +958,13 @@ def parse(argv: Sequence[str]) -> Settings:
         default=10,
         help="after the window, workers that stop beating while the rest go on, timed to Offline (default 10; 0: skip)",
     )
+    parser.add_argument(
+        "--newcomers",
+        type=int,
+        default=20,
+        help="after the window, workers that register one by one, timed to Online (default 20; 0: skip)",
+    )
+    parser.add_argument("--profile", action="store_true", help="run the operator under cProfile (a diagnostic run)")
     parser.add_argument("--baseline-seconds", type=float, default=10, help="length of each baseline loop (default 10)")
     parser.add_argument("--output", type=Path, default=None, help="default: benchmarks/results/heartbeats-<N>.md")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, control plane state)")
@@ -880,7 +972,7 @@ def parse(argv: Sequence[str]) -> Settings:
     warmup = args.warmup if args.warmup is not None else max(30.0, 3.0 * args.interval)
     if args.workers < 1 or args.interval < 1 or args.duration <= warmup + 10:
         parser.error("need --workers ≥ 1, --interval ≥ 1 and --duration at least 10 s longer than the warm-up")
-    output = args.output or RESULTS / f"heartbeats-{args.workers}.md"
+    output = args.output or RESULTS / f"heartbeats-{args.workers}{'-profiled' if args.profile else ''}.md"
     return Settings(
         args.workers,
         args.interval,
@@ -888,9 +980,11 @@ def parse(argv: Sequence[str]) -> Settings:
         warmup,
         args.queues,
         min(args.silence, args.workers),
+        args.newcomers,
         args.baseline_seconds,
         output,
         args.keep,
+        args.profile,
         tuple(argv),
     )
 
@@ -898,12 +992,7 @@ def parse(argv: Sequence[str]) -> Settings:
 def main(argv: Sequence[str] | None = None) -> int:
     settings = parse(sys.argv[1:] if argv is None else argv)
     figures = asyncio.run(run(settings))
-    settings.output.parent.mkdir(parents=True, exist_ok=True)
-    settings.output.write_text(report(figures, settings))
-    with contextlib.suppress(TypeError):
-        settings.output.with_suffix(".json").write_text(json.dumps(figures, indent=2, default=str) + "\n")
-    log(f"wrote {settings.output}")
-    print(report(figures, settings))
+    record(settings.output, report(figures, settings), figures)
     return 0
 
 

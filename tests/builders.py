@@ -12,11 +12,12 @@ relative to the fixed instant `T0` (no clock reads in unit tests).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from workpools.api.states import StateType
-from workpools.core.snapshot import PoolView, QueueView, RunView, WorkerView
+from workpools.core.snapshot import FlowControl, PoolView, QueueView, RunView, WorkerView
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -26,8 +27,10 @@ def at(*, hours: float = 0, minutes: float = 0, seconds: float = 0, microseconds
     return T0 + timedelta(hours=hours, minutes=minutes, seconds=seconds, microseconds=microseconds)
 
 
-def pool(name: str = "p", *, limit: int | None = None, paused: bool = False) -> PoolView:
-    return PoolView(name=name, paused=paused, concurrency_limit=limit)
+def pool(
+    name: str = "p", *, limit: int | None = None, paused: bool = False, flow: FlowControl | None = None
+) -> PoolView:
+    return PoolView(name=name, paused=paused, concurrency_limit=limit, flow=flow or FlowControl())
 
 
 def queue(
@@ -37,6 +40,7 @@ def queue(
     priority: int = 1,
     limit: int | None = None,
     paused: bool = False,
+    flow: FlowControl | None = None,
 ) -> QueueView:
     return QueueView(
         name=name,
@@ -44,6 +48,7 @@ def queue(
         paused=paused,
         concurrency_limit=limit,
         effective_priority=priority,
+        flow=flow or FlowControl(),
     )
 
 
@@ -57,6 +62,9 @@ def run(
     created: datetime = T0,
     worker: str | None = None,
     acquired: datetime | None = None,
+    granted: datetime | None = None,
+    labels: Mapping[str, str] | None = None,
+    parameters: Mapping[str, Any] | None = None,
 ) -> RunView:
     return RunView(
         name=name,
@@ -67,6 +75,9 @@ def run(
         created=created,
         worker=worker,
         slot_acquired_at=acquired,
+        granted_at=granted,
+        labels=labels or {},
+        parameters=parameters or {},
     )
 
 

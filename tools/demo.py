@@ -41,6 +41,9 @@ POOL = "demo"
 QUEUES = {"demo-critical": 1, "demo-standard": 5, "demo-batch": 10}  # as in examples/
 WORKERS = {"worker-a": 2, "worker-b": 3}  # name → per-worker limit
 RUNS = 30
+BURST = 8
+"""Runs due at once at the start: twice the pool's limit, so the limits are reached (and shown
+holding) however fast the machine is; the rest are spread over SPREAD_SECONDS."""
 SPREAD_SECONDS = 60
 TERMINAL = {"Completed", "Failed", "Crashed", "Cancelled"}
 HOLDING = {"Pending", "Running", "Cancelling"}
@@ -202,7 +205,7 @@ def up(args: argparse.Namespace) -> int:
             state,
         )
 
-    print(f"== creating {RUNS} runs scheduled over the next {SPREAD_SECONDS}s")
+    print(f"== creating {RUNS} runs: {BURST} due now, the rest scheduled over the next {SPREAD_SECONDS}s")
     cluster("create", "-f", "-", stdin=json.dumps(run_manifests(args.seed)))
 
     summary = asyncio.run(live_view(cluster, quiet=args.quiet, wait_seconds=args.timeout))
@@ -252,7 +255,7 @@ def run_manifests(seed: int) -> dict[str, Any]:
     items = []
     for i in range(RUNS):
         queue = rng.choice(list(QUEUES))
-        at = now + datetime.timedelta(seconds=SPREAD_SECONDS * i / RUNS)
+        at = now + datetime.timedelta(seconds=SPREAD_SECONDS * max(0, i + 1 - BURST) / (RUNS - BURST))
         items.append(
             {
                 "apiVersion": "workpools.dev/v1alpha1",

@@ -1,8 +1,8 @@
-"""The operator's clock: UTC wall time that advances with the monotonic clock.
+"""The one clock of the operator, the worker and the CLI: UTC wall time that advances with the monotonic clock.
 
 Anchored to the wall clock once, at import, then moved on by `time.monotonic()`: liveness rules
 ("no heartbeat seen for 3 × interval") measure real elapsed time even when the system clock is
-stepped, and a timestamp the operator writes never goes backwards.
+stepped, and a timestamp the operator or a worker writes never goes backwards.
 """
 
 from __future__ import annotations

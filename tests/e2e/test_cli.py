@@ -410,9 +410,12 @@ def test_pool_slots_show_holders_with_state_worker_and_time_held(
     assert held == ["high-0", "high-1", "low-0"]  # the queue's limit, then priority order
     w1.move("high-0", "Running")
 
-    def slots() -> str | None:  # once the pool's status has caught up with its worker
+    def slots() -> str | None:  # once the pool's and queues' statuses have caught up (bookkeeping follows grants)
         text = cli("pool", "slots", "etl")
-        return text if text.startswith("etl   [████████] 3/3   Ready, 1/1 workers online\n") else None
+        caught_up = text.startswith("etl   [████████] 3/3   Ready, 1/1 workers online\n") and re.search(
+            r"^  etl-high\s+1\s+\[████████\] 2/2$", text, re.M
+        )
+        return text if caught_up else None
 
     text = wait_for(slots, what="the pool Ready and full")
     print(text)  # the sample the README and the closing note show
@@ -460,8 +463,8 @@ def test_pool_slots_watch_redraws_until_interrupted(cli: Cli, installed: Kubectl
                     break
         process.send_signal(signal.SIGINT)  # Ctrl-C
         _, err = process.communicate(timeout=30)
-    assert process.returncode == 0
     assert err == ""
+    assert process.returncode == 0
     assert len(frames) == 3, frames
     assert all(frame.startswith("Every 0.3s: workpools pool slots etl --watch") for frame in frames)
 

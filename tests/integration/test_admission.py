@@ -81,10 +81,14 @@ def test_pool_queue_and_worker_limits_hold_and_free_slots_are_refilled(
     # q (priority 1, limit 2) goes first: r0 and r1; the pool's third slot goes to the default queue.
     wait_for(lambda: sorted(held(holders())), equals=["d0", "r0", "r1"], what="three grants")
     assert len(holders().get("w1", [])) == 1, "w1's own limit is 1"
-    assert admitted_reason(installed, namespace, "r2") == "QueueLimitReached"
+    # Why runs wait is bookkeeping, written after the grants (controllers/writers.py): waited for.
+    wait_for(lambda: admitted_reason(installed, namespace, "r2"), equals="QueueLimitReached", what="queue full")
     wait_for(lambda: admitted_reason(installed, namespace, "d1"), equals="PoolLimitReached", what="pool full")
-    pool_status = installed.get("wp", "p", namespace)["status"]
-    assert pool_status["slots"] == {"active": 3, "limit": 3, "open": 0, "summary": "3/3"}
+    wait_for(
+        lambda: installed.get("wp", "p", namespace)["status"]["slots"],
+        equals={"active": 3, "limit": 3, "open": 0, "summary": "3/3"},
+        what="the pool's slots",
+    )
     wait_for(lambda: installed.get("wq", "q", namespace)["status"]["scheduledRuns"], equals=2, what="2 waiting")
 
     owner = "w1" if "r0" in holders().get("w1", []) else "w2"
@@ -109,7 +113,7 @@ def test_paused_queue_future_runs_and_missing_queue_wait_with_their_reason(
     workers("p", "w1").beat()
     wait_for(lambda: admitted_reason(installed, namespace, "paused"), equals="QueuePaused", what="QueuePaused")
     wait_for(lambda: admitted_reason(installed, namespace, "lost"), equals="QueueNotFound", what="QueueNotFound")
-    assert admitted_reason(installed, namespace, "later") == "NotYetScheduled"
+    wait_for(lambda: admitted_reason(installed, namespace, "later"), equals="NotYetScheduled", what="NotYetScheduled")
     wait_for(
         lambda: states(installed, namespace)["later"],
         equals="Pending",

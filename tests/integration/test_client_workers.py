@@ -242,6 +242,12 @@ def test_heartbeat_through_the_client_registers_once_then_writes_status_once_per
         ("WorkPool", "p", owner_uid)
     ]
     wait_for(lambda: stored_phases(installed, namespace).get("w1"), equals="Online", what="w1 Online")
+    # The pool counts its online workers a moment after the worker's phase is written (bookkeeping lane).
+    wait_for(
+        lambda: installed.get("wp", "p", namespace).get("status", {}).get("workers", {}).get("online"),
+        equals=1,
+        what="the pool counting w1 online",
+    )
     pool_version = installed.get("wp", "p", namespace)["metadata"]["resourceVersion"]
 
     for _ in range(3):  # steady beats: one status write each, nothing else

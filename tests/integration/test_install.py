@@ -587,17 +587,27 @@ class Reason:
 
 def _operator_needs() -> dict[Grant, Reason]:
     needs: dict[Grant, Reason] = {}
-    constants = {"workpools": "WORKPOOLS", "workqueues": "WORKQUEUES", "workers": "WORKERS", "flowruns": "FLOWRUNS"}
     status_writes = {
-        **{kind: ("controllers/pools.py", f"_write_status(rt, {constant},") for kind, constant in constants.items()},
-        "flowruns": ("controllers/pools.py", "rt.transport.patch(FLOWRUNS,"),
+        # Pools', queues' and workers' statuses are decided in pools.py and sent by writers.send_status.
+        "workpools": ("controllers/pools.py", "rt.lane.submit_status(WORKPOOLS,"),
+        "workqueues": ("controllers/pools.py", "rt.lane.submit_status(WORKQUEUES,"),
+        "workers": ("controllers/pools.py", "write_status(rt, WORKERS,"),
+        "flowruns": ("controllers/writers.py", "rt.transport.patch(FLOWRUNS,"),
         "flowschedules": ("controllers/schedules.py", "rt.transport.patch(FLOWSCHEDULES,"),
     }
     for kind in KINDS:
-        needs[Grant("cluster", GROUP, kind, "watch")] = Reason(
-            "kopf watches every kind; the events feed the store", "controllers/feeders.py", (
-                f'@kopf.on.event(GROUP, VERSION, "{kind}")',
-            ),
+        needs[Grant("cluster", GROUP, kind, "watch")] = (
+            Reason(
+                "Workers are watched by the operator's own watch (fleet-rate heartbeats); the events feed the store",
+                "controllers/feeders.py",
+                ("rt.transport.watch(WORKERS, namespace)",),
+            )
+            if kind == "workers"
+            else Reason(
+                "kopf watches the other kinds; the events feed the store", "controllers/feeders.py", (
+                    f'@kopf.on.event(GROUP, VERSION, "{kind}")',
+                ),
+            )
         )  # fmt: skip
         needs[Grant("cluster", GROUP, kind, "list")] = Reason(
             "the store is primed with a paginated LIST of every kind before any pass (kopf also LISTs)",
@@ -610,7 +620,9 @@ def _operator_needs() -> dict[Grant, Reason]:
         needs[Grant("cluster", GROUP, f"{kind}/status", "patch")] = Reason(
             "every status is written through the status subresource, as a merge patch",
             status_writes[kind][0],
-            (status_writes[kind][1], "status=True,"),
+            (status_writes[kind][1],)
+            if status_writes[kind][0] == "controllers/pools.py"
+            else (status_writes[kind][1], "status=True,"),
         )
     needs[Grant("cluster", GROUP, "flowruns", "get")] = Reason(
         "a run whose status write failed ambiguously is read back before the pool is decided again",

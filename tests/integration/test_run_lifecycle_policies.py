@@ -217,7 +217,7 @@ def test_skip_to_latest_keeps_only_the_newest_due_run_of_a_schedule(
         equals={"nightly-3": "SkippedToLatest", "nightly-2": "SkippedToLatest"},
         what="the older runs skipped",
     )
-    assert status(installed, namespace, "nightly-1")["state"] == "Scheduled"  # waits for a worker
+    wait_for(lambda: status(installed, namespace, "nightly-1").get("state"), equals="Scheduled", what="waiting")
     assert (
         "nightly-1, a newer run of FlowSchedule nightly, is due" in status(installed, namespace, "nightly-3")["message"]
     )

@@ -14,6 +14,7 @@
 --   phase NotReady (no worker online)                             -> Healthy, with a message:
 --     a pool is usable before its workers exist, so it must not hold back later sync waves
 --   anything else                                                 -> Progressing
+--   Healthy messages add an open limit window (condition LimitWindow is True)
 
 local function findCondition(status, conditionType)
   if status == nil or status.conditions == nil then
@@ -60,6 +61,15 @@ local function notObserved(obj, kind)
   return "Waiting for the operator to observe this " .. kind
 end
 
+-- An open limit window (spec.concurrencyLimitSchedule) is a deliberate limit, not a fault: said, not judged.
+local function withWindow(message, status)
+  local window = findCondition(status, "LimitWindow")
+  if isTrue(window) then
+    return message .. "; " .. describe(window)
+  end
+  return message
+end
+
 hs = {}
 local status = obj.status
 
@@ -89,9 +99,9 @@ if status.phase == "Ready" then
   hs.status = "Healthy"
   local ready = findCondition(status, "Ready")
   if ready ~= nil then
-    hs.message = describe(ready)
+    hs.message = withWindow(describe(ready), status)
   else
-    hs.message = "Ready"
+    hs.message = withWindow("Ready", status)
   end
   return hs
 end
@@ -107,6 +117,7 @@ if status.phase == "NotReady" then
   else
     hs.message = "No worker online yet; runs wait in their queues until a worker starts"
   end
+  hs.message = withWindow(hs.message, status)
   return hs
 end
 

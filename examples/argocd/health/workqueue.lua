@@ -14,6 +14,7 @@
 --   phase NotReady (no online worker serves it)                   -> Healthy, with a message:
 --     a queue is usable before its workers exist, so it must not hold back later sync waves
 --   anything else                                                 -> Progressing
+--   Healthy and Suspended messages add an open limit window (condition LimitWindow) and a priority conflict
 -- A PriorityConflict (the requested priority is held by another queue) is not a fault: the
 -- queue works at another priority. It is added to the message, never to the status; so are
 -- the queue's Late runs (status.lateRuns; the latePolicy says what happens to them).
@@ -105,6 +106,11 @@ end
 local conflict = findCondition(status, "PriorityConflict")
 if isTrue(conflict) then
   hs.message = hs.message .. "; " .. describe(conflict)
+end
+-- An open limit window (spec.concurrencyLimitSchedule) is a deliberate limit, not a fault: said, not judged.
+local window = findCondition(status, "LimitWindow")
+if isTrue(window) then
+  hs.message = hs.message .. "; " .. describe(window)
 end
 if status.lateRuns ~= nil and status.lateRuns > 0 then
   hs.message = hs.message .. "; " .. status.lateRuns .. " late (more than 15s past their time)"

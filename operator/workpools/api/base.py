@@ -40,6 +40,9 @@ class Model(pydantic.BaseModel):
         validate_by_alias=True,
         serialize_by_alias=True,
         validate_assignment=True,
+        # Build each model's validator on its first use, not at import: a CLI command uses one or
+        # two of the kinds, and building all of them was most of what importing the models cost.
+        defer_build=True,
     )
 
     @classmethod

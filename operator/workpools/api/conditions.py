@@ -33,6 +33,8 @@ class ConditionType(enum.StrEnum):
     """Run: it holds a slot and is bound to a worker (False carries the reason it waits)."""
     RECLAIM_SUSPENDED = "ReclaimSuspended"
     """Pool: too many workers went silent at once; their slots are not taken back (core/liveness.py)."""
+    LIMIT_WINDOW = "LimitWindow"
+    """Pool/queue with concurrencyLimitSchedule: True while a window sets the limit (the message names it)."""
 
 
 class Reason(enum.StrEnum):
@@ -52,6 +54,13 @@ class Reason(enum.StrEnum):
     NOT_YET_SCHEDULED = "NotYetScheduled"
     POOL_LIMIT_REACHED = "PoolLimitReached"
     QUEUE_LIMIT_REACHED = "QueueLimitReached"
+    KEY_LIMIT_REACHED = "KeyLimitReached"
+    START_RATE_LIMITED = "StartRateLimited"
+    WINDOW_OPEN = "WindowOpen"
+    NO_WINDOW_OPEN = "NoWindowOpen"
+    INVALID_WINDOW = "InvalidWindow"
+    WINDOW_OPENED = "LimitWindowOpened"
+    WINDOW_CLOSED = "LimitWindowClosed"
     ADMITTED = "Admitted"
     QUEUES_FOUND = "QueuesFound"
     HEARTBEAT_MISSED = "HeartbeatMissed"

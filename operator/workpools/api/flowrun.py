@@ -9,7 +9,7 @@ from pydantic import Field
 
 from workpools.api.base import DNS_LABEL, Model, PoolRef, QueueName, Resource
 from workpools.api.conditions import Condition, conditions_field
-from workpools.api.meta import NAME_MAX
+from workpools.api.meta import NAME_MAX, default_queue_name
 from workpools.api.states import StateType, transition_pairs
 from workpools.api.worker import WorkerIdentity
 
@@ -116,6 +116,13 @@ class FlowRunStatus(Model):
         description="spec.identity of the Worker, copied at the grant: only that identity may move the run.",
     )
     slot: SlotGrant | None = Field(default=None, description="The slot this run holds, while it holds one.")
+    granted_at: datetime.datetime | None = Field(
+        default=None,
+        description=(
+            "When the run was last granted a slot; kept after the slot is released (a start rate is derived "
+            "from these times)."
+        ),
+    )
     scheduled_time: datetime.datetime | None = Field(
         default=None, description="spec.scheduledTime, or the creation time when absent."
     )
@@ -181,3 +188,8 @@ class FlowRun(Resource):
 
     spec: FlowRunSpec
     status: FlowRunStatus = Field(default_factory=FlowRunStatus)
+
+
+def queue_of(run: FlowRun) -> str:
+    """The queue a run waits in and takes its slot from: spec.workQueue, else its pool's default queue."""
+    return run.spec.work_queue or default_queue_name(run.spec.work_pool)

@@ -14,12 +14,12 @@ import functools
 import importlib.resources
 from typing import Annotated, Any
 
-from kube_custom_resource import schema
 from pydantic import ConfigDict, Field
 
-from workpools.api.base import DNS_LABEL, QueueName, Resource
+from workpools.api.base import DNS_LABEL, Model, QueueName, Resource
 from workpools.api.conditions import READY_MESSAGE_COLUMN, Condition, conditions_field
 from workpools.api.meta import GROUP, POOL_NAME_MAX
+from workpools.api.phases import CrdEnum
 
 SCHEDULE_NAME_MAX = 52
 """A run is named `<schedule>-<minutes since the epoch>` (as a CronJob names its Jobs): 52 leaves
@@ -84,7 +84,7 @@ def time_zones() -> tuple[str, ...]:
     return tuple(sorted(importlib.resources.files("tzdata").joinpath("zones").read_text().split()))
 
 
-def _time_zone_rule() -> dict[str, str]:
+def time_zone_rule() -> dict[str, str]:
     names = ", ".join(f"'{name}'" for name in time_zones())
     return {
         "rule": f"self in [{names}]",
@@ -93,7 +93,30 @@ def _time_zone_rule() -> dict[str, str]:
     }
 
 
-class ConcurrencyPolicy(str, schema.Enum):
+def cron_rule() -> dict[str, str]:
+    """The CEL rule that refuses a malformed cron expression, with a message that shows the shape."""
+    return {
+        "rule": f"self.matches('{CRON_PATTERN}')",
+        "messageExpression": (
+            "'invalid cron expression ' + self + ': want five fields (minute 0-59, hour 0-23, "
+            "day of month 1-31, month 1-12 or jan-dec, day of week 0-7 or sun-sat; "
+            "* , - and /n allowed) or @hourly, @daily, @weekly, @monthly, @yearly'"
+        ),
+        "reason": "FieldValueInvalid",
+    }
+
+
+CronExpression = Annotated[
+    str, Field(min_length=1, max_length=256, json_schema_extra={"x-kubernetes-validations": [cron_rule()]})
+]
+"""A cron expression the API server checks (CRON_PATTERN)."""
+TimeZone = Annotated[
+    str, Field(min_length=1, max_length=64, json_schema_extra={"x-kubernetes-validations": [time_zone_rule()]})
+]
+"""An IANA time zone name the API server checks (the pinned tzdata's names)."""
+
+
+class ConcurrencyPolicy(str, CrdEnum):
     """What to do when a run is due while an earlier run of the schedule is still active (as CronJob)."""
 
     ALLOW = "Allow"
@@ -101,7 +124,7 @@ class ConcurrencyPolicy(str, schema.Enum):
     REPLACE = "Replace"
 
 
-class FlowRunTemplate(schema.BaseModel):
+class FlowRunTemplate(Model):
     """The spec of each run the schedule creates (a FlowRun's spec without scheduledTime and cancel:
     the operator sets the scheduled instant, and cancels only under concurrencyPolicy Replace)."""
 
@@ -119,41 +142,21 @@ class FlowRunTemplate(schema.BaseModel):
     ] = None
 
 
-class FlowScheduleSpec(schema.BaseModel):
+class FlowScheduleSpec(Model):
     """Desired state of a FlowSchedule; owned by the user (the operator never writes it)."""
 
     schedule: Annotated[
-        str,
+        CronExpression,
         Field(
-            min_length=1,
-            max_length=256,
             description=(
                 "Cron expression: minute hour day-of-month month day-of-week (e.g. `30 2 * * 1-5`), "
                 "or @hourly, @daily, @weekly, @monthly, @yearly."
-            ),
-            json_schema_extra={
-                "x-kubernetes-validations": [
-                    {
-                        "rule": f"self.matches('{CRON_PATTERN}')",
-                        "messageExpression": (
-                            "'invalid cron expression ' + self + ': want five fields (minute 0-59, hour 0-23, "
-                            "day of month 1-31, month 1-12 or jan-dec, day of week 0-7 or sun-sat; "
-                            "* , - and /n allowed) or @hourly, @daily, @weekly, @monthly, @yearly'"
-                        ),
-                        "reason": "FieldValueInvalid",
-                    }
-                ]
-            },
+            )
         ),
     ]
     time_zone: Annotated[
-        str | None,
-        Field(
-            min_length=1,
-            max_length=64,
-            description="IANA time zone the schedule is read in (e.g. Europe/Berlin); absent: UTC.",
-            json_schema_extra={"x-kubernetes-validations": [_time_zone_rule()]},
-        ),
+        TimeZone | None,
+        Field(description="IANA time zone the schedule is read in (e.g. Europe/Berlin); absent: UTC."),
     ] = None
     template: FlowRunTemplate = Field(description="The spec of each FlowRun created.")
     concurrency_policy: ConcurrencyPolicy = Field(
@@ -188,7 +191,7 @@ class FlowScheduleSpec(schema.BaseModel):
     )
 
 
-class FlowScheduleStatus(schema.BaseModel):
+class FlowScheduleStatus(Model):
     """Observed state of a FlowSchedule; written by the operator only."""
 
     last_schedule_time: datetime.datetime | None = Field(

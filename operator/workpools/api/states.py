@@ -1,9 +1,11 @@
 """FlowRun states and the run state machine, kept as one plain data table.
 
 `ALLOWED` is the single source for which `status.state` moves exist and who writes each one
-(DESIGN §4): the CRD's CEL transition rules are generated from it (`transition_pairs`), and the
-operator and workers consult it before they write. An unchanged state is not a transition; the
-generated rule must admit `self == oldSelf` on its own.
+(DESIGN §4). The API server enforces it: the CRD's CEL transition rules are generated from it
+(`transition_pairs`), and a move it refuses comes back to the writer as an error, so neither the
+operator nor the workers look a move up before they write. The unit tests hold the operator's
+moves (`core/`) and the worker-restriction policy's worker moves to it. An unchanged state is not
+a transition; the generated rule must admit `self == oldSelf` on its own.
 """
 
 from __future__ import annotations
@@ -19,10 +21,8 @@ __all__ = [
     "TERMINAL",
     "StateType",
     "Writer",
-    "can_transition",
     "is_slot_holding",
     "transition_pairs",
-    "writer_of",
 ]
 
 
@@ -102,16 +102,6 @@ ALLOWED: Mapping[tuple[StateType | None, StateType], Writer] = MappingProxyType(
         (PAUSED, CANCELLED): _OPERATOR,  # spec.cancel
     }
 )
-
-
-def can_transition(old: StateType | None, new: StateType) -> bool:
-    """Whether anyone may move a run from `old` (None: no state yet) to `new`."""
-    return (old, new) in ALLOWED
-
-
-def writer_of(old: StateType | None, new: StateType) -> Writer | None:
-    """Who may write `old` → `new`; None when nobody may."""
-    return ALLOWED.get((old, new))
 
 
 def is_slot_holding(state: StateType | None) -> bool:

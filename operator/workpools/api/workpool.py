@@ -9,6 +9,7 @@ from pydantic import ConfigDict, Field
 
 from workpools.api.base import ConcurrencyLimit, Description, LatePolicy, Model, Resource, SlotStatus
 from workpools.api.conditions import READY_MESSAGE_COLUMN, Condition, conditions_field
+from workpools.api.flowcontrol import ConcurrencyLimitPerKey, ConcurrencyLimitSchedule, StartRateField
 from workpools.api.meta import POOL_NAME_MAX
 from workpools.api.phases import PoolPhase
 
@@ -45,6 +46,9 @@ class WorkPoolSpec(Model):
     description: Description | None = None
     paused: bool = Field(default=False, description="Stop admitting runs from every queue of the pool.")
     concurrency_limit: ConcurrencyLimit = None
+    concurrency_limit_schedule: ConcurrencyLimitSchedule = Field(default_factory=list)
+    concurrency_limit_per_key: ConcurrencyLimitPerKey = Field(default_factory=list)
+    start_rate: StartRateField = None
     base_job_template: BaseJobTemplate | None = Field(
         default=None, description="Template for the jobs workers run for this pool."
     )

@@ -9,6 +9,7 @@ from pydantic import Field
 
 from workpools.api.base import ConcurrencyLimit, Description, LatePolicy, Model, PoolRef, Resource, SlotStatus
 from workpools.api.conditions import READY_MESSAGE_COLUMN, Condition, conditions_field
+from workpools.api.flowcontrol import ConcurrencyLimitPerKey, ConcurrencyLimitSchedule, StartRateField
 from workpools.api.phases import QueuePhase
 
 PRIORITY_MAX = 1_000_000
@@ -32,6 +33,9 @@ class WorkQueueSpec(Model):
     ] = None
     concurrency_limit: ConcurrencyLimit = None
     paused: bool = Field(default=False, description="Stop admitting runs from this queue.")
+    concurrency_limit_schedule: ConcurrencyLimitSchedule = Field(default_factory=list)
+    concurrency_limit_per_key: ConcurrencyLimitPerKey = Field(default_factory=list)
+    start_rate: StartRateField = None
     description: Description | None = None
     late_policy: LatePolicy | None = Field(
         default=None, description="Replaces the pool's latePolicy for this queue's runs (absent: the pool's)."

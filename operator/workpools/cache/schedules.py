@@ -9,7 +9,7 @@ from typing import Any
 from workpools.api.flowrun import FlowRun
 from workpools.api.flowschedule import FlowSchedule
 from workpools.api.meta import ObjectKey
-from workpools.cache.store import is_older, key_of
+from workpools.cache.store import key_of, not_newer
 
 
 def owner_of(body: dict[str, Any]) -> ObjectKey | None:
@@ -31,7 +31,7 @@ class ScheduleStore:
         key = key_of(body)
         if body["kind"] == FlowSchedule.KIND:
             schedule, old = FlowSchedule.model_validate(body), self.schedules.get(key)
-            if old is not None and is_older(schedule.metadata.resource_version, old.metadata.resource_version):
+            if old is not None and not_newer(schedule.metadata.resource_version, old.metadata.resource_version):
                 return set()
             self.schedules[key] = schedule
             return {key}
@@ -40,7 +40,7 @@ class ScheduleStore:
             return set()
         run, runs = FlowRun.model_validate(body), self.runs[owner]
         old_run = runs.get(key.name)
-        if old_run is not None and is_older(run.metadata.resource_version, old_run.metadata.resource_version):
+        if old_run is not None and not_newer(run.metadata.resource_version, old_run.metadata.resource_version):
             return set()
         runs[key.name] = run
         return {owner}

@@ -38,9 +38,10 @@ def _version(resource_version: str | None) -> int:
         return 0
 
 
-def is_older(new: str | None, stored: str | None) -> bool:
-    """True when `new` is an older version than `stored`: a late watch event must not undo our own write."""
-    return _version(new) < _version(stored)
+def not_newer(new: str | None, stored: str | None) -> bool:
+    """True when `new` is not newer than `stored`: a late watch event must not undo our own write,
+    and the watch event of a write whose response the store already took changes nothing."""
+    return _version(new) <= _version(stored) and stored is not None
 
 
 @dataclass
@@ -56,7 +57,7 @@ class Members(Generic[M]):
         pool = ObjectKey(key.namespace, obj.spec.work_pool)
         touched = {pool}
         old = self.by_key.get(key)
-        if old is not None and is_older(obj.metadata.resource_version, old.metadata.resource_version):
+        if old is not None and not_newer(obj.metadata.resource_version, old.metadata.resource_version):
             return set()
         if old is not None and old.spec.work_pool != obj.spec.work_pool:
             touched |= self.remove(key)
@@ -116,7 +117,7 @@ class Store:
             return set()
         if kind == "WorkPool":
             pool, old = WorkPool.model_validate(body), self.pools.get(key)
-            if old is not None and is_older(pool.metadata.resource_version, old.metadata.resource_version):
+            if old is not None and not_newer(pool.metadata.resource_version, old.metadata.resource_version):
                 return set()
             self.pools[key] = pool
             self._note_change(key, old, pool)

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
+import contextlib
+import functools
 import inspect
 import json
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import NoReturn
+from typing import TYPE_CHECKING
 
 from workpools.cli import render
 from workpools.cli.main import describe, fail, one_line, prog, worker_module
@@ -28,39 +29,45 @@ from workpools.cli.schedules import (  # noqa: F401  (handlers main.py names, lo
     schedule_trigger,
 )
 from workpools.client import errors
-from workpools.client.runs import RunsClient
-from workpools.client.schedules import SchedulesClient
 from workpools.client.specs import SpecsClient
 from workpools.client.transport import Transport
 from workpools.client.workpools import WorkpoolsClient
+from workpools.clock import utc_now
+
+if TYPE_CHECKING:
+    from workpools.client.runs import RunsClient
+    from workpools.client.schedules import SchedulesClient
 
 # -- running a command -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class Context:
-    """What a command works with: the clients, on one connection, in one namespace."""
+    """What a command works with: the clients, on one connection, in one namespace.
 
-    namespace: str
-    pools: WorkpoolsClient
-    runs: RunsClient
-    specs: SpecsClient
-    schedules: SchedulesClient
+    The runs and schedules clients are made (and their modules imported) on first use: with
+    them come core/'s admission, selection and slot rules and cronsim, which most pool, queue
+    and worker verbs (`pool ls`) do not need.
+    """
 
-    @classmethod
-    def open(cls, transport: Transport, namespace: str | None) -> Context:
-        ns = namespace or transport.namespace
-        return cls(
-            ns,
-            WorkpoolsClient(transport, ns),
-            RunsClient(transport, ns),
-            SpecsClient(transport, ns),
-            SchedulesClient(transport, ns),
-        )
+    def __init__(self, transport: Transport, namespace: str | None):
+        self.namespace = namespace or transport.namespace
+        self._transport = transport
+        self.pools = WorkpoolsClient(transport, self.namespace)
+        self.specs = SpecsClient(transport, self.namespace)
 
-    @staticmethod
-    def now() -> datetime.datetime:
-        return datetime.datetime.now(datetime.UTC)
+    @functools.cached_property
+    def runs(self) -> RunsClient:
+        from workpools.client.runs import RunsClient  # noqa: PLC0415  (see the class docstring)
+
+        return RunsClient(self._transport, self.namespace)
+
+    @functools.cached_property
+    def schedules(self) -> SchedulesClient:
+        from workpools.client.schedules import SchedulesClient  # noqa: PLC0415  (see the class docstring)
+
+        return SchedulesClient(self._transport, self.namespace)
+
+    now = staticmethod(utc_now)
 
 
 Handler = Callable[[Context, argparse.Namespace], Awaitable[View]]
@@ -90,7 +97,7 @@ def _handler(name: str) -> Handler:
 async def _run(args: argparse.Namespace) -> int:
     transport = await Transport.connect(args.kubeconfig, args.context)
     try:
-        context = Context.open(transport, args.namespace)
+        context = Context(transport, args.namespace)
         handler = _handler(args.handler)
         if getattr(args, "watch", False):
             await _watch(handler, context, args)
@@ -101,20 +108,49 @@ async def _run(args: argparse.Namespace) -> int:
         await transport.close()
 
 
-async def _watch(handler: Handler, context: Context, args: argparse.Namespace) -> NoReturn:
-    """Redraw every `--interval` seconds until Ctrl-C (`main` exits 0 then)."""
-    clear = sys.stdout.isatty() and args.output == "table"
-    while True:
-        view = await handler(context, args)
-        if args.output == "json":
-            text = json.dumps(view.data, ensure_ascii=False)  # one document per line
-        elif args.output == "yaml":
-            text = "---\n" + render.emit(view, "yaml")
-        else:
-            heading = f"Every {args.interval:g}s: {prog()} {' '.join(sys.argv[1:])}"
-            text = f"{heading}   {render.stamp(context.now())}\n\n{view.text}"
-        _print(("\x1b[H\x1b[2J" if clear else "") + text)
-        await asyncio.sleep(args.interval)
+async def _watch(handler: Handler, context: Context, args: argparse.Namespace) -> None:
+    """Redraw every `--interval` seconds until Ctrl-C, then return (exit code 0).
+
+    Ctrl-C sets an event rather than relying on the task's cancellation alone: a cancellation
+    that lands while a request is timing out can be swallowed below us (Python 3.11), and the
+    watch then went on drawing (seen under load in CI).
+    """
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, stopped.set)
+    try:
+        clear = sys.stdout.isatty() and args.output == "table"
+        while True:
+            view = await _unless(stopped, handler(context, args))
+            if view is None:
+                return
+            if args.output == "json":
+                text = json.dumps(view.data, ensure_ascii=False)  # one document per line
+            elif args.output == "yaml":
+                text = "---\n" + render.emit(view, "yaml")
+            else:
+                heading = f"Every {args.interval:g}s: {prog()} {' '.join(sys.argv[1:])}"
+                text = f"{heading}   {render.stamp(context.now())}\n\n{view.text}"
+            _print(("\x1b[H\x1b[2J" if clear else "") + text)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(args.interval):  # not wait_for: in 3.11 it can swallow a cancellation
+                    await stopped.wait()
+            if stopped.is_set():
+                return
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+
+
+async def _unless(stopped: asyncio.Event, frame: Awaitable[View]) -> View | None:
+    """The frame, or None as soon as `stopped` is set (the frame's request is then cancelled)."""
+    drawing = asyncio.ensure_future(frame)
+    stopping = asyncio.ensure_future(stopped.wait())
+    done, _ = await asyncio.wait({drawing, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if drawing in done:
+        return drawing.result()
+    drawing.cancel()
+    return None
 
 
 def _print(text: str) -> None:

@@ -31,6 +31,7 @@ from typing import Any, NoReturn
 from workpools.api.phases import WorkerPhase
 from workpools.api.states import StateType
 from workpools.client import errors
+from workpools.clock import utc_now
 
 WATCH_INTERVAL = 2.0
 WORKER_MODULE = "workpools.worker.main"
@@ -99,7 +100,7 @@ _SPAN_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 def parse_time(text: str, now: datetime.datetime | None = None) -> datetime.datetime:
     """`--at`: `now`, a span from now (`+90s`, `+5m`, `+1h30m`, `+2d`) or ISO 8601 (no zone: local time)."""
-    moment = now or datetime.datetime.now(datetime.UTC)
+    moment = now or utc_now()
     if text == "now":
         return moment
     if text.startswith("+"):

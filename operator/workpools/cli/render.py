@@ -12,18 +12,21 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from workpools.api.base import LatePolicy, Resource, timestamp, to_json
-from workpools.api.conditions import Condition
+from workpools.api.base import LatePolicy, Resource, SlotStatus, timestamp, to_json
+from workpools.api.conditions import Condition, ConditionType
+from workpools.api.flowcontrol import limit_in_force
 from workpools.api.flowrun import FlowRun
 from workpools.api.worker import Worker
-from workpools.api.workpool import WorkPool
-from workpools.api.workqueue import WorkQueue
-from workpools.client.runs import PoolSlots, QueueSlots
-from workpools.core.snapshot import RunView
+from workpools.api.workpool import WorkPool, WorkPoolSpec
+from workpools.api.workqueue import WorkQueue, WorkQueueSpec
+
+if TYPE_CHECKING:  # the runs client and core/'s views: imported by the commands that use them only
+    from workpools.client.runs import PoolSlots, QueueSlots
+    from workpools.core.snapshot import RunView
 
 BAR_WIDTH = 8
 NONE = "-"
@@ -158,7 +161,7 @@ def pools_table(pools: Sequence[WorkPool], now: datetime.datetime) -> str:
             p.spec.type,
             _phase(p.status.phase),
             f"{p.status.workers.online}/{p.status.workers.total}",
-            _summary(p.status.slots.active, p.spec.concurrency_limit),
+            _summary(p.status.slots.active, limit_in_force(p.spec, p.status.slots)),
             p.status.queues,
             age(p.metadata.creation_timestamp, now),
         )
@@ -191,7 +194,8 @@ def pool_details(pool: WorkPool, now: datetime.datetime) -> str:
             ("Status", _phase(status.phase)),
             ("Paused", _flag(spec.paused)),
             ("Concurrency limit", _limit(spec.concurrency_limit)),
-            ("Slots", bar(status.slots.active, spec.concurrency_limit)),
+            *flow_control_rows(spec, status.slots, status.conditions),
+            ("Slots", bar(status.slots.active, limit_in_force(spec, status.slots))),
             ("Workers", f"{status.workers.online} online of {status.workers.total}"),
             ("Queues", f"{status.queues} (default: {status.default_queue or NONE})"),
             ("Job command", (template.job_configuration.get("command") if template else None)),
@@ -201,6 +205,23 @@ def pool_details(pool: WorkPool, now: datetime.datetime) -> str:
         ]
     )
     return lines + "\n" + conditions(status.conditions, now)
+
+
+def flow_control_rows(
+    spec: WorkPoolSpec | WorkQueueSpec, slots: SlotStatus, conditions: Sequence[Condition]
+) -> list[tuple[str, str | None]]:
+    """The flow-control lines of `pool inspect` / `queue inspect` (none when nothing is set)."""
+    rows: list[tuple[str, str | None]] = []
+    if spec.concurrency_limit_schedule:
+        window = next((c for c in conditions if c.type == ConditionType.LIMIT_WINDOW), None)
+        now = f" ({window.message})" if window is not None else ""
+        rows.append(("Effective limit", _limit(slots.limit) + now))
+        rows.append(("Limit windows", "; ".join(f"{w.label()}: {w.limit}" for w in spec.concurrency_limit_schedule)))
+    if spec.concurrency_limit_per_key:
+        rows.append(("Per-key limits", ", ".join(f"{r.key()}: {r.limit}" for r in spec.concurrency_limit_per_key)))
+    if (rate := spec.start_rate) is not None:
+        rows.append(("Start rate", f"{rate.per_minute}/min, burst {rate.burst}"))
+    return rows
 
 
 def late_policy(policy: LatePolicy) -> str:
@@ -224,7 +245,7 @@ def queues_table(queues: Sequence[WorkQueue], now: datetime.datetime) -> str:
             q.metadata.name,
             priority(q),
             _phase(q.status.phase),
-            _summary(q.status.slots.active, q.spec.concurrency_limit),
+            _summary(q.status.slots.active, limit_in_force(q.spec, q.status.slots)),
             q.status.scheduled_runs,
             ago(q.status.last_polled, now),
             age(q.metadata.creation_timestamp, now),
@@ -256,7 +277,8 @@ def queue_details(queue: WorkQueue, now: datetime.datetime) -> str:
             ("Status", _phase(status.phase)),
             ("Paused", _flag(spec.paused)),
             ("Concurrency limit", _limit(spec.concurrency_limit)),
-            ("Slots", bar(status.slots.active, spec.concurrency_limit)),
+            *flow_control_rows(spec, status.slots, status.conditions),
+            ("Slots", bar(status.slots.active, limit_in_force(spec, status.slots))),
             ("Scheduled runs", f"{status.scheduled_runs} ({status.late_runs} late)"),
             ("Late policy", late_policy(spec.late_policy) if spec.late_policy else "(the pool's)"),
             ("Last polled", ago(status.last_polled, now)),

@@ -25,12 +25,9 @@ from workpools.client import errors
 from workpools.client.patches import merge_patch
 from workpools.client.resources import WORKERS, WORKPOOLS
 from workpools.client.transport import Transport
+from workpools.clock import utc_now
 
 FIELD_MANAGER = "workpools-worker"
-
-
-def _utc_now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
 
 
 _identities: weakref.WeakKeyDictionary[Transport, WorkerIdentity] = weakref.WeakKeyDictionary()
@@ -84,7 +81,7 @@ class Heartbeat:
         """Record a heartbeat now. Raises `PoolNotFound` when the pool does not exist."""
         if not self._registered:
             await self.register()
-        stamp = (now or _utc_now()).isoformat().replace("+00:00", "Z")
+        stamp = (now or utc_now()).isoformat().replace("+00:00", "Z")
         try:
             body = await self._transport.patch(
                 WORKERS,

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -30,6 +29,7 @@ from typing import Any
 
 from workpools.client import errors
 from workpools.client.transport import WRITE_FENCE, WRITE_TIMEOUT, Transport
+from workpools.clock import utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class Election:
 
     async def _try_acquire_or_renew(self) -> bool:
         started = time.monotonic()
-        now = datetime.datetime.now(datetime.UTC)
+        now = utc_now()
         lease = await self.transport.read_lease(self.namespace, self.lease)
         mine = {"holderIdentity": self.identity, "leaseDurationSeconds": self.lease_seconds, "renewTime": now}
         if lease is None:

@@ -24,3 +24,17 @@ def merge_patch(old: Json, new: Json) -> Json:
         elif key not in old or before != value:
             patch[key] = value
     return patch
+
+
+def apply_merge_patch(doc: Json, patch: Json) -> Json:
+    """`doc` with the merge patch applied (RFC 7386): what the API server makes of it."""
+    result = dict(doc)
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        elif isinstance(value, dict):
+            before = result.get(key)
+            result[key] = apply_merge_patch(before if isinstance(before, dict) else {}, value)
+        else:
+            result[key] = value
+    return result

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from workpools.api.base import timestamp
-from workpools.api.flowrun import FlowRun
+from workpools.api.flowcontrol import limit_in_force
+from workpools.api.flowrun import FlowRun, queue_of
 from workpools.api.meta import API_VERSION, DEFAULT_QUEUE_SUFFIX
 from workpools.api.states import SLOT_HOLDING, TERMINAL, StateType, is_slot_holding
 from workpools.api.workpool import WorkPool
@@ -40,11 +41,12 @@ from workpools.client.workpools import (
     DEFAULT_PAGE_SIZE,
     FIELD_MANAGER,
     WorkpoolsClient,
-    _aware,
-    _window,
+    paged,
     queue_order,
+    timezone_aware,
 )
-from workpools.core.runs import queue_of, run_view
+from workpools.clock import utc_now
+from workpools.core.runs import run_view
 from workpools.core.selection import scheduled_runs
 from workpools.core.slots import active_slots_by_pool, active_slots_by_queue, slot_holders
 from workpools.core.snapshot import PoolView, QueueView, RunView
@@ -156,12 +158,8 @@ class RunsClient:
             selectors.append(f"spec.workQueue={queue}")  # a default queue also holds runs naming none
         if wanted is not None:
             selectors.append(f"status.state={wanted.value}")
-        runs = [
-            run
-            for run in await self._list(",".join(selectors) or None)
-            if queue is None or queue_of(run, run.spec.work_pool) == queue
-        ]
-        return _window(sorted(runs, key=run_order), offset, limit)
+        runs = [run for run in await self._list(",".join(selectors) or None) if queue is None or queue_of(run) == queue]
+        return paged(sorted(runs, key=run_order), offset, limit)
 
     async def cancel_flow_run(self, name: str) -> FlowRun:
         """Ask for the run to be cancelled: sets `spec.cancel` (and only that field).
@@ -283,16 +281,17 @@ class RunsClient:
         and its unfinished runs: Scheduled runs of unpaused queues (only `queues` when given) of
         an unpaused pool, with `scheduled_after <= scheduledTime <= scheduled_before` (inclusive,
         timezone-aware; None: unbounded), by queue priority then time, capped by the queues' and
-        the pool's open slots and by `limit`. It reads; nothing is admitted. `PoolNotFound`
-        without the pool.
+        the pool's open slots (at the limits in force: an open window's, as status.slots.limit
+        shows) and by `limit`; per-key limits and start rates are not previewed. It reads; nothing
+        is admitted. `PoolNotFound` without the pool.
         """
-        after = _aware(scheduled_after, "scheduled_after")
-        before = _aware(scheduled_before, "scheduled_before")
+        after = timezone_aware(scheduled_after, "scheduled_after")
+        before = timezone_aware(scheduled_before, "scheduled_before")
         the_pool = await self._read_pool(pool)
         pool_queues = await self._pools.read_work_queues(pool)
         runs = await self._list(f"spec.workPool={pool},{_UNFINISHED_SELECTOR}")
         return scheduled_runs(
-            PoolView(pool, the_pool.spec.paused, the_pool.spec.concurrency_limit),
+            PoolView(pool, the_pool.spec.paused, limit_in_force(the_pool.spec, the_pool.status.slots)),
             [queue_view(queue) for queue in pool_queues],
             [run_view(run, pool) for run in runs],
             queue_names=queues,
@@ -313,7 +312,7 @@ class RunsClient:
 
         `get_scheduled_flow_runs` with `scheduled_before = now + hours`.
         """
-        moment = now or datetime.datetime.now(datetime.UTC)
+        moment = now or utc_now()
         return await self.get_scheduled_flow_runs(
             pool, scheduled_before=moment + datetime.timedelta(hours=hours), limit=limit
         )
@@ -406,7 +405,7 @@ def concurrency_status(
                 name=queue.metadata.name,
                 priority=queue.status.effective_priority,
                 active=counts.get(queue.metadata.name, 0),
-                limit=queue.spec.concurrency_limit,
+                limit=limit_in_force(queue.spec, queue.status.slots),
                 paused=queue.spec.paused,
                 holders=held.get(queue.metadata.name, []),
             )
@@ -425,7 +424,7 @@ def concurrency_status(
             )
             for gone in sorted(counts.keys() - known)
         ]
-        result.append(PoolSlots(pool, len(views), pool.spec.concurrency_limit, rows))
+        result.append(PoolSlots(pool, len(views), limit_in_force(pool.spec, pool.status.slots), rows))
     return result
 
 
@@ -433,7 +432,11 @@ def queue_view(queue: WorkQueue) -> QueueView:
     """A queue as the preview sees it: at its effective priority, else its spec, else last."""
     priority = queue.status.effective_priority or queue.spec.priority or PRIORITY_MAX + 1
     return QueueView(
-        queue.metadata.name, queue.spec.work_pool, queue.spec.paused, queue.spec.concurrency_limit, priority
+        queue.metadata.name,
+        queue.spec.work_pool,
+        queue.spec.paused,
+        limit_in_force(queue.spec, queue.status.slots),
+        priority,
     )
 
 

@@ -22,32 +22,38 @@ from pathlib import Path
 from typing import Any, cast
 
 
-def _without_the_synchronous_package() -> None:
-    """Let `import kubernetes.aio` skip `kubernetes/__init__.py`, when nothing has imported it yet.
+def _bare_package(name: str) -> None:
+    """Register package `name` without running its `__init__.py`, when nothing has imported it yet.
 
-    That file imports the synchronous client's config, stream and watch modules, and with them
-    requests, oauthlib, requests-oauthlib and websocket-client: about 220 modules and a third of
-    the start-up of a CLI command, none of which `kubernetes.aio` uses. `kubernetes` is registered
-    as the bare package instead (its directory, nothing run): `import kubernetes.config` and
-    `from kubernetes.client import X` still import those submodules when someone wants them; only
-    the attributes the skipped file set (`kubernetes.__version__`, submodules not yet imported)
-    are missing from the bare package.
+    Its submodules still import as usual (`import kubernetes.config`, `from kubernetes.client
+    import X`); only what the skipped file sets is missing: `__version__`, and submodules nobody
+    imported yet as attributes.
     """
-    if "kubernetes" in sys.modules:
+    if name in sys.modules:
         return
-    spec = importlib.util.find_spec("kubernetes")
+    spec = importlib.util.find_spec(name)
     if spec is not None and spec.submodule_search_locations is not None:
-        sys.modules["kubernetes"] = importlib.util.module_from_spec(spec)
+        module = sys.modules[name] = importlib.util.module_from_spec(spec)
+        parent, _, child = name.rpartition(".")
+        if parent:  # as an import would: `kubernetes.aio.client.models` is looked up by attribute
+            setattr(sys.modules[parent], child, module)
 
 
-_without_the_synchronous_package()
+# `kubernetes/__init__.py` imports the synchronous client's config, stream and watch modules, and
+# with them requests, oauthlib, requests-oauthlib and websocket-client: about 220 modules and a
+# third of the start-up of a CLI command. `kubernetes/aio/__init__.py` imports the asyncio
+# client's dynamic client (and urllib3), leader election, stream and utils packages: another
+# 0.05 s or so. This module uses `kubernetes.aio.client` and `kubernetes.aio.config` only.
+# (`kubernetes.aio.dynamic` reads `kubernetes.aio.__version__`: it cannot be imported after this.)
+_bare_package("kubernetes")
+_bare_package("kubernetes.aio")
 
 import aiohttp  # noqa: E402
 import yaml  # noqa: E402
 from kubernetes.aio import client as k8s  # noqa: E402
 from kubernetes.aio import config as k8s_config  # noqa: E402
-from kubernetes.aio import watch as k8s_watch  # noqa: E402
 from kubernetes.aio.client.exceptions import ApiException  # noqa: E402
+from kubernetes.aio.client.rest import RESTResponse  # noqa: E402
 from kubernetes.aio.config.config_exception import ConfigException  # noqa: E402
 
 from workpools.client import errors  # noqa: E402
@@ -57,8 +63,7 @@ logger = logging.getLogger(__name__)
 Body = dict[str, Any]
 
 MERGE_PATCH = "application/merge-patch+json"
-JSON_PATCH = "application/json-patch+json"
-APPLY_PATCH = "application/apply-patch+yaml"
+"""The one patch the operator, the worker and the client send: a status or spec change is a few fields."""
 
 
 @dataclass(frozen=True)
@@ -85,8 +90,16 @@ WRITE_TIMEOUT = 5.0
 no answer within 5 s has an unknown outcome, and an operator whose Lease is about to lapse must
 know that its last writes are over before a successor may start (client/leadership.py)."""
 
+WATCH_EVENT_MAX = 4 * 1024 * 1024
+"""Bytes one watch event may take. aiohttp refuses a line over 512 KiB by default, and an object
+may be up to etcd's 1.5 MiB request limit (a pool's large job template): well above both."""
+
 WATCH_RETRY = (0.5, 10.0)
 """A broken watch is resumed after this backoff (first, most seconds), doubling in between."""
+
+TOO_MANY_REQUESTS_PAUSES = (0.5, 1.0, 1.0, 2.0, 2.0, 0.0)
+"""Most seconds waited before each of the attempts after a 429 (Too Many Requests): about 6 s in
+all, then the last 429 is the caller's error."""
 
 WRITE_FENCE: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar("write_fence", default=None)
 """A check run before every write (create, patch, delete) of the tasks that inherit it; it raises
@@ -162,6 +175,16 @@ def _translate(error: ApiException, rt: ResourceType, namespace: str, name: str)
     return errors.ApiError(message, **where)  # type: ignore[arg-type]
 
 
+def _event(line: bytes) -> tuple[str, Body]:
+    """One line of a WATCH: its type (ADDED, MODIFIED, DELETED, BOOKMARK) and object. An ERROR
+    event (e.g. 410 Gone: the version to resume from was compacted) raises its `ApiException`."""
+    event = json.loads(line)
+    if event["type"] == "ERROR":
+        status = event["object"]
+        raise ApiException(status=status.get("code"), reason=status.get("reason"), body=json.dumps(status))
+    return event["type"], event["object"]
+
+
 class Transport:
     """An open connection to one API server. Create with `await Transport.connect()`; `await close()`."""
 
@@ -169,7 +192,6 @@ class Transport:
         self._api = api_client
         self.namespace = namespace
         """The namespace kubectl would use with this configuration; callers default to it."""
-        self._custom = k8s.CustomObjectsApi(api_client)
 
     @functools.cached_property
     def _core(self) -> k8s.CoreV1Api:
@@ -232,12 +254,7 @@ class Transport:
 
     async def get(self, rt: ResourceType, namespace: str, name: str) -> Body:
         with _answers(rt, namespace, name):
-            return cast(
-                Body,
-                await self._custom.get_namespaced_custom_object(
-                    rt.group, rt.version, namespace, rt.plural, name, _request_timeout=READ_TIMEOUT
-                ),
-            )
+            return cast(Body, await self._json("GET", rt, namespace, name, request_timeout=READ_TIMEOUT))
 
     async def list_page(
         self,
@@ -250,27 +267,14 @@ class Transport:
         continue_token: str | None = None,
     ) -> tuple[list[Body], str | None]:
         """One page of a LIST, and the token for the next (None on the last page)."""
-        kwargs: dict[str, Any] = {
-            "label_selector": label_selector,
-            "field_selector": field_selector,
+        query = {
+            "labelSelector": label_selector,
+            "fieldSelector": field_selector,
             "limit": limit,
-            "_continue": continue_token,
-            "_request_timeout": READ_TIMEOUT,
+            "continue": continue_token,
         }
-        kwargs = {k: v for k, v in kwargs.items() if v is not None}
-        result: Body
         with _answers(rt, namespace or "", ""):
-            if namespace is None:
-                result = cast(
-                    Body, await self._custom.list_cluster_custom_object(rt.group, rt.version, rt.plural, **kwargs)
-                )
-            else:
-                result = cast(
-                    Body,
-                    await self._custom.list_namespaced_custom_object(
-                        rt.group, rt.version, namespace, rt.plural, **kwargs
-                    ),
-                )
+            result = cast(Body, await self._json("GET", rt, namespace, query=query, request_timeout=READ_TIMEOUT))
         items: list[Body] = result.get("items", [])
         for item in items:  # LIST items omit apiVersion/kind; put them back so bodies are whole
             item.setdefault("apiVersion", rt.api_version)
@@ -305,7 +309,7 @@ class Transport:
     async def watch(
         self,
         rt: ResourceType,
-        namespace: str,
+        namespace: str | None,
         *,
         field_selector: str | None = None,
         label_selector: str | None = None,
@@ -317,60 +321,121 @@ class Transport:
         is resumed where it stopped, also after a broken connection or a restarted API server (with
         a growing pause, `WATCH_RETRY`). When the server has compacted that far ("410 Gone") the
         LIST is taken again and every object is yielded again as ADDED, so consumers must be
-        idempotent. Only a refusal (403, 404, ...) ends it, as a `WorkpoolsError`.
+        idempotent. Only a refusal (403, 404, ...) ends it, as a `WorkpoolsError`. `namespace`
+        None watches every namespace.
         """
-        selectors: dict[str, Any] = {
-            k: v for k, v in (("field_selector", field_selector), ("label_selector", label_selector)) if v
-        }
+        selectors = {"fieldSelector": field_selector, "labelSelector": label_selector}
         # The server ends a watch after `server_timeout`; one still open well after that is stalled.
         stream_timeout = float(server_timeout + 30)
         version: str | None = None
         pause = WATCH_RETRY[0]
         while True:
-            stream = k8s_watch.Watch(return_type="object")
             try:
                 if version is None:
                     listed = cast(
-                        Body,
-                        await self._custom.list_namespaced_custom_object(
-                            rt.group, rt.version, namespace, rt.plural, _request_timeout=READ_TIMEOUT, **selectors
-                        ),
+                        Body, await self._json("GET", rt, namespace, query=selectors, request_timeout=READ_TIMEOUT)
                     )
                     for item in listed.get("items", []):
                         yield "ADDED", {"apiVersion": rt.api_version, "kind": rt.kind, **item}
                     version = listed["metadata"]["resourceVersion"]
-                async for event in stream.stream(
-                    self._custom.list_namespaced_custom_object,
-                    rt.group,
-                    rt.version,
-                    namespace,
-                    rt.plural,
-                    resource_version=version,
-                    timeout_seconds=server_timeout,
-                    allow_watch_bookmarks=True,
-                    _request_timeout=stream_timeout,
+                query = {
                     **selectors,
-                ):
-                    pause = WATCH_RETRY[0]
-                    body: Body = event["raw_object"]
-                    version = body.get("metadata", {}).get("resourceVersion", version)
-                    if event["type"] != "BOOKMARK":
-                        yield event["type"], body
+                    "watch": True,
+                    "resourceVersion": version,
+                    "timeoutSeconds": server_timeout,
+                    "allowWatchBookmarks": True,
+                }
+                response = await self._call("GET", rt, namespace, query=query, request_timeout=stream_timeout)
+                try:
+                    # One JSON event a line, until the server ends the stream (its timeout): b"".
+                    while line := await response.response.content.readline(max_line_length=WATCH_EVENT_MAX):
+                        kind, body = _event(line)
+                        pause = WATCH_RETRY[0]
+                        version = body.get("metadata", {}).get("resourceVersion", version)
+                        if kind != "BOOKMARK":
+                            yield kind, body
+                finally:
+                    response.response.release()
                 continue  # the server ended the watch (its timeout): resume at once
             except ApiException as e:
                 if e.status == 410:
                     version = None  # too old to resume: start over from a fresh LIST
                     continue
                 if e.status is not None and e.status < 500 and e.status != 429:
-                    raise _translate(e, rt, namespace, "") from e
+                    raise _translate(e, rt, namespace or "", "") from e
                 reason = f"HTTP {e.status}"
-            except (aiohttp.ClientError, TimeoutError, OSError) as e:
+            except (aiohttp.ClientError, TimeoutError, OSError, json.JSONDecodeError) as e:  # the last: a cut line
                 reason = type(e).__name__
-            finally:
-                await stream.close()
-            logger.warning("watch of %s in %s broke (%s); resuming in %.1fs", rt.plural, namespace, reason, pause)
+            scope = namespace or "all namespaces"
+            logger.warning("watch of %s in %s broke (%s); resuming in %.1fs", rt.plural, scope, reason, pause)
             await asyncio.sleep(pause)
             pause = min(WATCH_RETRY[1], pause * 2)
+
+    async def _call(
+        self,
+        method: str,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str | None = None,
+        *,
+        status: bool = False,
+        query: dict[str, Any] | None = None,
+        body: Body | None = None,
+        content_type: str | None = None,
+        request_timeout: float,
+    ) -> RESTResponse:
+        """Send one request to a custom resource's endpoint; a refusal (not 2xx) raises `ApiException`.
+
+        Through the `ApiClient`, which adds the credentials (renewing them when they expire), TLS,
+        and the connection pool; only the URL and the query are built here. The generated
+        `CustomObjectsApi` built them before, but its module takes 0.2 s to import (every method
+        is wrapped in pydantic's `validate_call`): most of a CLI command, for arguments we make.
+        """
+        path = "/apis/{group}/{version}"
+        if namespace is not None:
+            path += "/namespaces/{namespace}"
+        path += "/{plural}"
+        if name is not None:
+            path += "/{name}/status" if status else "/{name}"
+        names = {"group": rt.group, "version": rt.version, "namespace": namespace, "plural": rt.plural, "name": name}
+        headers = {"Accept": "application/json"}
+        if content_type is not None:
+            headers["Content-Type"] = content_type
+        request = await self._api.param_serialize(
+            method=method,
+            resource_path=path,
+            path_params={k: v for k, v in names.items() if v is not None},
+            query_params=[(k, v) for k, v in (query or {}).items() if v is not None],
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        for pause in TOO_MANY_REQUESTS_PAUSES:
+            response = await self._api.call_api(*request, _request_timeout=request_timeout)
+            if response.status != 429:
+                break
+            # Not processed at all (API priority and fairness, or a watch cache still initializing
+            # after a CRD was installed): as client-go does, sent again after the server's Retry-After.
+            await response.read()
+            await asyncio.sleep(min(pause, _retry_after(response.getheader("Retry-After"))))
+            if method != "GET":
+                _check_fence()  # a leader's write must still be allowed after the pause
+        if not 200 <= response.status <= 299:
+            await response.read()  # the server's Status object, whose message `_translate` keeps
+            raise ApiException.from_response(http_resp=response, body=None, data=None)
+        return response
+
+    async def _json(
+        self,
+        method: str,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str | None = None,
+        **options: Any,
+    ) -> Any:
+        """`_call`, and the answer's JSON body."""
+        data = await (await self._call(method, rt, namespace, name, **options)).read()
+        return json.loads(data) if data else None
 
     async def read_lease(self, namespace: str, name: str) -> Body | None:
         """The Lease `namespace/name` as a dict (camelCase, times as datetimes), or None if missing."""
@@ -421,17 +486,9 @@ class Transport:
                     _request_timeout=WRITE_TIMEOUT,
                 )
                 return event.to_dict()
+            query = {"fieldManager": field_manager}
             return cast(
-                Body,
-                await self._custom.create_namespaced_custom_object(
-                    rt.group,
-                    rt.version,
-                    namespace,
-                    rt.plural,
-                    body,
-                    field_manager=field_manager,
-                    _request_timeout=WRITE_TIMEOUT,
-                ),
+                Body, await self._json("POST", rt, namespace, body=body, query=query, request_timeout=WRITE_TIMEOUT)
             )
 
     async def patch(
@@ -439,53 +496,33 @@ class Transport:
         rt: ResourceType,
         namespace: str,
         name: str,
-        patch: Body | list[Body],
+        patch: Body,
         *,
         status: bool = False,
         resource_version: str | None = None,
-        content_type: str = MERGE_PATCH,
         field_manager: str | None = None,
-        force: bool | None = None,
     ) -> Body:
-        """PATCH the object, or its status subresource when `status` is true.
+        """Merge-PATCH the object, or its status subresource when `status` is true.
 
         With `resource_version`, the write succeeds only on that exact version of the object
         (optimistic concurrency): a stale decision raises `Conflict` instead of landing.
         """
         if resource_version is not None:
-            if content_type == JSON_PATCH:
-                assert isinstance(patch, list)
-                patch = [{"op": "test", "path": "/metadata/resourceVersion", "value": resource_version}, *patch]
-            else:
-                assert isinstance(patch, dict)
-                patch = {**patch, "metadata": {**patch.get("metadata", {}), "resourceVersion": resource_version}}
-        call = (
-            self._custom.patch_namespaced_custom_object_status
-            if status
-            else self._custom.patch_namespaced_custom_object
-        )
+            patch = {**patch, "metadata": {**patch.get("metadata", {}), "resourceVersion": resource_version}}
         _check_fence()
-        try:
-            with _answers(rt, namespace, name):
-                return cast(
-                    Body,
-                    await call(
-                        rt.group,
-                        rt.version,
-                        namespace,
-                        rt.plural,
-                        name,
-                        patch,
-                        field_manager=field_manager,
-                        force=force,
-                        _content_type=content_type,
-                        _request_timeout=WRITE_TIMEOUT,
-                    ),
-                )
-        except errors.Invalid as error:
-            if content_type == JSON_PATCH and "test operation" in error.message:  # the precondition failed
-                raise errors.Conflict(error.message, kind=rt.kind, namespace=namespace, name=name) from error
-            raise
+        with _answers(rt, namespace, name):
+            answer = await self._json(
+                "PATCH",
+                rt,
+                namespace,
+                name,
+                status=status,
+                body=patch,
+                content_type=MERGE_PATCH,
+                query={"fieldManager": field_manager},
+                request_timeout=WRITE_TIMEOUT,
+            )
+            return cast(Body, answer)
 
     async def who_am_i(self) -> Body:
         """Who the API server takes these credentials for: a SelfSubjectReview's user info
@@ -509,11 +546,16 @@ class Transport:
     ) -> None:
         """DELETE the object; with `uid`, only that incarnation of it, with `resource_version` only
         that exact version (a newer one raises `Conflict`)."""
-        options = None
-        if uid is not None or resource_version is not None:
-            options = k8s.V1DeleteOptions(preconditions=k8s.V1Preconditions(uid=uid, resource_version=resource_version))
+        preconditions = {k: v for k, v in (("uid", uid), ("resourceVersion", resource_version)) if v is not None}
+        options = {"preconditions": preconditions} if preconditions else None  # a DeleteOptions
         _check_fence()
         with _answers(rt, namespace, name):
-            await self._custom.delete_namespaced_custom_object(
-                rt.group, rt.version, namespace, rt.plural, name, body=options, _request_timeout=WRITE_TIMEOUT
-            )
+            await self._call("DELETE", rt, namespace, name, body=options, request_timeout=WRITE_TIMEOUT)
+
+
+def _retry_after(header: str | None) -> float:
+    """The Retry-After of a 429, in seconds (1 when missing or not a number of seconds)."""
+    try:
+        return max(0.0, float(header or 1))
+    except ValueError:
+        return 1.0

@@ -103,7 +103,7 @@ class WorkpoolsClient:
         limit: int | None = None,
     ) -> list[WorkPool]:
         """Pools ordered by name, filtered like Prefect: None matches all, an empty collection none."""
-        return _window(await self._pools(names, types), offset, limit)
+        return paged(await self._pools(names, types), offset, limit)
 
     async def count_work_pools(self, names: Collection[str] | None = None, types: Collection[str] | None = None) -> int:
         return len(await self._pools(names, types))
@@ -130,7 +130,7 @@ class WorkpoolsClient:
         if name_prefix is not None:
             prefix = name_prefix.lower()
             queues = [q for q in queues if q.metadata.name.lower().startswith(prefix)]
-        return _window(queues, offset, limit)
+        return paged(queues, offset, limit)
 
     async def count_work_queues(self, pool: str) -> int:
         return len(await self._queues(pool))
@@ -172,7 +172,8 @@ class WorkpoolsClient:
         heartbeat. The bounds must be timezone-aware.
         """
         wanted = None if phase is None else WorkerPhase(phase)
-        after, before = _aware(heartbeat_after, "heartbeat_after"), _aware(heartbeat_before, "heartbeat_before")
+        after = timezone_aware(heartbeat_after, "heartbeat_after")
+        before = timezone_aware(heartbeat_before, "heartbeat_before")
         await self._require_pool(pool)
         workers = [
             worker
@@ -181,7 +182,7 @@ class WorkpoolsClient:
             )
             if _matches(worker := Worker.model_validate(body), wanted, after, before)
         ]
-        return _window(sorted(workers, key=worker_order), offset, limit)
+        return paged(sorted(workers, key=worker_order), offset, limit)
 
     async def read_worker_by_name(self, pool: str, name: str) -> Worker:
         """Worker `name` of `pool`: `PoolNotFound` without the pool, `NotFound` if the worker is not in it."""
@@ -296,7 +297,8 @@ def worker_order(worker: Worker) -> tuple[bool, float, str]:
     return (last is None, -last.timestamp() if last is not None else 0.0, worker.metadata.name)
 
 
-def _aware(moment: datetime.datetime | None, argument: str) -> datetime.datetime | None:
+def timezone_aware(moment: datetime.datetime | None, argument: str) -> datetime.datetime | None:
+    """`moment` itself; a naive one is refused, since comparing it with stored UTC times would raise later."""
     if moment is not None and moment.utcoffset() is None:
         raise ValueError(f"{argument} must be timezone-aware (e.g. datetime.now(UTC)), got {moment!r}")
     return moment
@@ -354,7 +356,7 @@ def plan_priorities(queues: Iterable[WorkQueue], targets: Mapping[str, int]) -> 
     return PriorityPlan(priorities, sorted(changed, key=lambda write: (-write[1], write[0])))
 
 
-def _window(items: Sequence[T], offset: int, limit: int | None) -> list[T]:
+def paged(items: Sequence[T], offset: int, limit: int | None) -> list[T]:
     """Prefect's offset and limit (limit None: no limit)."""
     if offset < 0 or (limit is not None and limit < 0):
         raise ValueError(f"offset and limit must not be negative (offset={offset}, limit={limit})")

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.metrics import MetricWrapperBase
 
+from workpools.api.flowrun import queue_of
 from workpools.api.flowschedule import FlowScheduleStatus
 from workpools.api.meta import ObjectKey
 from workpools.api.states import StateType
@@ -163,7 +164,7 @@ def record_statuses(
     for run in state.runs:
         if run.status.state is not StateType.SCHEDULED:
             continue
-        queue = run.spec.work_queue or (pool.default_queue if pool else None)
+        queue = queue_of(run)
         due = scheduled_time(run)
         if queue in queues and due <= state.now and (queue not in oldest or due < oldest[queue]):
             oldest[queue] = due

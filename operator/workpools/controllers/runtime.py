@@ -15,12 +15,9 @@ from workpools.cache.store import Store
 from workpools.cache.wakeups import Wakeups
 from workpools.client.transport import Transport
 from workpools.clock import utc_now
+from workpools.controllers.writers import RunWriter, StatusLane
 from workpools.core.snapshot import DELETIONS_BURST, DELETIONS_PER_SECOND
 from workpools.core.tokens import TokenBucket
-
-FIELD_MANAGER = "workpools-operator"
-"""Field manager of every write the operator makes; managedFields show exactly what it owns."""
-
 
 DELETIONS_ENV = "WORKPOOLS_RUN_DELETIONS_PER_SECOND"
 """Finished runs deleted per second at most, for all pools together (core/ttl.py)."""
@@ -56,3 +53,15 @@ class Runtime:
     schedule_deadlines: dict[ObjectKey, datetime.datetime] = field(default_factory=dict)
     """Per schedule, its next scheduled time (read by the timer)."""
     instance: str = field(default_factory=lambda: os.environ.get("POD_NAME") or socket.gethostname())
+    run_writer: RunWriter = field(init=False)
+    """Run writes in flight and the grants assumed meanwhile (controllers/writers.py)."""
+    lane: StatusLane = field(init=False)
+    """The coalescing writer of status-only bookkeeping (controllers/writers.py)."""
+
+    def __post_init__(self) -> None:
+        self.run_writer = RunWriter(self)
+        self.lane = StatusLane(self)
+
+    async def stop_writers(self) -> None:
+        await self.run_writer.stop()
+        await self.lane.stop()

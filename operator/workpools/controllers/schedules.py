@@ -22,8 +22,8 @@ from workpools.client import errors
 from workpools.client.patches import merge_patch
 from workpools.client.resources import FLOWRUNS, FLOWSCHEDULES
 from workpools.controllers import metrics
-from workpools.controllers.pools import _post as post_event
-from workpools.controllers.runtime import FIELD_MANAGER, Runtime
+from workpools.controllers.events import FIELD_MANAGER, post_event
+from workpools.controllers.runtime import Runtime
 from workpools.core import schedules
 
 logger = logging.getLogger(__name__)

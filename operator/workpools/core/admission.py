@@ -2,27 +2,32 @@
 
 One decision per pool, over a snapshot, serialised by the caller. Runs are walked in admission
 order (queue effective priority, then scheduled time) and each grant is charged at once to the
-pool's and queue's open slots and to the worker's room, so the second grant of a pass sees the
-first: a limit can never be exceeded by one pass. A run that cannot be bound (no worker serves
-its queue) does not block the runs behind it: its slot stays free for them (best effort).
+pool's and queue's open slots, per-key room and start tokens, and to the worker's room, so the
+second grant of a pass sees the first: no limit can be exceeded by one pass. Limits are the
+effective ones at `now` (an open window's, core/flowcontrol.py). A run that cannot be bound (no
+worker serves its queue, or its key value has no room) does not block the runs behind it: its
+slot stays free for them (best effort).
 
-A waiting run's reason names what would have to change for it to be admitted first: the queue
-limit, then a worker with room, then the pool limit. `PoolLimitReached` therefore means a worker
-would take the run, so no run behind it in admission order was granted.
+A waiting run's reason names what would have to change for it to be admitted first: the queue's
+rules (limit, key limits, start rate), then a worker with room, then the pool's (key limits,
+start rate, limit). `PoolLimitReached` therefore means a worker would take the run, so no run
+behind it in admission order was granted; so does a pool's `StartRateLimited`.
 """
 
 from __future__ import annotations
 
 import datetime
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from workpools.api.flowcontrol import KeyLimit
 from workpools.api.states import SLOT_HOLDING, StateType
+from workpools.core import flowcontrol
 from workpools.core.selection import admission_order
 from workpools.core.slots import Slots
-from workpools.core.snapshot import PoolView, QueueView, RunView, WorkerView
+from workpools.core.snapshot import FlowControl, PoolView, QueueView, RunView, WorkerView
 
 
 class HoldReason(StrEnum):
@@ -36,6 +41,8 @@ class HoldReason(StrEnum):
     POOL_LIMIT_REACHED = "PoolLimitReached"
     QUEUE_LIMIT_REACHED = "QueueLimitReached"
     NO_ONLINE_WORKER = "NoOnlineWorker"
+    KEY_LIMIT_REACHED = "KeyLimitReached"
+    START_RATE_LIMITED = "StartRateLimited"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +72,10 @@ def admit(
     workers: Sequence[WorkerView],
     *,
     now: datetime.datetime,
+    history: Sequence[RunView] = (),
 ) -> Admission:
+    """`history`: runs that neither wait nor hold a slot any more (finished), whose grant times
+    still count against start rates."""
     scheduled = [r for r in runs if r.state is StateType.SCHEDULED]
     if pool is None:
         return Admission([], [Hold(r, HoldReason.POOL_NOT_FOUND, f"WorkPool {pool_name} not found") for r in scheduled])
@@ -83,68 +93,155 @@ def admit(
             holds.append(held)
 
     holding = [r for r in runs if r.state in SLOT_HOLDING]
-    pool_open = Slots(len(holding), pool.concurrency_limit).open
-    active = Counter(r.queue for r in holding)
-    queue_open = {q.name: Slots(active[q.name], q.concurrency_limit).open for q in queues}
+    holding_in: dict[str, list[RunView]] = defaultdict(list)
+    for r in holding:
+        holding_in[r.queue].append(r)
+    # Grant times are read only where a start rate needs them: a pass over a pool without one stays as cheap as before.
+    granted_in: dict[str | None, list[datetime.datetime]] = defaultdict(list)
+    if pool.flow.start_rate is not None or any(q.flow.start_rate is not None for q in queues):
+        for r in (*runs, *history):
+            if (t := r.granted_at or r.slot_acquired_at) is not None:
+                granted_in[None].append(t)
+                granted_in[r.queue].append(t)
+    pool_room = _Room.of(f"pool {pool_name}", pool.concurrency_limit, pool.flow, holding, granted_in[None], now)
+    queue_room = {
+        q.name: _Room.of(f"queue {q.name}", q.concurrency_limit, q.flow, holding_in[q.name], granted_in[q.name], now)
+        for q in queues
+    }
     assigned = Counter(r.worker for r in holding if r.worker)
     grants: list[Grant] = []
     waiting: list[RunView] = []
     for run in sorted(ready, key=lambda r: admission_order(r, by_name[r.queue])):
+        room = queue_room[run.queue]
         worker = None
-        if queue_open[run.queue] != 0 and pool_open != 0:
+        if room.admits(run) and pool_room.admits(run):
             worker = pick_worker(workers, run.queue, assigned)
         if worker is None:
             waiting.append(run)
             continue
         grants.append(Grant(run, worker.name))
         assigned[worker.name] += 1
-        if pool_open is not None:
-            pool_open -= 1
-        if (left := queue_open[run.queue]) is not None:
-            queue_open[run.queue] = left - 1
-    # Reasons are judged against the slots as the pass leaves them, so the next pass over an
+        pool_room.take(run)
+        room.take(run)
+    # Reasons are judged against the room as the pass leaves it, so the next pass over an
     # unchanged pool gives the same reasons (and writes nothing).
-    holds += [
-        _why_waiting(
-            run,
-            by_name[run.queue],
-            pool_name,
-            pool,
-            queue_open=queue_open[run.queue],
-            workers=workers,
-            assigned=assigned,
-        )
-        for run in waiting
-    ]
+    # Whether a worker has room for a queue is the same for every run still waiting in it (the
+    # pass's grants are all charged by now): asked once per queue, not once per run.
+    served = {q: pick_worker(workers, q, assigned) is not None for q in {r.queue for r in waiting}}
+    holds += [_why_waiting(run, queue_room[run.queue], pool_room, served=served[run.queue]) for run in waiting]
     return Admission(grants, holds)
 
 
-def _why_waiting(
-    run: RunView,
-    queue: QueueView,
-    pool_name: str,
-    pool: PoolView,
-    *,
-    queue_open: int | None,
-    workers: Sequence[WorkerView],
-    assigned: Counter[str],
-) -> Hold:
-    """A ready run that got nothing: the queue first (the narrower limit), then workers, then the pool.
+@dataclass(slots=True)
+class _Room:
+    """What a pool or a queue still allows in this pass: slots, room per key value, starts.
+
+    Every grant of the pass is charged at once (`take`), and each only shrinks, so a rule that
+    blocks a run after the pass blocked it at its turn too.
+    """
+
+    scope: str  # `pool p` or `queue q`: how hold messages name it
+    limit: flowcontrol.EffectiveLimit
+    open: int | None  # None: unlimited
+    flow: FlowControl
+    per_key: Counter[tuple[int, str]]  # (rule index, value) → runs holding a slot with that value
+    starts: int | None  # grants the start rate allows now; None: no rate
+
+    @classmethod
+    def of(  # noqa: PLR0917 -- one call site per scope, each argument named by its variable
+        cls,
+        scope: str,
+        base_limit: int | None,
+        flow: FlowControl,
+        holding: Sequence[RunView],
+        granted: Sequence[datetime.datetime],
+        now: datetime.datetime,
+    ) -> _Room:
+        limit = flowcontrol.effective_limit(base_limit, flow.limit_schedule, now)
+        per_key: Counter[tuple[int, str]] = Counter(
+            (index, value)
+            for run in holding
+            for index, rule in enumerate(flow.per_key)
+            if (value := flowcontrol.key_value(rule, run.labels, run.parameters)) is not None
+        )
+        rate = flow.start_rate
+        starts = None if rate is None else flowcontrol.starts_available(granted, rate, now)
+        return cls(scope, limit, Slots(len(holding), limit.limit).open, flow, per_key, starts)
+
+    def full(self) -> bool:
+        return self.open == 0
+
+    def key_full(self, run: RunView) -> tuple[KeyLimit, str] | None:
+        """The first per-key rule this run's value has no room under, with the value."""
+        for index, rule in enumerate(self.flow.per_key):
+            value = flowcontrol.key_value(rule, run.labels, run.parameters)
+            if value is not None and self.per_key[index, value] >= rule.limit:
+                return rule, value
+        return None
+
+    def rate_limited(self) -> bool:
+        return self.starts == 0
+
+    def admits(self, run: RunView) -> bool:
+        """Whether this room lets `run` have a grant now (a worker aside)."""
+        return not self.full() and self.key_full(run) is None and not self.rate_limited()
+
+    def take(self, run: RunView) -> None:
+        if self.open is not None:
+            self.open -= 1
+        if self.starts is not None:
+            self.starts -= 1
+        for index, rule in enumerate(self.flow.per_key):
+            if (value := flowcontrol.key_value(rule, run.labels, run.parameters)) is not None:
+                self.per_key[index, value] += 1
+
+    def key_hold(self, run: RunView) -> Hold | None:
+        found = self.key_full(run)
+        if found is None:
+            return None
+        rule, value = found
+        return Hold(
+            run,
+            HoldReason.KEY_LIMIT_REACHED,
+            f"{self.scope} runs at most {rule.limit} at once per {rule.key()}; {_shown(rule, value)} has no room",
+        )
+
+    def rate_hold(self, run: RunView) -> Hold | None:
+        rate = self.flow.start_rate
+        if rate is None or not self.rate_limited():
+            return None
+        return Hold(
+            run,
+            HoldReason.START_RATE_LIMITED,
+            f"{self.scope} starts at most {rate.per_minute} runs a minute (burst {rate.burst}): none available now",
+        )
+
+
+def _shown(rule: KeyLimit, value: str) -> str:
+    return f"{rule.label}={value}" if rule.label is not None else f"{rule.parameter}={value}"
+
+
+def _why_waiting(run: RunView, queue: _Room, pool: _Room, *, served: bool) -> Hold:
+    """A ready run that got nothing: the queue's rules first (the narrower scope: its limit, key
+    limits, start rate), then workers, then the pool's key limits, start rate and limit.
 
     Workers before the pool: a run nobody can take lets lower runs have the pool's slots (best
     effort), and a bigger pool would not admit it, so the pool limit would not be the true reason.
+    Key limits before the pool's own limit: they hold only some runs, so lower runs may still go.
     """
-    if queue_open == 0:
+    if queue.full():
         return Hold(
-            run, HoldReason.QUEUE_LIMIT_REACHED, f"queue {run.queue} has no open slot (limit {queue.concurrency_limit})"
+            run, HoldReason.QUEUE_LIMIT_REACHED, f"queue {run.queue} has no open slot (limit {queue.limit.describe()})"
         )
-    if pick_worker(workers, run.queue, assigned) is None:
+    if (held := queue.key_hold(run) or queue.rate_hold(run)) is not None:
+        return held
+    if not served:
         return Hold(run, HoldReason.NO_ONLINE_WORKER, f"no online worker with room serves queue {run.queue}")
-    # Queue open and a worker with room after the pass: both were so when this run's turn came
-    # (they only shrink during a pass), so the pool was full then and is now.
-    return Hold(
-        run, HoldReason.POOL_LIMIT_REACHED, f"pool {pool_name} has no open slot (limit {pool.concurrency_limit})"
-    )
+    if (held := pool.key_hold(run) or pool.rate_hold(run)) is not None:
+        return held
+    # Nothing else holds it after the pass, so nothing did at its turn (all only shrink during a
+    # pass): the pool was full then and is now.
+    return Hold(run, HoldReason.POOL_LIMIT_REACHED, f"{pool.scope} has no open slot (limit {pool.limit.describe()})")
 
 
 def _gate(run: RunView, queue: QueueView | None, pool_name: str, now: datetime.datetime) -> Hold | None:

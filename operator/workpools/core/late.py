@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from workpools.api.base import LateAction, LatePolicy, timestamp
-from workpools.api.flowrun import FlowRun
-from workpools.api.meta import SCHEDULE_LABEL, default_queue_name
+from workpools.api.flowrun import FlowRun, queue_of
+from workpools.api.meta import SCHEDULE_LABEL
 from workpools.api.states import StateType
 from workpools.core.liveness import TICK
 from workpools.core.selection import scheduled_time
@@ -57,7 +57,7 @@ def _policies(state: PoolState) -> dict[str, LatePolicy | None]:
     by_queue: dict[str, LatePolicy | None] = {}
     found = {}
     for run in state.runs:
-        queue = run.spec.work_queue or default_queue_name(state.name)
+        queue = queue_of(run)
         if queue not in by_queue:
             by_queue[queue] = policy_of(queue, state)
         found[run.metadata.name] = by_queue[queue]

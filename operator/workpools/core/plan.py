@@ -8,6 +8,7 @@ status that differs from the object's, and posts the events.
 from __future__ import annotations
 
 import datetime
+import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,14 +18,14 @@ from pydantic import BaseModel
 
 from workpools.api.base import Resource
 from workpools.api.conditions import Condition, ConditionType, Reason
-from workpools.api.flowrun import FlowRun
+from workpools.api.flowrun import queue_of
 from workpools.api.meta import default_queue_name
 from workpools.api.phases import QueuePhase, WorkerPhase
 from workpools.api.states import StateType
 from workpools.api.worker import Worker, WorkerStatus
 from workpools.api.workpool import WorkerCounts, WorkPool, WorkPoolSpec, WorkPoolStatus
-from workpools.api.workqueue import WorkQueue, WorkQueueStatus
-from workpools.core import liveness, priorities, slots, templates
+from workpools.api.workqueue import WorkQueue, WorkQueueSpec, WorkQueueStatus
+from workpools.core import flowcontrol, liveness, priorities, slots, templates
 from workpools.core.selection import overdue, scheduled_time
 from workpools.core.snapshot import PoolState
 from workpools.core.statuses import (
@@ -132,10 +133,15 @@ def _plan_pool(
         default_queue=default_queue,
         queues=len(state.queues) + plan.create_default_queue,
         workers=WorkerCounts(online=len(online), total=len(state.workers) - len(plan.delete_workers)),
-        slot_counts=slots.Slots(len(state.holders), pool.spec.concurrency_limit),
+        slot_counts=slots.Slots(len(state.holders), _effective(pool.spec, state.now).limit),
         invalid=problems,
         now=state.now,
     )
+    conditions = limit_window(
+        plan.pool_status.conditions, pool.spec, generation=pool.metadata.generation, now=state.now
+    )
+    plan.pool_status = plan.pool_status.model_copy(update={"conditions": conditions})
+    plan.events += [(pool, e) for e in window_events(pool.status.conditions, conditions)]
     plan.pool_status = _reclaim_suspension(plan.pool_status, observer_suspected, pool.metadata.generation, state.now)
     plan.events += [(pool, e) for e in pool_events(pool.status, plan.pool_status, name=state.name)]
     if observer_suspected and not _reclaim_suspended(pool.status.conditions):
@@ -167,10 +173,10 @@ def _reclaim_suspended(conditions: Sequence[Condition]) -> bool:
 
 
 def _plan_queues(plan: PoolPlan, state: PoolState, online: Sequence[Worker]) -> None:
-    active_by_queue = Counter(_queue_of(r, state.name) for r in state.holders)
+    active_by_queue = Counter(queue_of(r) for r in state.holders)
     waiting_runs = [r for r in state.runs if r.status.state in (None, StateType.SCHEDULED)]
-    waiting = Counter(_queue_of(r, state.name) for r in waiting_runs)
-    late = Counter(_queue_of(r, state.name) for r in waiting_runs if overdue(scheduled_time(r), state.now))
+    waiting = Counter(queue_of(r) for r in waiting_runs)
+    late = Counter(queue_of(r) for r in waiting_runs if overdue(scheduled_time(r), state.now))
     effective, requests = queue_priorities(state.queues, state.now)
     holder_of = {value: name for name, value in effective.items()}
     for queue in state.queues:
@@ -242,6 +248,13 @@ def _worker_status(
         now=now,
     )
     conditions = _pool_found(conditions, worker.spec.work_pool, exists=pool_exists, generation=generation, now=now)
+    if (
+        conditions is current.conditions
+        and current.phase is phase
+        and current.observed_generation == generation
+        and current.assigned_runs == assigned
+    ):
+        return current  # as stored: the caller sees by identity that there is nothing to write
     return current.model_copy(
         update={
             "phase": phase,
@@ -374,6 +387,7 @@ def _queue_status(
         now=now,
     )
     conditions = _pool_found(conditions, queue.spec.work_pool, exists=pool_exists, generation=generation, now=now)
+    conditions = limit_window(conditions, queue.spec, generation=generation, now=now)
     return current.model_copy(
         update={
             "phase": phase,
@@ -383,7 +397,7 @@ def _queue_status(
             "requested_priority": request.requested,
             "priority_assigned": request.assigned,
             "priority_requested_at": request.seen,
-            "slots": slot_status(slots.Slots(active, queue.spec.concurrency_limit)),
+            "slots": slot_status(slots.Slots(active, _effective(queue.spec, now).limit)),
             "scheduled_runs": scheduled,
             "late_runs": late,
             "last_polled": last_polled,
@@ -405,11 +419,65 @@ def _queue_events(queue: WorkQueue, new: WorkQueueStatus, *, pool_name: str) -> 
         )
     if new.phase is not None and (new.phase != old.phase or first_sight):
         events.append(phase_event(queue.KIND, name, new.phase.value, new.conditions))
+    events += window_events(old.conditions, new.conditions)
     for type_ in (ConditionType.PRIORITY_CONFLICT, ConditionType.POOL_NOT_FOUND):
         before, after = _condition(old.conditions, type_), _condition(new.conditions, type_)
         newly_true = after is not None and after.status == "True"
         if newly_true and (before is None or before.status != "True" or before.message != after.message):
             events.append(Event(EventType.WARNING, type_.value, after.message))
+    return events
+
+
+# -- limit windows -------------------------------------------------------------------------------
+
+
+def _effective(spec: WorkPoolSpec | WorkQueueSpec, now: datetime.datetime) -> flowcontrol.EffectiveLimit:
+    return flowcontrol.effective_limit(spec.concurrency_limit, spec.concurrency_limit_schedule, now)
+
+
+def limit_window(
+    conditions: Sequence[Condition],
+    spec: WorkPoolSpec | WorkQueueSpec,
+    *,
+    generation: int | None,
+    now: datetime.datetime,
+) -> list[Condition]:
+    """With the LimitWindow condition: True while a window sets the limit; absent without a
+    schedule, until first set (then False once the schedule is removed)."""
+    if not spec.concurrency_limit_schedule and _condition(conditions, ConditionType.LIMIT_WINDOW) is None:
+        return list(conditions)
+    effective = _effective(spec, now)
+    base = "unlimited" if spec.concurrency_limit is None else str(spec.concurrency_limit)
+    if effective.window is not None:
+        reason, message = Reason.WINDOW_OPEN, f"window {effective.window.label()} is open: limit {effective.limit}"
+    else:
+        reason, message = Reason.NO_WINDOW_OPEN, f"no window is open: concurrencyLimit ({base}) applies"
+    if problems := flowcontrol.window_problems(spec.concurrency_limit_schedule):
+        reason, message = Reason.INVALID_WINDOW, "; ".join([message, *problems])
+    return set_condition(
+        conditions,
+        ConditionType.LIMIT_WINDOW,
+        effective.window is not None,
+        reason,
+        message,
+        generation=generation,
+        now=now,
+    )
+
+
+def window_events(old: Sequence[Condition], new: Sequence[Condition]) -> list[Event]:
+    """`LimitWindowOpened` / `LimitWindowClosed` when the window that sets the limit changed, and
+    one Warning `InvalidWindow` when a window that cannot be evaluated appears."""
+    before, after = _condition(old, ConditionType.LIMIT_WINDOW), _condition(new, ConditionType.LIMIT_WINDOW)
+    if after is None or (before is not None and (before.status, before.message) == (after.status, after.message)):
+        return []
+    events = []
+    if after.status == "True":
+        events.append(Event(EventType.NORMAL, Reason.WINDOW_OPENED, after.message))
+    elif before is not None and before.status == "True":
+        events.append(Event(EventType.NORMAL, Reason.WINDOW_CLOSED, after.message))
+    if after.reason == Reason.INVALID_WINDOW and (before is None or before.reason != Reason.INVALID_WINDOW):
+        events.append(Event(EventType.WARNING, Reason.INVALID_WINDOW, after.message))
     return events
 
 
@@ -444,10 +512,23 @@ def _summarise_template(template: Any) -> str:
     return f"{len(names)} variables ({', '.join(names)})" if names else "no variables"
 
 
+def _models(value: BaseModel | list[Any]) -> bool:
+    return isinstance(value, BaseModel) or (bool(value) and all(isinstance(v, BaseModel) for v in value))
+
+
+def _as_written(value: BaseModel | list[Any]) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return [_as_written(v) for v in value]
+
+
 def _show(value: object) -> str:
     if value is None:
         return "unset"
-    text = repr(value) if isinstance(value, str) else str(value)
+    if isinstance(value, BaseModel | list) and _models(value):
+        text = json.dumps(_as_written(value), separators=(",", ":"))  # as the user wrote it, not a Python repr
+    else:
+        text = repr(value) if isinstance(value, str) else str(value)
     return text if len(text) <= 80 else text[:79] + "…"
 
 
@@ -473,10 +554,6 @@ def _condition(conditions: Sequence[Any], type_: ConditionType) -> Any:
 
 def _serves(worker: Worker, queue: str) -> bool:
     return not worker.spec.work_queues or queue in worker.spec.work_queues
-
-
-def _queue_of(run: FlowRun, pool_name: str) -> str:
-    return run.spec.work_queue or default_queue_name(pool_name)
 
 
 __all__ = ["PoolPlan", "SpecChange", "describe_changes", "plan_pool", "queue_priorities"]

@@ -3,29 +3,32 @@ timeout), recovery from lost workers, lateness, and admission (grants and the re
 wait). A new run's first write is its grant when it can be admitted at once (new → Pending),
 else Scheduled with its first hold reason: one write either way.
 
-Two pure steps, applied one after the other by the reconciler so the second sees the first's
-writes: `lifecycle_changes` (recovery and cancellation) and `admission_changes`. Each change is a
-status merge patch to write with a resourceVersion precondition: the bound worker writes the
-same status, and a decision taken on a version that has moved on must not land.
+Two pure steps, applied one after the other by the reconciler: `lifecycle_changes` (recovery,
+cancellation, retries) and `admission_changes`. A run with a write of ours still in flight is
+`busy` (controllers/writers.py): neither step decides about it, and a grant in flight is in the
+state as its write makes it, so the second step counts the first one's writes without waiting for
+them. Each change is a status merge patch to write with a resourceVersion precondition: the bound
+worker writes the same status, and a decision taken on a version that has moved on must not land.
 """
 
 from __future__ import annotations
 
 import datetime
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from workpools.api.base import timestamp, to_json
 from workpools.api.conditions import Condition, ConditionType, Reason
-from workpools.api.flowrun import FlowRun
-from workpools.api.meta import default_queue_name
+from workpools.api.flowrun import FlowRun, queue_of
 from workpools.api.states import SLOT_HOLDING, TERMINAL, StateType
 from workpools.api.worker import Worker
+from workpools.api.workpool import WorkPoolSpec
+from workpools.api.workqueue import WorkQueueSpec
 from workpools.core import admission, late, liveness, retries
 from workpools.core.plan import queue_priorities
 from workpools.core.selection import overdue, scheduled_time
-from workpools.core.snapshot import PoolState, PoolView, QueueView, RunView, WorkerView
+from workpools.core.snapshot import FlowControl, PoolState, PoolView, QueueView, RunView, WorkerView
 from workpools.core.statuses import Event, EventType, set_condition
 
 S = StateType
@@ -52,24 +55,32 @@ def in_flight(run: FlowRun) -> bool:
     return run.status.state not in TERMINAL or retries.retrying(run)
 
 
-def queue_of(run: FlowRun, pool: str) -> str:
-    """The queue a run waits in: spec.workQueue, or its pool's default queue."""
-    return run.spec.work_queue or default_queue_name(pool)
-
-
 def run_view(run: FlowRun, pool: str) -> RunView:
     created = run.metadata.creation_timestamp
     assert created is not None
     return RunView(
         name=run.metadata.name,
         pool=pool,
-        queue=queue_of(run, pool),
+        queue=queue_of(run),
         state=run.status.state or S.SCHEDULED,
         scheduled_time=scheduled_time(run),
         created=created,
         worker=run.status.worker,
         slot_acquired_at=run.status.slot.acquired_at if run.status.slot else None,
+        granted_at=run.status.granted_at,
+        labels=run.metadata.labels,
+        parameters=run.spec.parameters,
     )
+
+
+def granted_at(run: FlowRun) -> datetime.datetime | None:
+    """When the run was last granted a slot: status.grantedAt, or (granted before that field) its slot's start."""
+    return run.status.granted_at or (run.status.slot.acquired_at if run.status.slot else None)
+
+
+def flow_control(spec: WorkPoolSpec | WorkQueueSpec) -> FlowControl:
+    """A pool's or queue's flow-control rules, as admission reads them (core/flowcontrol.py)."""
+    return FlowControl(tuple(spec.concurrency_limit_schedule), tuple(spec.concurrency_limit_per_key), spec.start_rate)
 
 
 def worker_view(worker: Worker, judgement: liveness.Judgement) -> WorkerView:
@@ -101,6 +112,8 @@ def lifecycle_changes(state: PoolState) -> list[RunChange]:
     changes = []
     for run in state.runs:
         current = run.status.state
+        if run.metadata.name in state.busy:
+            continue
         if current in TERMINAL:
             if retries.retrying(run):
                 changes.append(_retry(run, now))
@@ -298,10 +311,21 @@ def admission_changes(state: PoolState) -> list[RunChange]:
     judgement = liveness.judge(state)
     effective, _ = queue_priorities(state.queues, now)
     queues = [
-        QueueView(q.metadata.name, state.name, q.spec.paused, q.spec.concurrency_limit, effective[q.metadata.name])
+        QueueView(
+            q.metadata.name,
+            state.name,
+            q.spec.paused,
+            q.spec.concurrency_limit,
+            effective[q.metadata.name],
+            flow_control(q.spec),
+        )
         for q in state.queues
     ]
-    pool_view = None if pool is None else PoolView(state.name, pool.spec.paused, pool.spec.concurrency_limit)
+    pool_view = (
+        None
+        if pool is None
+        else PoolView(state.name, pool.spec.paused, pool.spec.concurrency_limit, flow_control(pool.spec))
+    )
     # Slot holders count against limits; new and Scheduled runs compete, except those whose
     # cancellation is requested or that the late policy ends (the lifecycle step cancels them; they
     # must not take a slot meanwhile).
@@ -310,7 +334,12 @@ def admission_changes(state: PoolState) -> list[RunChange]:
         r
         for r in state.runs
         if r.status.state in SLOT_HOLDING
-        or (r.status.state in (None, S.SCHEDULED) and not r.spec.cancel and r.metadata.name not in too_late)
+        or (
+            r.status.state in (None, S.SCHEDULED)
+            and not r.spec.cancel
+            and r.metadata.name not in too_late
+            and r.metadata.name not in state.busy
+        )
     ]
     by_name = {r.metadata.name: r for r in live}
     decided = admission.admit(
@@ -320,6 +349,9 @@ def admission_changes(state: PoolState) -> list[RunChange]:
         [run_view(r, state.name) for r in live],
         [worker_view(w, judgement) for w in state.workers],
         now=now,
+        history=_granted_history(
+            state, by_name.keys(), rated=any(v.flow.start_rate for v in (pool_view, *queues) if v)
+        ),
     )
     # The worker's identity goes onto the run in the grant write itself: the worker-restriction
     # policy lets only that identity move the run (manifests/policy/).
@@ -339,6 +371,7 @@ def admission_changes(state: PoolState) -> list[RunChange]:
                     "worker": grant.worker,
                     "workerIdentity": None if identity is None else to_json(identity),
                     "slot": {"acquiredAt": timestamp(now), "queue": grant.run.queue},
+                    "grantedAt": timestamp(now),
                     "message": None,
                     **({"conditions": conditions} if conditions is not None else {}),
                 },
@@ -357,6 +390,18 @@ def admission_changes(state: PoolState) -> list[RunChange]:
         if patch:
             changes.append(RunChange(run, patch))
     return changes
+
+
+def _granted_history(state: PoolState, live: Collection[str], *, rated: bool) -> list[RunView]:
+    """Runs that were granted a slot and neither wait nor hold one now (finished, or cancelled
+    while waiting): their grant times still count against start rates. Only read when a rate is set."""
+    if not rated:
+        return []
+    return [
+        run_view(r, state.name)
+        for r in (*state.finished, *state.runs)
+        if granted_at(r) is not None and r.metadata.name not in live
+    ]
 
 
 def _admitted(

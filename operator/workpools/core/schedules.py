@@ -98,7 +98,7 @@ def parse(schedule: str, time_zone: str | None = None) -> Cron:
 
 
 @functools.lru_cache(maxsize=1024)
-def _parse_cached(schedule: str, time_zone: str | None) -> Cron | str:
+def parse_cached(schedule: str, time_zone: str | None) -> Cron | str:
     try:
         return parse(schedule, time_zone)
     except InvalidScheduleError as error:
@@ -228,7 +228,7 @@ def plan_schedule(schedule: FlowSchedule, runs: Sequence[FlowRun], now: datetime
             status.conditions, type_, value, reason, message, generation=generation, now=now
         )
 
-    parsed = _parse_cached(spec.schedule, spec.time_zone)
+    parsed = parse_cached(spec.schedule, spec.time_zone)
     if isinstance(parsed, str):
         if not _true(old, ConditionType.INVALID):
             events.append(Event(EventType.WARNING, Reason.INVALID_SCHEDULE, parsed))

@@ -11,7 +11,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
+from typing import Any
 
+from workpools.api.flowcontrol import KeyLimit, LimitWindow, StartRate
 from workpools.api.flowrun import FlowRun
 from workpools.api.meta import HEARTBEAT_INTERVAL_DEFAULT
 from workpools.api.states import SLOT_HOLDING, StateType
@@ -28,6 +30,7 @@ DELETIONS_BURST = 20
 __all__ = [
     "DELETIONS_BURST",
     "DELETIONS_PER_SECOND",
+    "FlowControl",
     "PoolState",
     "PoolView",
     "QueueView",
@@ -38,12 +41,22 @@ __all__ = [
 
 
 @dataclass(frozen=True, slots=True)
+class FlowControl:
+    """A pool's or queue's flow-control rules beyond its concurrency limit (core/flowcontrol.py)."""
+
+    limit_schedule: Sequence[LimitWindow] = field(default=(), hash=False)
+    per_key: Sequence[KeyLimit] = field(default=(), hash=False)
+    start_rate: StartRate | None = field(default=None, hash=False)
+
+
+@dataclass(frozen=True, slots=True)
 class PoolView:
     """A WorkPool as far as admission cares: can it hand out slots, and how many."""
 
     name: str
     paused: bool
     concurrency_limit: int | None  # None: unlimited
+    flow: FlowControl = field(default_factory=FlowControl)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +68,7 @@ class QueueView:
     paused: bool
     concurrency_limit: int | None  # None: unlimited
     effective_priority: int  # status.effectivePriority; lower is served first
+    flow: FlowControl = field(default_factory=FlowControl)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +83,9 @@ class RunView:
     created: datetime
     worker: str | None = None
     slot_acquired_at: datetime | None = None  # status.slot.acquiredAt
+    granted_at: datetime | None = None  # status.grantedAt (else slot.acquiredAt): its latest grant
+    labels: Mapping[str, str] = field(default_factory=dict, hash=False)
+    parameters: Mapping[str, Any] = field(default_factory=dict, hash=False)  # spec.parameters
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +131,9 @@ class PoolState:
     """Runs that will not run again (not in `runs`): what the finished-run TTL deletes (core/ttl.py)."""
     deletion_budget: TokenBucket = field(default_factory=lambda: TokenBucket(DELETIONS_PER_SECOND, DELETIONS_BURST))
     """The token bucket every pool's run deletions draw from, as it is now (core/ttl.py)."""
+    busy: frozenset[str] = frozenset()
+    """Runs with a write of ours in flight (or of unknown outcome): nothing is decided about them
+    until it settles. A grant among them is in `runs` as its write makes it (assumed)."""
 
     @cached_property
     def holders(self) -> list[FlowRun]:

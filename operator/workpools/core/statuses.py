@@ -51,19 +51,31 @@ def set_condition(
     generation: int | None,
     now: datetime.datetime,
 ) -> list[Condition]:
-    """`conditions` with one condition set; lastTransitionTime moves only when the status flips."""
-    wanted = ConditionStatus.TRUE if status else ConditionStatus.FALSE
-    current = next((c for c in conditions if c.type == type_.value), None)
+    """`conditions` with one condition set; lastTransitionTime moves only when the status flips.
+
+    When the condition already says exactly this, `conditions` itself is returned (as a list), so
+    a caller can tell "nothing changed" by identity, without comparing or serialising anything.
+    """
+    wanted, kind = (ConditionStatus.TRUE if status else ConditionStatus.FALSE), type_.value
+    current = next((c for c in conditions if c.type == kind), None)
+    if (
+        current is not None
+        and current.status == wanted
+        and current.reason == reason.value
+        and current.message == message
+        and current.observed_generation == generation
+    ):
+        return conditions if isinstance(conditions, list) else list(conditions)
     since = current.last_transition_time if current is not None and current.status == wanted else now
     new = Condition(
-        type=type_.value,
+        type=kind,
         status=wanted,
         reason=reason.value,
         message=message,
         observed_generation=generation,
         last_transition_time=since,
     )
-    return [new if c.type == type_.value else c for c in conditions] if current else [*conditions, new]
+    return [new if c.type == kind else c for c in conditions] if current else [*conditions, new]
 
 
 def slot_status(counts: slots.Slots) -> SlotStatus:

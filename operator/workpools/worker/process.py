@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import datetime
 import logging
 import os
 import shlex
@@ -37,6 +36,7 @@ from workpools.client import errors
 from workpools.client.heartbeats import FIELD_MANAGER, Heartbeat
 from workpools.client.resources import FLOWRUNS, WORKPOOLS
 from workpools.client.transport import Transport
+from workpools.clock import utc_now
 from workpools.core import retries, templates
 
 logger = logging.getLogger(__name__)
@@ -49,10 +49,6 @@ MESSAGE_CHARS = 1024
 SUPERVISOR = str(Path(__file__).with_name("supervise.py"))
 RETRY = (0.5, 10.0)
 """Backoff (first, most seconds) for what must eventually get through: the watch, a run's report."""
-
-
-def utc_now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
 
 
 def command_of(run: FlowRun, pool_template: dict[str, Any] | None) -> list[str]:

@@ -109,6 +109,7 @@ def case(kind: str, o: dict[str, Any], status: str, message: str, id: str) -> An
 
 NO_WORKER = "No worker online yet; runs wait in their queues until a worker starts"
 POOL = "WorkPool"
+POOL_WINDOW = condition("LimitWindow", reason="WindowOpen", message="window night is open: limit 1")
 POOL_CASES = [
     case(POOL, obj(POOL), "Progressing", "Waiting for the operator to observe generation 1", "no-status"),
     case(POOL, obj(POOL, status={}), "Progressing", "Waiting for the operator to observe generation 1", "empty-status"),
@@ -170,6 +171,20 @@ POOL_CASES = [
     case(POOL, observed(POOL, phase="Ready"), "Healthy", "Ready", "ready-without-condition"),
     case(
         POOL,
+        observed(POOL, phase="Ready", conditions=[condition("Ready", message="1 of 2 workers online"), POOL_WINDOW]),
+        "Healthy",
+        "1 of 2 workers online; window night is open: limit 1",
+        "limit-window-open",
+    ),
+    case(
+        POOL,
+        observed(POOL, phase="NotReady", workers={"online": 0, "total": 0}, conditions=[POOL_WINDOW]),
+        "Healthy",
+        NO_WORKER + "; window night is open: limit 1",
+        "no-workers-limit-window-open",
+    ),
+    case(
+        POOL,
         observed(POOL, phase="NotReady", workers={"online": 0, "total": 0}),
         "Healthy",
         NO_WORKER,
@@ -186,6 +201,7 @@ POOL_CASES = [
 ]
 
 QUEUE = "WorkQueue"
+WINDOW = condition("LimitWindow", reason="WindowOpen", message="window night is open: limit 0")
 QUEUE_NO_WORKER = "No worker online yet; runs wait in this queue until a worker serving it starts"
 CONFLICT = condition("PriorityConflict", reason="PriorityTaken", message="priority 1 is held by queue hot; runs at 2")
 QUEUE_CASES = [
@@ -225,6 +241,22 @@ QUEUE_CASES = [
         "Healthy",
         "served; priority 1 is held by queue hot; runs at 2",
         "ready-priority-conflict",
+    ),
+    case(
+        QUEUE,
+        observed(QUEUE, phase="Ready", conditions=[condition("Ready", message="served"), WINDOW]),
+        "Healthy",
+        "served; window night is open: limit 0",
+        "limit-window-open",
+    ),
+    case(
+        QUEUE,
+        observed(
+            QUEUE, phase="Ready", conditions=[condition("Ready", message="served"), {**WINDOW, "status": "False"}]
+        ),
+        "Healthy",
+        "served",
+        "limit-window-closed",
     ),
     case(
         QUEUE,

@@ -1,8 +1,11 @@
 """The store (cache/store.py): what it keeps of the watch streams and of the operator's own writes.
 
-Aspects: a deleted object never comes back (a late write response after the DELETED event);
-the heartbeat sightings it keeps per pool for liveness (on the operator's clock); which Worker
-events wake their pool (a steady heartbeat does not).
+Aspects: a deleted object never comes back (a late write response after the DELETED event),
+within a bounded memory of deletions; an older resourceVersion never replaces a newer one; the
+heartbeat sightings it keeps per pool for liveness (on the operator's clock); which Worker events
+wake their pool (a steady heartbeat does not); the reconciler's inbox of spec changes (a newer
+generation) and deletions, for `Updated` and `Deleted` events; an object that changes pool leaves
+the old one.
 """
 
 from __future__ import annotations
@@ -10,22 +13,44 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import pytest
+
 from tests.builders import T0, at
 from workpools.api.base import timestamp
 from workpools.api.meta import ObjectKey
+from workpools.api.workpool import WorkPoolSpec
+from workpools.api.workqueue import WorkQueueSpec
+from workpools.cache import store as store_module
 from workpools.cache.store import Store
+from workpools.core.plan import SpecChange
 from workpools.core.snapshot import Sighting
 
-POOL = ObjectKey("ns", "p")
+POOL, OTHER = ObjectKey("ns", "p"), ObjectKey("ns", "other")
 
 
-def run_body(name: str, version: int, uid: str = "uid-r") -> dict[str, Any]:
+def run_body(name: str, version: int, uid: str = "uid-r", *, pool: str = "p", state: str = "Pending") -> dict[str, Any]:
     return {
         "apiVersion": "workpools.dev/v1alpha1",
         "kind": "FlowRun",
         "metadata": {"name": name, "namespace": "ns", "uid": uid, "resourceVersion": str(version)},
-        "spec": {"workPool": "p"},
-        "status": {"state": "Pending", "worker": "w"},
+        "spec": {"workPool": pool},
+        "status": {"state": state, "worker": "w"},
+    }
+
+
+def pool_body(version: int, *, generation: int = 1, limit: int | None = None, uid: str = "uid-p") -> dict[str, Any]:
+    return {
+        "apiVersion": "workpools.dev/v1alpha1",
+        "kind": "WorkPool",
+        "metadata": {
+            "name": "p",
+            "namespace": "ns",
+            "uid": uid,
+            "resourceVersion": str(version),
+            "generation": generation,
+        },
+        "spec": {"type": "process", "concurrencyLimit": limit},
+        "status": {},
     }
 
 
@@ -44,12 +69,26 @@ def worker_body(
     }
 
 
-def queue_body(name: str, last_polled: datetime | None) -> dict[str, Any]:
+def queue_body(
+    name: str,
+    last_polled: datetime | None = None,
+    *,
+    version: int = 1,
+    generation: int = 1,
+    pool: str = "p",
+    priority: int | None = None,
+) -> dict[str, Any]:
     return {
         "apiVersion": "workpools.dev/v1alpha1",
         "kind": "WorkQueue",
-        "metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}", "resourceVersion": "1", "generation": 1},
-        "spec": {"workPool": "p"},
+        "metadata": {
+            "name": name,
+            "namespace": "ns",
+            "uid": f"uid-{name}",
+            "resourceVersion": str(version),
+            "generation": generation,
+        },
+        "spec": {"workPool": pool, **({"priority": priority} if priority is not None else {})},
         "status": {} if last_polled is None else {"lastPolled": timestamp(last_polled)},
     }
 
@@ -174,3 +213,108 @@ def test_a_heartbeat_that_moves_a_served_queues_last_polled_wakes_the_pool() -> 
     store.put(worker_body(T0, 1, phase="Online", queues=("q",)))
     woken = beating(store, clock, beats=3, queues=("q",))  # 10, 20, 30 s: lastPolled moves every 30 s at most
     assert woken == [set(), set(), {POOL}]
+
+
+# --- versions and deletions -----------------------------------------------------------------------
+
+
+def test_an_older_run_version_is_ignored() -> None:
+    store = Store()
+    store.put(run_body("r", 5, state="Running"))
+    assert store.put(run_body("r", 4, state="Pending")) == set()  # a late watch event behind our write
+    assert [(r.metadata.resource_version, r.status.state) for r in store.runs.of(POOL)] == [("5", "Running")]
+
+
+def test_an_older_pool_version_is_ignored_and_is_no_spec_change() -> None:
+    store = Store()
+    store.put(pool_body(5, generation=2, limit=3))
+    assert store.put(pool_body(4, generation=1, limit=1)) == set()
+    assert store.pools[POOL].spec.concurrency_limit == 3
+    assert store.take_news(POOL) == ([], [])
+
+
+def test_a_write_response_after_the_deletion_does_not_bring_the_pool_back() -> None:
+    store = Store()
+    store.put(pool_body(5))
+    assert store.remove(pool_body(6)) == {POOL}
+    assert store.put(pool_body(6)) == set()
+    assert POOL not in store.pools
+    assert store.put(pool_body(9, uid="uid-p2")) == {POOL}  # created again: a new object
+    assert store.pools[POOL].metadata.uid == "uid-p2"
+
+
+def test_deletions_are_remembered_up_to_a_bound_oldest_forgotten_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_module, "TOMBSTONES_MAX", 2)
+    store = Store()
+    for n in (1, 2, 3):
+        store.put(run_body(f"r{n}", n, uid=f"uid-{n}"))
+        store.remove(run_body(f"r{n}", 10 + n, uid=f"uid-{n}"))
+    assert list(store.tombstones) == ["uid-2", "uid-3"]
+    assert store.put(run_body("r3", 13, uid="uid-3")) == set()
+    assert store.put(run_body("r1", 11, uid="uid-1")) == {POOL}  # past the bound: only a resourceVersion guards it
+
+
+# --- the reconciler's inbox: spec changes and deletions -------------------------------------------------
+
+
+def test_a_newer_pool_generation_is_recorded_as_a_spec_change_once() -> None:
+    store = Store()
+    store.put(pool_body(1, generation=1, limit=1))
+    assert store.take_news(POOL) == ([], [])  # first seen: Created, not Updated
+    store.put(pool_body(2, generation=2, limit=3))
+    changes, deletions = store.take_news(POOL)
+    old, new = WorkPoolSpec(type="process", concurrency_limit=1), WorkPoolSpec(type="process", concurrency_limit=3)
+    assert changes == [SpecChange("WorkPool", "p", old, new)]
+    assert deletions == []
+    assert store.take_news(POOL) == ([], [])  # taken: the next pass does not report it again
+
+
+def test_a_status_write_of_the_same_generation_is_no_spec_change() -> None:
+    store = Store()
+    store.put(pool_body(1, generation=1, limit=1))
+    assert store.put(pool_body(2, generation=1, limit=1)) == {POOL}  # e.g. our own status write
+    assert store.take_news(POOL) == ([], [])
+
+
+def test_a_queue_spec_change_is_filed_under_its_pool() -> None:
+    store = Store()
+    store.put(queue_body("q", priority=1))
+    store.put(queue_body("q", version=2, generation=2, priority=5))
+    changes, _ = store.take_news(POOL)
+    old, new = WorkQueueSpec(work_pool="p", priority=1), WorkQueueSpec(work_pool="p", priority=5)
+    assert changes == [SpecChange("WorkQueue", "q", old, new)]
+    assert store.take_news(OTHER) == ([], [])
+
+
+def test_deleted_pools_and_queues_are_recorded_for_their_pool_but_runs_are_not() -> None:
+    store = Store()
+    store.put(pool_body(1))
+    store.put(queue_body("q"))
+    store.put(run_body("r", 3))
+    pool, queue = store.pools[POOL], store.queues.of(POOL)[0]
+    store.remove(run_body("r", 4))
+    store.remove(queue_body("q", version=5))
+    store.remove(pool_body(6))
+    assert store.take_news(POOL) == ([], [queue, pool])
+    assert store.take_news(POOL) == ([], [])
+
+
+# --- membership ---------------------------------------------------------------------------------
+
+
+def test_a_member_that_changes_pool_leaves_the_old_one_and_both_are_woken() -> None:
+    store = Store()
+    store.put(run_body("r", 1))
+    assert store.put(run_body("r", 2, pool="other")) == {POOL, OTHER}
+    assert store.runs.of(POOL) == []
+    assert [r.metadata.name for r in store.runs.of(OTHER)] == ["r"]
+    assert POOL not in store.runs.by_pool  # an emptied pool leaves no entry behind
+
+
+def test_removing_a_member_wakes_only_its_pool_and_an_unknown_one_wakes_none() -> None:
+    store = Store()
+    store.put(run_body("r", 1))
+    store.put(run_body("s", 1, uid="uid-s", pool="other"))
+    assert store.remove(run_body("r", 2)) == {POOL}
+    assert store.remove(run_body("never-seen", 3, uid="uid-x")) == set()
+    assert [r.metadata.name for r in store.runs.of(OTHER)] == ["s"]

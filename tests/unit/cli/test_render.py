@@ -308,3 +308,34 @@ def test_late_policies_read_as_a_phrase() -> None:
     )
     assert "latePolicy=Cancel after 60s, skip to latest" in text
     assert render.late_policy(LatePolicy(skip_to_latest=True)) == "Run, skip to latest"
+
+
+def test_pool_details_show_the_effective_limit_its_window_and_the_other_flow_control() -> None:
+    window = {"name": "night", "from": "22:00", "to": "06:00", "timeZone": "Europe/Berlin", "limit": 1}
+    spec = {
+        "concurrencyLimitSchedule": [window, {"cron": "0 9 * * 1-5", "durationSeconds": 3600, "limit": 0}],
+        "concurrencyLimitPerKey": [{"label": "team", "limit": 2}, {"parameter": "dataset", "limit": 1}],
+        "startRate": {"perMinute": 30, "burst": 5},
+    }
+    condition = {
+        "type": "LimitWindow",
+        "status": "True",
+        "reason": "WindowOpen",
+        "message": "window night is open: limit 1",
+        "lastTransitionTime": NOW.isoformat(),
+    }
+    text = render.pool_details(
+        pool(limit=8, active=3, spec=spec, slots={"active": 3, "limit": 1}, conditions=[condition]), NOW
+    )
+    assert "Concurrency limit:  8" in text
+    assert "Effective limit:    1 (window night is open: limit 1)" in text
+    assert "Limit windows:      night: 1; '0 9 * * 1-5' for 3600s UTC: 0" in text
+    assert "Per-key limits:     label team: 2, parameter dataset: 1" in text
+    assert "Start rate:         30/min, burst 5" in text
+    assert "3/1" in text  # the bar is against the limit in force
+
+
+def test_pool_details_without_flow_control_have_no_such_lines() -> None:
+    text = render.pool_details(pool(limit=8), NOW)
+    assert "Effective limit" not in text
+    assert "Start rate" not in text

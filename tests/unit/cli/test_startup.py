@@ -35,9 +35,9 @@ for argv in {argvs!r}:
 """
 
 
-def loaded_by(code: str) -> set[str]:
-    """Top-level packages in `sys.modules` after running `code` in a fresh interpreter."""
-    report = "import json, sys; print(json.dumps(sorted({n.split('.')[0] for n in sys.modules})), file=sys.stderr)"
+def modules_after(code: str) -> set[str]:
+    """The names in `sys.modules` after running `code` in a fresh interpreter."""
+    report = "import json, sys; print(json.dumps(sorted(sys.modules)), file=sys.stderr)"
     done = subprocess.run(
         [sys.executable, "-c", f"{code}\n{report}"],
         cwd=ROOT,
@@ -47,8 +47,13 @@ def loaded_by(code: str) -> set[str]:
         timeout=60,
         check=True,
     )
-    packages: list[str] = json.loads(done.stderr.strip().splitlines()[-1])
-    return set(packages)
+    modules: list[str] = json.loads(done.stderr.strip().splitlines()[-1])
+    return set(modules)
+
+
+def loaded_by(code: str) -> set[str]:
+    """Top-level packages in `sys.modules` after running `code` in a fresh interpreter."""
+    return {name.split(".")[0] for name in modules_after(code)}
 
 
 def test_importing_the_cli_imports_no_client_transport_or_models() -> None:
@@ -67,6 +72,18 @@ def test_parsing_and_help_import_no_client_transport_or_models(argv: list[str]) 
 def test_running_a_command_does_import_them() -> None:
     """The checks above would notice a heavy import: the module that runs the verbs has them."""
     assert {"kubernetes", "aiohttp", "pydantic"} <= loaded_by("import workpools.cli.commands")
+
+
+def test_running_a_command_does_not_import_the_crd_generator() -> None:
+    """Only `api/crds.py` needs kube_custom_resource: it imports the synchronous kubernetes client,
+    requests and oauthlib, so the models carry its configuration themselves (`api/base.py`)."""
+    assert "kube_custom_resource" not in loaded_by("import workpools.cli.commands")
+
+
+def test_the_runs_and_schedules_clients_are_imported_by_the_commands_that_use_them() -> None:
+    """With them come core/'s admission, selection and slot rules and cronsim: not needed by `pool ls`."""
+    deferred = {"workpools.client.runs", "workpools.client.schedules", "workpools.core.selection", "cronsim"}
+    assert deferred & modules_after("import workpools.cli.commands") == set()
 
 
 def _verb_parsers() -> list[tuple[str, argparse.ArgumentParser]]:

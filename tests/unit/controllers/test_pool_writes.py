@@ -2,11 +2,12 @@
 the API server: only the order and outcome of writes are under test here, so each call answers
 what the case needs (the integration tests run the same code against a real API server).
 
-Aspects: a pass never ends with its own writes in flight, and a write with an unknown outcome is
-read back before the pool is decided again; a failed bookkeeping write does not hold up grants;
-a worker is deleted for its TTL only on the version judged; a silent worker is read directly
-before anything is decided about it; the pool's worker counts are written after the Worker
-phases they count have landed.
+Aspects: assume, then write (a grant on the wire counts against the next pass's limits; one of
+unknown outcome holds its slot until read back; a refused one is forgotten and the pool woken); the
+bookkeeping lane (a waiting run's hold is written once, after a delay, and never for a run granted
+first; a status is written at most once per interval, the latest one); a worker is deleted for its
+TTL only on the version judged; the pool's worker counts are written after the Worker phases they
+count have landed.
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ from workpools.api.states import StateType
 from workpools.cache.store import Store
 from workpools.cache.wakeups import Wakeups
 from workpools.client import errors
+from workpools.client.resources import WORKERS
 from workpools.client.transport import ResourceType
-from workpools.controllers import pools
+from workpools.controllers import pools, writers
 from workpools.controllers.runtime import Runtime
-from workpools.core.runs import RunChange
 
 POOL = ObjectKey("ns", "p")
 Answer = Callable[[str, dict[str, Any]], Awaitable[Any]]
@@ -83,10 +84,190 @@ def as_patched(rt: Runtime, kind: str, name: str, patch: dict[str, Any]) -> dict
     return body
 
 
-def grant(name: str) -> RunChange:
-    run = flowrun(name, state=StateType.SCHEDULED)
-    run.metadata.uid, run.metadata.resource_version = f"uid-{name}", "1"
-    return RunChange(run, {"state": "Pending", "worker": "w"}, granted_to="w")
+def granted(transport: ScriptedTransport) -> list[str]:
+    """The runs a grant was sent for, in order."""
+    return [n for verb, n, o in transport.calls if verb == "patch" and o["patch"]["status"].get("state") == "Pending"]
+
+
+def two_runs_behind_a_limit_of_one(rt: Runtime) -> None:
+    pool = wp(concurrencyLimit=1)
+    pool.status.default_queue = DEFAULT_QUEUE
+    stored(
+        rt,
+        pool,
+        wq(),
+        wkr("w"),
+        flowrun("a", created=T0 - timedelta(seconds=2)),
+        flowrun("b", created=T0 - timedelta(seconds=1)),
+    )
+
+
+async def events(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    return options["body"]
+
+
+def echoing() -> tuple[Runtime, ScriptedTransport]:
+    """A runtime whose API server applies every status patch and takes every event."""
+
+    async def patch(name: str, options: dict[str, Any]) -> dict[str, Any]:
+        return as_patched(rt, options["kind"], name, options["patch"])
+
+    transport = ScriptedTransport(patch=patch, create=events)
+    rt = runtime(transport)
+    return rt, transport
+
+
+def test_a_grant_on_the_wire_counts_against_the_limit_of_the_next_pass() -> None:
+    # Assume, then write: the pass ends with its grant in flight, and the next pass, woken by
+    # anything, must not hand the pool's only slot out again meanwhile.
+    on_the_wire = asyncio.Event()
+
+    async def patch(name: str, options: dict[str, Any]) -> dict[str, Any]:
+        if options["patch"]["status"].get("state") == "Pending":
+            await on_the_wire.wait()
+        return as_patched(rt, options["kind"], name, options["patch"])
+
+    transport = ScriptedTransport(patch=patch, create=events)
+    rt = runtime(transport)
+    two_runs_behind_a_limit_of_one(rt)
+
+    async def scenario() -> None:
+        await pools.reconcile_pool(rt, POOL)  # returns with "a"'s grant still on the wire
+        await pools.reconcile_pool(rt, POOL)
+        assert granted(transport) == ["a"]
+        on_the_wire.set()
+        await rt.run_writer.drain()
+        await pools.reconcile_pool(rt, POOL)
+        await rt.stop_writers()
+
+    asyncio.run(scenario())
+    assert granted(transport) == ["a"]
+    assert {r.metadata.name: r.status.worker for r in rt.store.runs.of(POOL)} == {"a": "w", "b": None}
+
+
+def test_a_grant_of_unknown_outcome_holds_its_slot_until_read_back() -> None:
+    # "a"'s grant is reset on the wire: it may have landed. It stays counted until a read shows it
+    # did not, and only then is the slot handed out again (here: to "a" once more).
+    async def patch(name: str, options: dict[str, Any]) -> dict[str, Any]:
+        if granted(transport).count(name) == 1 and options["patch"]["status"].get("state") == "Pending":
+            raise errors.Unavailable("connection reset by peer", kind="FlowRun", name=name)
+        return as_patched(rt, options["kind"], name, options["patch"])
+
+    async def get(name: str, options: dict[str, Any]) -> dict[str, Any]:
+        run = next(r for r in rt.store.runs.of(POOL) if r.metadata.name == name)
+        return {"apiVersion": API_VERSION, "kind": "FlowRun", **to_json(run, as_read=True)}  # it had not landed
+
+    transport = ScriptedTransport(patch=patch, get=get, create=events)
+    rt = runtime(transport)
+    two_runs_behind_a_limit_of_one(rt)
+
+    async def scenario() -> None:
+        await pools.reconcile_pool(rt, POOL)
+        await rt.run_writer.drain()
+        assert rt.store.unsure[POOL] == {"a"}
+        assert [r.status.worker for r in pools._state(rt, POOL).runs if r.metadata.name == "a"] == ["w"]  # assumed
+        await pools.reconcile_pool(rt, POOL)  # reads "a" back first, then decides
+        await rt.run_writer.drain()
+        await rt.stop_writers()
+
+    asyncio.run(scenario())
+    assert [verb for verb, name, _ in transport.calls if name == "a"][:3] == ["patch", "get", "patch"]
+    assert granted(transport) == ["a", "a"]
+    assert {r.metadata.name: r.status.worker for r in rt.store.runs.of(POOL)} == {"a": "w", "b": None}
+
+
+def test_a_refused_grant_is_forgotten_and_the_pool_decided_again() -> None:
+    woken: list[ObjectKey] = []
+
+    async def patch(name: str, options: dict[str, Any]) -> dict[str, Any]:
+        if options["patch"]["status"].get("state") == "Pending":
+            raise errors.Conflict("the object has been modified", kind="FlowRun", name=name)
+        return as_patched(rt, options["kind"], name, options["patch"])
+
+    transport = ScriptedTransport(patch=patch, create=events)
+    rt = runtime(transport)
+    rt.wakeups.wake = woken.append  # type: ignore[method-assign,assignment]
+    two_runs_behind_a_limit_of_one(rt)
+
+    async def scenario() -> None:
+        await pools.reconcile_pool(rt, POOL)
+        await rt.run_writer.drain()
+        await rt.stop_writers()
+
+    asyncio.run(scenario())
+    assert POOL in woken
+    assert not rt.run_writer.busy(POOL)
+    assert not rt.store.unsure.get(POOL)
+
+
+def test_a_run_granted_before_its_hold_was_sent_costs_one_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    # "b" waits behind "a"; its hold (Scheduled, PoolLimitReached) waits HOLD_DELAY in the lane.
+    # "a" completes before that, "b" is granted, and its hold is never sent.
+    monkeypatch.setattr(writers, "HOLD_DELAY", 0.2)
+
+    rt, transport = echoing()
+    two_runs_behind_a_limit_of_one(rt)
+
+    async def scenario() -> None:
+        await pools.reconcile_pool(rt, POOL)
+        await rt.run_writer.drain()
+        (a,) = (r for r in rt.store.runs.of(POOL) if r.metadata.name == "a")
+        done = {"apiVersion": API_VERSION, "kind": "FlowRun", **to_json(a, as_read=True)}
+        done["status"].update(state="Completed", slot=None)
+        done["metadata"]["resourceVersion"] = "9"
+        rt.store.put(done)
+        await pools.reconcile_pool(rt, POOL)
+        await rt.run_writer.drain()
+        await asyncio.sleep(0.4)  # past HOLD_DELAY
+        await rt.stop_writers()
+
+    asyncio.run(scenario())
+    assert [name for verb, name, o in transport.calls if verb == "patch" and o["kind"] == "FlowRun"] == ["a", "b"]
+
+
+def test_a_waiting_run_gets_one_hold_write_after_the_delay(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(writers, "HOLD_DELAY", 0.1)
+
+    rt, transport = echoing()
+    two_runs_behind_a_limit_of_one(rt)
+
+    async def scenario() -> None:
+        for _ in range(3):  # passes woken by anything: the hold is submitted each time, sent once
+            await pools.reconcile_pool(rt, POOL)
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.3)
+        await rt.stop_writers()
+
+    asyncio.run(scenario())
+    holds = [o["patch"]["status"] for verb, n, o in transport.calls if verb == "patch" and n == "b"]
+    assert len(holds) == 1
+    assert [c["reason"] for c in holds[0]["conditions"]] == ["PoolLimitReached"]
+
+
+def test_a_queues_status_is_written_at_most_once_per_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(writers, "STATUS_EVERY", 0.3)
+
+    rt, transport = echoing()
+    two_runs_behind_a_limit_of_one(rt)
+
+    async def scenario() -> None:
+        await pools.reconcile_pool(rt, POOL)
+        await asyncio.sleep(0.05)  # the first status goes out at once
+        rt.store.put(flowrun_body("c"))
+        await pools.reconcile_pool(rt, POOL)  # a change of the counts: coalesced
+        rt.store.put(flowrun_body("d"))
+        await pools.reconcile_pool(rt, POOL)
+        await asyncio.sleep(0.1)
+        assert queue_writes() == 1
+        await asyncio.sleep(0.4)
+        await rt.stop_writers()
+
+    def queue_writes() -> int:
+        return sum(1 for verb, _, o in transport.calls if verb == "patch" and o["kind"] == "WorkQueue")
+
+    asyncio.run(scenario())
+    assert queue_writes() == 2
+    assert rt.store.queues.of(POOL)[0].status.scheduled_runs == 3  # b, c, d: the latest counts landed
 
 
 def landed(name: str) -> dict[str, Any]:
@@ -95,58 +276,10 @@ def landed(name: str) -> dict[str, Any]:
     return {"apiVersion": "workpools.dev/v1alpha1", "kind": "FlowRun", **body}
 
 
-def test_a_failed_write_ends_the_pass_only_once_its_sibling_writes_have_ended() -> None:
-    # Pool limit 2 and two grants decided: one write is reset, the other is slow. Ending the pass
-    # at the first failure would let the next pass decide without the slow grant: a third slot.
-    slow = asyncio.Event()
-
-    async def patch(name: str, options: dict[str, Any]) -> dict[str, Any]:
-        if name == "reset":
-            raise errors.Unavailable("connection reset by peer", kind="FlowRun", name=name)
-        await slow.wait()
-        return landed(name)
-
-    rt = runtime(ScriptedTransport(patch=patch))
-
-    async def scenario() -> None:
-        writing = asyncio.create_task(pools._apply_run_changes(rt, POOL, [grant("reset"), grant("slow")]))
-        await asyncio.sleep(0.05)
-        assert not writing.done(), "the pass ended while one of its grants was still on the wire"
-        slow.set()
-        assert isinstance(await writing, errors.Unavailable)  # for the pass to raise once its steps are done
-
-    asyncio.run(scenario())
-    assert rt.store.unsure[POOL] == {"reset"}  # may have landed: read back before deciding again
-    assert [r.status.worker for r in rt.store.runs.of(POOL)] == ["w"]  # the slow grant counts
-
-
-def test_a_failed_bookkeeping_write_does_not_hold_up_a_grant_of_the_same_pass() -> None:
-    # "stopped" is to be Cancelled (lifecycle step), and that write is reset; "waiting" is
-    # Scheduled, and the only worker is online: the pass grants it all the same.
-    async def patch(name: str, options: dict[str, Any]) -> dict[str, Any]:
-        if name == "stopped":
-            raise errors.Unavailable("connection reset by peer", kind="FlowRun", name=name)
-        return as_patched(rt, options["kind"], name, options["patch"])
-
-    async def create(name: str, options: dict[str, Any]) -> dict[str, Any]:
-        return options["body"]  # events
-
-    transport = ScriptedTransport(patch=patch, create=create)
-    rt = runtime(transport)
-    pool = wp(concurrencyLimit=1)
-    pool.status.default_queue = DEFAULT_QUEUE
-    stored(rt, pool, wq(), wkr("w"), flowrun("stopped", cancel=True), flowrun("waiting"))
-
-    async def scenario() -> None:
-        with pytest.raises(errors.Unavailable):  # raised once every step is done: the pass is retried
-            await pools.reconcile_pool(rt, POOL)
-
-    asyncio.run(scenario())
-    assert {r.metadata.name: (r.status.state, r.status.worker) for r in rt.store.runs.of(POOL)} == {
-        "stopped": (StateType.SCHEDULED, None),
-        "waiting": (StateType.PENDING, "w"),
-    }
-    assert rt.store.unsure[POOL] == {"stopped"}
+def flowrun_body(name: str) -> dict[str, Any]:
+    run = flowrun(name, created=T0 - timedelta(seconds=1))
+    run.metadata.uid, run.metadata.resource_version = f"uid-{name}", "1"
+    return {"apiVersion": API_VERSION, "kind": "FlowRun", **to_json(run, as_read=True)}
 
 
 def test_a_write_with_unknown_outcome_is_read_back_before_the_pool_is_decided() -> None:
@@ -189,7 +322,13 @@ def test_the_pool_counts_worker_phases_only_once_they_landed(worker_write_lands:
     pool = wp(concurrencyLimit=1)
     pool.status.default_queue = DEFAULT_QUEUE
     stored(rt, pool, wq(), wkr("w"))  # registered, its first heartbeat seen: to be written Online
-    asyncio.run(pools.reconcile_pool(rt, POOL))
+
+    async def scenario() -> None:
+        await pools.reconcile_pool(rt, POOL)
+        await asyncio.sleep(0.05)  # the pool's status goes out by the bookkeeping lane
+        await rt.stop_writers()
+
+    asyncio.run(scenario())
     patched = [options["kind"] for verb, _, options in transport.calls if verb == "patch"]
     if worker_write_lands:
         assert patched.index("Worker") < patched.index("WorkPool")
@@ -223,3 +362,26 @@ def test_a_finished_run_is_deleted_for_its_ttl_only_in_the_version_judged() -> N
     ]
     assert sorted(r.metadata.name for r in rt.store.runs.of(POOL)) == ["kept", "running", "young"]
     assert rt.deletion_budget.available(T0) == before - 2  # the shared bucket paid for both
+
+
+def test_a_bookkeeping_write_sends_only_what_the_decision_changed() -> None:
+    # The pass saw the worker at its first heartbeat; it beats again before the lane sends the
+    # assigned-run count. The write must not carry the older heartbeat back.
+    rt, transport = echoing()
+    seen = wkr("w", heartbeat=T0 - timedelta(seconds=20))
+    stored(rt, seen)
+    newer = wkr("w", heartbeat=T0)
+    newer.metadata.uid, newer.metadata.resource_version = "uid-w", "2"
+    rt.store.put({"apiVersion": API_VERSION, "kind": "Worker", **to_json(newer, as_read=True)})
+
+    async def scenario() -> None:
+        rt.lane.submit_status(WORKERS, seen, POOL, seen.status.model_copy(update={"assigned_runs": 3}))
+        await asyncio.sleep(0.05)
+        await rt.stop_writers()
+
+    asyncio.run(scenario())
+    (sent,) = [o["patch"]["status"] for verb, _, o in transport.calls if verb == "patch"]
+    assert sent["assignedRuns"] == 3
+    assert "lastHeartbeatTime" not in sent
+    (worker,) = rt.store.workers.of(POOL)
+    assert worker.status.last_heartbeat_time == T0

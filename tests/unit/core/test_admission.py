@@ -19,11 +19,12 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tests.builders import T0, at, pool, queue, run, worker
+from workpools.api.flowcontrol import KeyLimit, StartRate
 from workpools.api.states import SLOT_HOLDING, StateType
 from workpools.core.admission import Admission, HoldReason, admit, pick_worker
 from workpools.core.selection import admission_order
 from workpools.core.slots import Slots
-from workpools.core.snapshot import PoolView, QueueView, RunView, WorkerView
+from workpools.core.snapshot import FlowControl, PoolView, QueueView, RunView, WorkerView
 
 S = StateType
 H = HoldReason
@@ -57,8 +58,15 @@ class Case:
     now: datetime = T0
 
 
-def holding(name: str, state: S = S.RUNNING, *, queue: str = "q", worker: str | None = "w") -> RunView:
-    return run(name, queue=queue, state=state, worker=worker, acquired=at(minutes=-1))
+def holding(
+    name: str,
+    state: S = S.RUNNING,
+    *,
+    queue: str = "q",
+    worker: str | None = "w",
+    labels: dict[str, str] | None = None,
+) -> RunView:
+    return run(name, queue=queue, state=state, worker=worker, acquired=at(minutes=-1), labels=labels)
 
 
 CASES: dict[str, Case] = {
@@ -78,6 +86,18 @@ CASES: dict[str, Case] = {
     "pool-limit-zero": Case([run("r")], [], {"r": H.POOL_LIMIT_REACHED}, pool=pool(limit=0)),
     "queue-limit-zero": Case([run("r")], [], {"r": H.QUEUE_LIMIT_REACHED}, queues=[queue(limit=0)]),
     "no-worker-at-all": Case([run("r")], [], {"r": H.NO_ONLINE_WORKER}, workers=[]),
+    "key-limit-reached": Case(
+        [holding("a", labels={"team": "x"}), run("r", labels={"team": "x"}), run("s", labels={"team": "y"})],
+        [("s", "w")],
+        {"r": H.KEY_LIMIT_REACHED},
+        queues=[queue(flow=FlowControl(per_key=(KeyLimit(label="team", limit=1),)))],
+    ),
+    "start-rate-limited": Case(
+        [run("a", state=S.COMPLETED, granted=at(seconds=-1)), run("r")],
+        [],
+        {"r": H.START_RATE_LIMITED},
+        pool=pool(flow=FlowControl(start_rate=StartRate(per_minute=1))),
+    ),
     # --- precedence of reasons --------------------------------------------------------------
     "pool-paused-before-queue-not-found": Case(
         [run("r", queue="gone")], [], {"r": H.POOL_PAUSED}, pool=pool(paused=True)
@@ -326,6 +346,8 @@ def test_hold_reasons_are_the_condition_reasons_of_the_design() -> None:
             "PoolLimitReached",
             "QueueLimitReached",
             "NoOnlineWorker",
+            "KeyLimitReached",
+            "StartRateLimited",
         ]
     )
 

@@ -104,6 +104,26 @@ def test_a_settled_pool_plans_no_events_and_the_same_statuses() -> None:
     assert second.queue_statuses == {q.metadata.name: q.status for q in queues}
 
 
+def test_a_settled_worker_keeps_its_stored_status_object_so_nothing_is_serialised_or_written() -> None:
+    # Issue 12: a pass over 5,000 workers must not build and diff 5,000 statuses that did not change.
+    pool, queues = settle(wp(), [wq("p-default")], plan(wp(), [wq("p-default")]))
+    workers = [wkr("w1"), wkr("w2", heartbeat=T0 + timedelta(seconds=5))]
+    sightings = {w.metadata.name: Sighting(w.status.last_heartbeat_time, T0) for w in workers}
+
+    def plan_workers(pool: WorkPool, queues: list[WorkQueue], workers: list[Any], seconds: int) -> PoolPlan:
+        now = T0 + timedelta(seconds=seconds)
+        state = PoolState(name="p", pool=pool, queues=queues, workers=workers, runs=[], now=now, sightings=sightings)
+        return plan_pool(state)
+
+    first = plan_workers(pool, queues, workers, 6)
+    assert all(first.worker_statuses[w.metadata.name] is not w.status for w in workers)  # Online: to write
+    settled = [w.model_copy(update={"status": first.worker_statuses[w.metadata.name]}) for w in workers]
+    pool, queues = settle(pool, queues, first)
+    again = plan_workers(pool, queues, settled, 8)
+    assert all(again.worker_statuses[w.metadata.name] is w.status for w in settled)
+    assert events(again) == []
+
+
 def test_pausing_emits_one_paused_event_and_resuming_one_not_ready() -> None:
     pool, queues = settle(wp(), [wq("p-default")], plan(wp(), [wq("p-default")]))
     paused = plan(wp(generation=2, paused=True).model_copy(update={"status": pool.status}), queues, minutes=1)

@@ -34,7 +34,7 @@ from tests.unit.core.run_support import (
     wq,
 )
 from workpools.api.base import timestamp
-from workpools.api.flowrun import FlowRun
+from workpools.api.flowrun import FlowRun, queue_of
 from workpools.api.states import ALLOWED, SLOT_HOLDING, TERMINAL, StateType, Writer
 from workpools.api.worker import Worker
 from workpools.core import liveness
@@ -42,7 +42,6 @@ from workpools.core.runs import (
     RunChange,
     admission_changes,
     lifecycle_changes,
-    queue_of,
     run_view,
     worker_view,
 )
@@ -73,9 +72,11 @@ def event_of(change: RunChange) -> tuple[str, str] | None:
 
 
 def test_queue_of_is_spec_work_queue_or_the_pools_default() -> None:
-    assert queue_of(flowrun("r", queue="etl"), "p") == "etl"
-    assert queue_of(flowrun("r"), "p") == "p-default"
-    assert queue_of(flowrun("r"), "nightly") == "nightly-default"
+    assert queue_of(flowrun("r", queue="etl")) == "etl"
+    assert queue_of(flowrun("r")) == "p-default"
+    nightly = flowrun("r")
+    nightly.spec.work_pool = "nightly"
+    assert queue_of(nightly) == "nightly-default"
 
 
 @pytest.mark.parametrize(
@@ -555,6 +556,7 @@ def test_a_grant_binds_the_run_takes_a_slot_and_says_so() -> None:
         "worker": "w",
         "workerIdentity": None,
         "slot": {"acquiredAt": ts(NOW), "queue": DEFAULT_QUEUE},
+        "grantedAt": ts(NOW),
         "message": None,
         "conditions": [
             {
@@ -894,8 +896,8 @@ def test_grants_keep_pool_queue_and_worker_limits(state: PoolState) -> None:
         assert sum(holders(after.runs, lambda r: 0).values()) <= limit or not news
     for queue in state.queues:
         if (limit := queue.spec.concurrency_limit) is not None:
-            in_queue = holders(after.runs, lambda r: queue_of(r, "p")).get(queue.metadata.name, 0)
-            assert in_queue <= limit or not [r for r in news if queue_of(r, "p") == queue.metadata.name]
+            in_queue = holders(after.runs, queue_of).get(queue.metadata.name, 0)
+            assert in_queue <= limit or not [r for r in news if queue_of(r) == queue.metadata.name]
     for worker in state.workers:
         if (limit := worker.spec.limit) is not None:
             on_worker = holders(after.runs, lambda r: r.status.worker).get(worker.metadata.name, 0)

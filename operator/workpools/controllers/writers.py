@@ -1,0 +1,398 @@
+"""The operator's writers: run writes that never block the next decision, and the bookkeeping lane.
+
+Grants go first. A run write (a grant, or a lifecycle move: reclaim, cancel, retry) leaves at
+once and the pass that decided it ends without waiting for it (`RunWriter`). While it is on the
+wire its run is *busy*: no pass decides anything else about it, and a grant counts as made
+(*assumed*, Kueue's scheduler pattern) against the pool, its queue and its worker, so the next
+pass may hand out the next slot without exceeding a limit. The outcome settles it: landed, the
+store takes the response; refused (Conflict, NotFound), the assumption is dropped and the pool
+decided again; unknown (a timeout, a reset), it stays assumed until a read shows what happened.
+
+Everything else the operator writes is bookkeeping, and goes through `StatusLane`: status-only
+patches (a waiting run's Scheduled stamp, Late mark and hold reason; pool, queue and worker
+statuses), coalesced per object (only the latest is sent), each object at most once per
+`STATUS_EVERY`, a few at a time. A run's hold waits `HOLD_DELAY` first: a run granted meanwhile
+needs no such write at all, so a run admitted within that time costs one write in all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from workpools.api.base import Resource, to_json
+from workpools.api.flowrun import FlowRun, queue_of
+from workpools.api.meta import ObjectKey
+from workpools.client import errors
+from workpools.client.patches import apply_merge_patch, merge_patch
+from workpools.client.resources import FLOWRUNS
+from workpools.client.transport import ResourceType
+from workpools.controllers import metrics
+from workpools.controllers.events import FIELD_MANAGER, post_event
+from workpools.core import runs, selection
+
+if TYPE_CHECKING:
+    from workpools.controllers.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+RUN_WRITES_IN_FLIGHT = 32
+"""Run writes on the wire at once, all pools together (they touch distinct objects)."""
+
+LANE_IN_FLIGHT = 4
+"""Bookkeeping writes on the wire at once: a small share of the API server, so grants keep the rest."""
+
+HOLD_DELAY = 1.0
+"""Seconds a waiting run's first hold write waits: a run granted meanwhile needs none."""
+
+STATUS_EVERY = 1.0
+"""Seconds between two bookkeeping writes of one object: a drain writes a pool's counts once a second, not per grant."""
+
+RETRY_FIRST, RETRY_MAX = 1.0, 16.0
+"""Backoff of a bookkeeping write that failed (doubling): never a retry storm."""
+
+
+# -- run writes ----------------------------------------------------------------------------------
+
+
+class RunWriter:
+    """Run status writes in flight, and the grants assumed while they are."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self._rt = rt
+        self._gate = asyncio.Semaphore(RUN_WRITES_IN_FLIGHT)
+        self._busy: defaultdict[ObjectKey, dict[str, FlowRun | None]] = defaultdict(dict)
+        """Per pool, runs with a write in flight (or of unknown outcome): the run as its grant
+        makes it (assumed), or None for a write that holds no slot."""
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._skipped: defaultdict[ObjectKey, set[str]] = defaultdict(set)
+        """Per pool, busy runs a pass decided nothing about: their settling wakes the pool again."""
+
+    def busy(self, pool: ObjectKey) -> Collection[str]:
+        return self._busy.get(pool, {}).keys()
+
+    def skip(self, pool: ObjectKey) -> frozenset[str]:
+        """The pool's busy runs, for a pass that will decide nothing about them (it is woken once they settle)."""
+        busy = frozenset(self.busy(pool))
+        if busy:
+            self._skipped[pool] |= busy
+        return busy
+
+    def writing(self, body: dict[str, Any]) -> bool:
+        """Whether a write of ours is in flight for this run: its watch events wake nothing, its outcome does."""
+        meta = body["metadata"]
+        pool = ObjectKey(meta.get("namespace", ""), body.get("spec", {}).get("workPool", ""))
+        return meta["name"] in self._busy.get(pool, {})
+
+    def as_assumed(self, pool: ObjectKey, stored: Sequence[FlowRun]) -> list[FlowRun]:
+        """The pool's runs with each grant in flight counted as made."""
+        assumed = self._busy.get(pool)
+        if not assumed:
+            return list(stored)
+        return [a if (a := assumed.get(r.metadata.name)) is not None else r for r in stored]
+
+    def launch(self, pool: ObjectKey, change: runs.RunChange) -> None:
+        """Send `change` on the version it was decided on, without waiting for it."""
+        name = change.run.metadata.name
+        self._busy[pool][name] = _as_granted(change) if change.granted_to is not None else None
+        self._rt.lane.discard_hold(ObjectKey(pool.namespace, name))  # the run's state is decided anew
+        task = asyncio.create_task(self._write(pool, change), name=f"write run {pool.namespace}/{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def mark_busy(self, pool: ObjectKey, name: str) -> None:
+        """A write that holds no slot is in flight for the run (a bookkeeping one): no decision about it meanwhile."""
+        self._busy[pool][name] = None
+
+    def settle(self, pool: ObjectKey, name: str) -> None:
+        """The outcome of the run's write is known (or read back): decide about it again."""
+        busy = self._busy.get(pool)
+        if busy is not None:
+            busy.pop(name, None)
+            if not busy:
+                del self._busy[pool]
+        skipped = self._skipped.get(pool)
+        if skipped is not None and name in skipped:
+            skipped.discard(name)
+            if not skipped:
+                del self._skipped[pool]
+            self._rt.wakeups.wake(pool)  # a pass ran without it: decide about it now
+
+    async def _write(self, pool: ObjectKey, change: runs.RunChange) -> None:
+        rt, meta = self._rt, change.run.metadata
+        try:
+            async with self._gate:
+                updated = await rt.transport.patch(
+                    FLOWRUNS,
+                    meta.namespace or "",
+                    meta.name,
+                    {"status": change.patch},
+                    status=True,
+                    field_manager=FIELD_MANAGER,
+                    resource_version=meta.resource_version,
+                )
+        except (errors.Conflict, errors.NotFound):
+            self.settle(pool, meta.name)  # it moved on, or is gone: decided again on what it is now
+            rt.wakeups.wake(pool)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            # It may have landed: it stays busy (a grant stays assumed) until read back.
+            rt.store.unsure[pool].add(meta.name)
+            logger.warning("write of run %s has an unknown outcome (%s); reading it back", meta.name, error)
+            rt.wakeups.wake(pool)
+            return
+        self.settle(pool, meta.name)
+        rt.store.put(updated)
+        # A landed grant changes no decision (it was counted as made), unless the run changed again
+        # meanwhile (its watch events woke nothing while it was busy).
+        if change.granted_to is None or _changed_since(rt, updated):
+            rt.wakeups.wake(pool)
+        if change.granted_to is not None:
+            admissible = max(selection.scheduled_time(change.run), meta.creation_timestamp or rt.clock())
+            metrics.record_grant(pool, queue_of(change.run), admissible, rt.clock())
+        if change.reclaim is not None:
+            metrics.record_reclaim(pool, change.reclaim)
+        if change.event is not None:
+            await post_event(rt, change.run, change.event)
+
+    async def drain(self) -> None:
+        """Wait until no run write is on the wire."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _as_granted(change: runs.RunChange) -> FlowRun:
+    """The run as its grant write makes it: what the next decisions count until the outcome is known."""
+    body = to_json(change.run, as_read=True)
+    body["status"] = apply_merge_patch(body.get("status") or {}, change.patch)
+    return FlowRun.model_validate(body)
+
+
+# -- bookkeeping ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Bookkeeping:
+    resource: ResourceType
+    key: ObjectKey
+    pool: ObjectKey
+    patch: dict[str, Any]
+    """The status merge patch: only what the decisions changed, so fields others write (a worker's
+    heartbeat) are never sent back as they were."""
+    planned: Any
+    """The status model as the patch makes it, for passes to decide on (None for a run's hold)."""
+    version: str | None
+    """A run's: the version its hold was decided on (the write lands only there)."""
+    due: float
+    failures: int = 0
+
+
+class StatusLane:
+    """Status-only writes, coalesced per object, after the grants (see the module's docstring)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self._rt = rt
+        self._gate = asyncio.Semaphore(LANE_IN_FLIGHT)
+        self._pending: dict[tuple[str, ObjectKey], _Bookkeeping] = {}
+        self._sending: dict[tuple[str, ObjectKey], _Bookkeeping] = {}
+        self._queue: list[tuple[float, int, tuple[str, ObjectKey]]] = []
+        self._order = itertools.count()
+        self._sent_at: dict[tuple[str, ObjectKey], float] = {}
+        self._news = asyncio.Event()
+        self._loop: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def submit_status(self, resource: ResourceType, obj: Resource, pool: ObjectKey, status: Any) -> None:
+        """Make `obj`'s status `status` (a model; `obj` as the pass saw it, this lane's plans included):
+        sent once the object's last bookkeeping write is STATUS_EVERY old."""
+        key = (resource.kind, ObjectKey(obj.metadata.namespace or "", obj.metadata.name))
+        patch = self.take(resource, key[1], _delta(obj, status))
+        if not patch:
+            return
+        due = max(time.monotonic(), self._sent_at.get(key, 0.0) + STATUS_EVERY)
+        self._submit(key, _Bookkeeping(resource, key[1], pool, patch, status, None, due))
+
+    def submit_hold(self, run: FlowRun, pool: ObjectKey, patch: dict[str, Any]) -> None:
+        """Write a waiting run's status `patch`, HOLD_DELAY from its first submission, on the version decided."""
+        key = (FLOWRUNS.kind, ObjectKey(run.metadata.namespace or "", run.metadata.name))
+        earlier = self._pending.get(key)
+        due = earlier.due if earlier is not None else time.monotonic() + HOLD_DELAY
+        self._submit(key, _Bookkeeping(FLOWRUNS, key[1], pool, patch, None, run.metadata.resource_version, due))
+
+    def take(self, resource: ResourceType, key: ObjectKey, patch: dict[str, Any] | None = None) -> dict[str, Any]:
+        """What is pending for the object, with `patch` on top, taken out of the lane (to be sent now,
+        or submitted again as one)."""
+        earlier = self._pending.pop((resource.kind, key), None)
+        if earlier is None:
+            return patch or {}
+        return _compose(earlier.patch, patch or {})
+
+    def discard_hold(self, key: ObjectKey) -> None:
+        """A run's state is decided anew (a write of it leaves now): its pending hold is void."""
+        self._pending.pop((FLOWRUNS.kind, key), None)
+
+    def planned(self, resource: ResourceType, obj: Resource) -> Any:
+        """The status this lane is about to write to `obj` (pending or on the wire), else None.
+
+        Passes decide on it as if written: the same decision is not made twice, nor its events posted twice.
+        """
+        key = (resource.kind, ObjectKey(obj.metadata.namespace or "", obj.metadata.name))
+        entry = self._pending.get(key) or self._sending.get(key)
+        return entry.planned if entry is not None else None
+
+    def _submit(self, key: tuple[str, ObjectKey], entry: _Bookkeeping) -> None:
+        earlier = self._pending.get(key)
+        if earlier is not None:
+            entry.due = min(entry.due, earlier.due)
+            if entry.due == earlier.due:
+                self._pending[key] = entry  # its place in the queue stays
+                return
+        self._pending[key] = entry
+        heapq.heappush(self._queue, (entry.due, next(self._order), key))
+        self._news.set()
+        if self._loop is None:
+            self._loop = asyncio.create_task(self._send_due(), name="bookkeeping lane")
+
+    async def _send_due(self) -> None:
+        while True:
+            if not self._queue:
+                self._news.clear()
+                await self._news.wait()
+                continue
+            due, _, key = self._queue[0]
+            entry = self._pending.get(key)
+            if entry is None or entry.due != due:
+                heapq.heappop(self._queue)  # sent, discarded or moved
+                continue
+            wait = due - time.monotonic()
+            if wait > 0:
+                self._news.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):  # not wait_for: in 3.11 it can swallow a cancellation
+                        await self._news.wait()
+                continue
+            heapq.heappop(self._queue)
+            del self._pending[key]
+            await self._gate.acquire()
+            self._sending[key] = entry
+            task = asyncio.create_task(self._send(key, entry), name=f"bookkeeping {key[0]} {key[1]}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, key: tuple[str, ObjectKey], entry: _Bookkeeping) -> None:
+        try:
+            if entry.resource is FLOWRUNS:
+                await self._write_hold(entry)
+            else:
+                await send_status(self._rt, entry.resource, entry.key, entry.patch)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            if entry.resource is FLOWRUNS:  # a run's hold is decided again by the pass this wakes
+                logger.warning("status write of run %s failed (%s)", key[1], error)
+                self._rt.wakeups.wake(entry.pool)
+                return
+            entry.failures += 1
+            delay = min(RETRY_MAX, RETRY_FIRST * 2 ** (entry.failures - 1))
+            logger.warning("status write of %s %s failed (%s); again in %.0fs", key[0], key[1], error, delay)
+            newer = self._pending.get(key)
+            entry.patch = _compose(entry.patch, newer.patch) if newer is not None else entry.patch
+            entry.planned = newer.planned if newer is not None else entry.planned
+            entry.due = time.monotonic() + delay
+            self._pending.pop(key, None)
+            self._submit(key, entry)
+        finally:
+            self._sending.pop(key, None)
+            if entry.resource is not FLOWRUNS:
+                self._sent_at[key] = time.monotonic()
+            self._gate.release()
+
+    async def _write_hold(self, entry: _Bookkeeping) -> None:
+        rt, key = self._rt, entry.key
+        run = rt.store.runs.by_key.get(key)
+        moved = run is None or run.metadata.resource_version != entry.version
+        if moved or key.name in rt.run_writer.busy(entry.pool):
+            return  # it moved on since the hold was decided: the pass its change woke decides again
+        rt.run_writer.mark_busy(entry.pool, key.name)
+        try:
+            landed = await send_status(rt, FLOWRUNS, key, entry.patch, entry.version)
+        finally:
+            rt.run_writer.settle(entry.pool, key.name)
+        if landed is None or _changed_since(rt, landed):
+            rt.wakeups.wake(entry.pool)
+
+    async def stop(self) -> None:
+        tasks = [*self._tasks, *([self._loop] if self._loop is not None else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _delta(obj: Resource, status: Any) -> dict[str, Any]:
+    """The status merge patch from what `obj` shows to `status`."""
+    return merge_patch(to_json(obj.status, as_read=True), to_json(status))  # type: ignore[attr-defined]
+
+
+def _compose(first: dict[str, Any], then: dict[str, Any]) -> dict[str, Any]:
+    """One merge patch that does what `first` and then `then` do."""
+    composed = dict(first)
+    for key, value in then.items():
+        before = composed.get(key)
+        composed[key] = _compose(before, value) if isinstance(value, dict) and isinstance(before, dict) else value
+    return composed
+
+
+async def write_status(
+    rt: Runtime, resource: ResourceType, obj: Resource, status: Any, version: str | None = None
+) -> bool:
+    """Make `obj`'s status `status` now (`obj` as the pass saw it), with what the lane had pending for it."""
+    key = ObjectKey(obj.metadata.namespace or "", obj.metadata.name)
+    patch = rt.lane.take(resource, key, _delta(obj, status))
+    return not patch or await send_status(rt, resource, key, patch, version) is not None
+
+
+async def send_status(
+    rt: Runtime, resource: ResourceType, key: ObjectKey, patch: dict[str, Any], version: str | None = None
+) -> dict[str, Any] | None:
+    """Send a status merge patch; the response goes into the store (our own write: it wakes nothing)
+    and is returned.
+
+    With `version`, it lands only on that version. None when it did not land (changed meanwhile,
+    or gone): the watch event that brings the change wakes the pool again.
+    """
+    try:
+        updated = await rt.transport.patch(
+            resource,
+            key.namespace,
+            key.name,
+            {"status": patch},
+            status=True,
+            field_manager=FIELD_MANAGER,
+            resource_version=version,
+        )
+    except (errors.Conflict, errors.NotFound):
+        return None
+    rt.store.put(updated)
+    return updated
+
+
+def _changed_since(rt: Runtime, landed: dict[str, Any]) -> bool:
+    """Whether the store holds another version of the run than the one our write made (or none)."""
+    meta = landed["metadata"]
+    stored = rt.store.runs.by_key.get(ObjectKey(meta.get("namespace", ""), meta["name"]))
+    return stored is None or stored.metadata.resource_version != meta.get("resourceVersion")

@@ -1,0 +1,83 @@
+"""The operator's own Worker watch (controllers/feeders.py), with a scripted watch in place of the
+API server: only what it does with each event is under test here (the integration tests run it
+against a real API server).
+
+Aspects: every event reaches the store; an event the store cannot take is skipped, not the end of
+the watch (the operator would go blind to heartbeats); a refused watch is tried again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from tests.builders import T0
+from tests.unit.core.run_support import wkr
+from workpools.api.base import to_json
+from workpools.api.meta import API_VERSION, ObjectKey
+from workpools.cache.store import Store
+from workpools.cache.wakeups import Wakeups
+from workpools.client import errors
+from workpools.client.transport import ResourceType
+from workpools.controllers import feeders
+from workpools.controllers.runtime import Runtime
+
+
+def body(name: str, version: str = "1") -> dict[str, Any]:
+    worker = to_json(wkr(name), as_read=True)
+    worker["metadata"].update({"namespace": "ns", "uid": f"uid-{name}", "resourceVersion": version})
+    return {"apiVersion": API_VERSION, "kind": "Worker", **worker}
+
+
+class ScriptedWatch:
+    """Each call of `watch` plays the next script: events, then an error to raise (or the end)."""
+
+    def __init__(self, *scripts: tuple[list[tuple[str, dict[str, Any]]], Exception | None]) -> None:
+        self.scripts = list(scripts)
+        self.calls = 0
+
+    async def watch(self, rt: ResourceType, namespace: str | None) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        self.calls += 1
+        if not self.scripts:
+            await asyncio.Event().wait()  # no more scripts: a quiet watch
+        events, error = self.scripts.pop(0)
+        for event in events:
+            yield event
+        if error is not None:
+            raise error
+
+
+async def watched(transport: ScriptedWatch, seconds: float) -> Runtime:
+    async def reconcile(pool: ObjectKey) -> None:
+        return None
+
+    rt = Runtime(transport=transport, store=Store(clock=lambda: T0), wakeups=Wakeups(reconcile))  # type: ignore[arg-type]
+    task = asyncio.create_task(feeders.watch_workers(rt, "ns"))
+    await asyncio.sleep(seconds)
+    task.cancel()
+    return rt
+
+
+def test_an_event_the_store_cannot_take_is_skipped_and_the_watch_goes_on() -> None:
+    broken = {"apiVersion": API_VERSION, "kind": "Worker", "metadata": {"name": "bad", "namespace": "ns"}}
+    transport = ScriptedWatch(([("ADDED", body("w1")), ("MODIFIED", broken), ("ADDED", body("w2"))], None))
+    rt = asyncio.run(watched(transport, 0.05))
+    assert sorted(key.name for key in rt.store.workers.by_key) == ["w1", "w2"]
+
+
+def test_a_deleted_worker_leaves_the_store() -> None:
+    transport = ScriptedWatch(([("ADDED", body("w1")), ("DELETED", body("w1", "2"))], None))
+    rt = asyncio.run(watched(transport, 0.05))
+    assert rt.store.workers.by_key == {}
+
+
+def test_a_refused_watch_is_tried_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(feeders, "REFUSED_WATCH_PAUSE", 0.01)
+    refused = errors.Forbidden("workers is forbidden", kind="Worker", namespace="ns")
+    transport = ScriptedWatch(([], refused), ([("ADDED", body("w1"))], None))
+    rt = asyncio.run(watched(transport, 0.1))
+    assert transport.calls >= 2
+    assert [key.name for key in rt.store.workers.by_key] == ["w1"]
