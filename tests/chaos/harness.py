@@ -4,7 +4,8 @@
 manifests/, starts Toxiproxy with one proxy per client, the operator(s) as their ServiceAccount and
 six real worker processes (`python -m workpools.worker`), each through its own proxy, and a watch of
 every FlowRun change in etcd itself. `burst()` creates the runs
-at once; their command is `truth.py`, which records when each process really executed.
+at once; their command is `truth.py`, which records when each process really executed (and
+`SilentEnds` when one was killed before it could say so).
 
 `finish()` waits for every run to be terminal within `DONE_BOUND` seconds of the heal, for every
 pool and queue slot to be free, stops everything and returns a `Verdict`: the ground-truth sweep
@@ -116,8 +117,9 @@ class Execution:
     worker: str
     start: float
     end: float | None
-    """None: no end line (still executing, or killed by SIGKILL): counted as executing until the check."""
+    """None: no end line (still executing at the check): counted as executing until the check."""
     killed: bool
+    """Stopped before its end: SIGTERM (its own `killed` line) or gone without a line (`vanished`)."""
 
 
 @dataclass
@@ -193,8 +195,84 @@ def _execution(plan: PlannedRun, start: list[str], end: list[str] | None) -> Exe
         start[3],
         float(start[1]),
         float(end[1]) if end else None,
-        end is not None and "killed" in end,
+        end is not None and ("killed" in end or "vanished" in end),
     )
+
+
+class SilentEnds:
+    """The end of every run process that died without writing it, in a thread.
+
+    SIGKILL runs no handler, and a worker that stops a run sends it half a margin after SIGTERM (a
+    process a busy machine did not schedule meanwhile never writes its end line). Without this the
+    sweep would count such a process as executing until the check, breaching the limits the moment
+    its slot is given to another run. Every POLL seconds, a run file that ends in a `start` line
+    whose pid is no longer a `truth.py` process (gone, a zombie, or reused) gets `end <monotonic>
+    vanished` appended. That end is later than the real one (by up to POLL, and this thread's
+    scheduling), never earlier: the sweep can only see more processes executing at once, not fewer.
+    """
+
+    POLL = 0.1
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self._sizes: dict[str, int] = {}
+        self._open: dict[str, int] = {}
+        """Run file → pid of its last `start` line, while it has no end."""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._follow, name="silent ends", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop polling, after one last look (safe to call twice)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+        if self.directory.is_dir():
+            self.scan()
+
+    def _follow(self) -> None:
+        while not self._stop.wait(self.POLL):
+            self.scan()
+
+    def scan(self) -> None:
+        for entry in os.scandir(self.directory):
+            size = entry.stat().st_size
+            if self._sizes.get(entry.name) != size:
+                self._sizes[entry.name] = size
+                self._remember(entry.name)
+        for name, pid in list(self._open.items()):
+            if not _is_truth_process(pid):
+                self._remember(name)  # it may have written its end just before it went
+                if name in self._open:
+                    _append(self.directory / name, f"end {time.monotonic()} vanished")
+                    self._open.pop(name)
+
+    def _remember(self, name: str) -> None:
+        lines = (self.directory / name).read_text().splitlines()
+        words = lines[-1].split() if lines else []
+        if len(words) == 4 and words[0] == "start":  # a line being written is looked at again: its size changes
+            self._open[name] = int(words[2])
+        else:
+            self._open.pop(name, None)
+
+
+def _is_truth_process(pid: int) -> bool:
+    """Whether `pid` is a live `truth.py` (a zombie's cmdline is empty; a reused pid's is another's)."""
+    try:
+        return TRUTH_SCRIPT.name.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def _append(path: Path, line: str) -> None:
+    # As truth.py does: one write of one line with O_APPEND.
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
 
 
 # -- the record of etcd ------------------------------------------------------------------------
@@ -377,7 +455,8 @@ class Verdict:
         killed = sum(1 for e in self.truth.executions if e.killed)
         rows += [
             f"   executions: {sum(executions.values())} processes for {len(executions)} runs "
-            f"({killed} stopped by SIGTERM, {sum(1 for e in self.truth.executions if e.end is None)} without an end)",
+            f"({killed} stopped before their end, {sum(1 for e in self.truth.executions if e.end is None)} "
+            "without an end)",
             f"   reclaims (Warning events): {dict(self.reclaims) or 0}",
             *(f"   {n} × {why}" for why, n in self._endings().most_common(5)),
             "   time to heal (faults off → every run terminal, slots free): "
@@ -439,6 +518,7 @@ class Chaos:
         self.operators: dict[str, OperatorProcess] = {}
         self.workers: dict[str, WorkerProcess] = {}
         self.watch: FlowRunWatch | None = None
+        self.silent_ends = SilentEnds(self.truth_dir)
         self.planned: dict[str, PlannedRun] = {}
         self.faults: list[str] = []
         self.healed_at: float | None = None
@@ -487,6 +567,7 @@ class Chaos:
         # After the workers (their preexec_fn must not run while another thread of ours exists), before the runs.
         self.watch = FlowRunWatch(f"http://127.0.0.1:{self.plane.ports['etcd-client']}", NAMESPACE)
         self.watch.start()
+        self.silent_ends.start()
         wait_for(first.healthy, timeout=SETUP_BOUND, what="the operator's health endpoint")
         for standby in standbys:  # once the first leads: never healthy while it does
             standby.start(wait=False)
@@ -508,6 +589,7 @@ class Chaos:
             operator.stop()
         if self.watch is not None:
             self.watch.stop()
+        self.silent_ends.stop()
         if self.toxiproxy is not None:
             self.toxiproxy.stop()
         self.plane.stop()
@@ -609,6 +691,7 @@ class Chaos:
                 problems.append(f"{name} exited:\n{operator.log_tail(15)}")
         reclaims = self._reclaims()
         self.watch.stop()
+        self.silent_ends.stop()
         truth = GroundTruth.read(self.truth_dir, self.planned, time.monotonic())
         return Verdict(
             self.label,

@@ -6,7 +6,9 @@ Appends to DIR/<run name> (from WORKPOOLS_FLOW_RUN, which the worker sets) the l
 `start <CLOCK_MONOTONIC> <pid> <worker>` (worker: CHAOS_WORKER, inherited from the worker process),
 sleeps SECONDS, appends `end <CLOCK_MONOTONIC>` and exits 0. On SIGTERM it appends
 `end <CLOCK_MONOTONIC> killed` and exits 143. CLOCK_MONOTONIC is system-wide, so the lines of every
-run compare with each other. A re-execution of the same run appends another `start`. Stdlib only.
+run compare with each other. A re-execution of the same run appends another `start`. A SIGKILL
+leaves no line: the harness (`SilentEnds`) then appends `end <CLOCK_MONOTONIC> vanished` once the
+pid is gone. Stdlib only.
 """
 
 import os

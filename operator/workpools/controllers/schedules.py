@@ -23,6 +23,7 @@ from workpools.client.patches import merge_patch
 from workpools.client.resources import FLOWRUNS, FLOWSCHEDULES
 from workpools.controllers import metrics
 from workpools.controllers.events import FIELD_MANAGER, post_event
+from workpools.controllers.feeders import feed_body
 from workpools.controllers.runtime import Runtime
 from workpools.core import schedules
 
@@ -113,6 +114,7 @@ async def _delete(rt: Runtime, schedule: FlowSchedule, run: FlowRun) -> None:
 
 
 def _remember(rt: Runtime, body: dict[str, Any]) -> None:
-    """A run we wrote goes into both stores at once, so the next pass counts it before its watch event."""
-    rt.wakeups.wake(*rt.store.put(dict(body)))
-    rt.schedules.put(dict(body))
+    """A run we wrote goes into both stores at once, as its watch event would (which then changes
+    nothing): its pool is woken, and so is this schedule, whose next pass counts the run in its
+    status (this pass planned the status before the run existed)."""
+    feed_body(rt, dict(body))

@@ -257,6 +257,11 @@ def plan_schedule(schedule: FlowSchedule, runs: Sequence[FlowRun], now: datetime
         # write that did not land is made again by the next pass.
         newest = _latest([*create, newest_run])
         cancel = tuple(r for r in active if not r.spec.cancel and (scheduled_at(r) or newest or now) < (newest or now))
+    # The runs this pass creates are active as soon as they exist: counted now, so the status the
+    # pass writes is already true (a pass after the creates would otherwise be needed to say so).
+    created = [run_name(schedule.metadata.name, instant) for instant in create]
+    status.active = [*status.active, *created][:ACTIVE_NAMES_MAX]
+    status.active_count += len(created)
     status.next_schedule_time = parsed.after(now)
     condition(
         ConditionType.READY,
