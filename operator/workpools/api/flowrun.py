@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from workpools.api import meta
 from workpools.api.base import DNS_LABEL, Model, PoolRef, QueueName, Resource
 from workpools.api.conditions import Condition, conditions_field
 from workpools.api.meta import NAME_MAX, default_queue_name
@@ -148,8 +149,7 @@ class FlowRunStatus(Model):
 class FlowRun(Resource):
     """One run: Scheduled until the operator admits it into a slot and binds it to a worker."""
 
-    KIND = "FlowRun"
-    PLURAL = "flowruns"
+    KIND, PLURAL = meta.FLOWRUN
     SHORT_NAMES = ("fr",)
     PRINTER_COLUMNS = (
         {"name": "Pool", "type": "string", "jsonPath": ".spec.workPool"},

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field
 
+from workpools.api import meta
 from workpools.api.base import DNS_LABEL, Model, QueueName, Resource
 from workpools.api.conditions import READY_MESSAGE_COLUMN, Condition, conditions_field
 from workpools.api.meta import GROUP, POOL_NAME_MAX
@@ -228,8 +229,7 @@ class FlowSchedule(Resource):
         }
     )
 
-    KIND = "FlowSchedule"
-    PLURAL = "flowschedules"
+    KIND, PLURAL = meta.FLOWSCHEDULE
     SHORT_NAMES = ("fs",)
     PRINTER_COLUMNS = (
         {"name": "Schedule", "type": "string", "jsonPath": ".spec.schedule"},

@@ -1,4 +1,4 @@
-"""Names that identify the API: group, version, the shared category and object keys."""
+"""Names that identify the API: group, version, kinds, the shared category and object keys."""
 
 from __future__ import annotations
 
@@ -26,6 +26,21 @@ HEARTBEAT_INTERVAL_DEFAULT = 30
 #: The label a FlowSchedule puts on the runs it creates, naming itself: the runs of one schedule
 #: for a late policy's `skipToLatest` (core/late.py).
 SCHEDULE_LABEL = f"{GROUP}/schedule"
+
+
+class Kind(NamedTuple):
+    """A kind of ours and its plural: the one place they are spelled (the models and the client's
+    resource types take them from here, so the client needs no model to build a URL)."""
+
+    kind: str
+    plural: str
+
+
+WORKPOOL = Kind("WorkPool", "workpools")
+WORKQUEUE = Kind("WorkQueue", "workqueues")
+WORKER = Kind("Worker", "workers")
+FLOWRUN = Kind("FlowRun", "flowruns")
+FLOWSCHEDULE = Kind("FlowSchedule", "flowschedules")
 
 
 class ObjectKey(NamedTuple):

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import ConfigDict, Field
 
+from workpools.api import meta
 from workpools.api.base import Model, PoolRef, QueueName, Resource
 from workpools.api.conditions import READY_MESSAGE_COLUMN, Condition, conditions_field
 from workpools.api.phases import WorkerPhase
@@ -108,8 +109,7 @@ class WorkerStatus(Model):
 class Worker(Resource):
     """One worker process serving a pool."""
 
-    KIND = "Worker"
-    PLURAL = "workers"
+    KIND, PLURAL = meta.WORKER
     SHORT_NAMES = ("wkr",)
     PRINTER_COLUMNS = (
         {"name": "Pool", "type": "string", "jsonPath": ".spec.workPool"},

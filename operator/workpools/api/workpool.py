@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field
 
+from workpools.api import meta
 from workpools.api.base import ConcurrencyLimit, Description, LatePolicy, Model, Resource, SlotStatus
 from workpools.api.conditions import READY_MESSAGE_COLUMN, Condition, conditions_field
 from workpools.api.flowcontrol import ConcurrencyLimitPerKey, ConcurrencyLimitSchedule, StartRateField
@@ -124,8 +125,7 @@ class WorkPool(Resource):
         }
     )
 
-    KIND = "WorkPool"
-    PLURAL = "workpools"
+    KIND, PLURAL = meta.WORKPOOL
     SHORT_NAMES = ("wp",)
     PRINTER_COLUMNS = (
         {"name": "Type", "type": "string", "jsonPath": ".spec.type"},

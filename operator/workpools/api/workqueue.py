@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import Field
 
+from workpools.api import meta
 from workpools.api.base import ConcurrencyLimit, Description, LatePolicy, Model, PoolRef, Resource, SlotStatus
 from workpools.api.conditions import READY_MESSAGE_COLUMN, Condition, conditions_field
 from workpools.api.flowcontrol import ConcurrencyLimitPerKey, ConcurrencyLimitSchedule, StartRateField
@@ -82,8 +83,7 @@ class WorkQueueStatus(Model):
 class WorkQueue(Resource):
     """A prioritized queue in one pool; runs name it in spec.workQueue."""
 
-    KIND = "WorkQueue"
-    PLURAL = "workqueues"
+    KIND, PLURAL = meta.WORKQUEUE
     SHORT_NAMES = ("wq",)
     PRINTER_COLUMNS = (
         {"name": "Pool", "type": "string", "jsonPath": ".spec.workPool"},

@@ -18,13 +18,15 @@ This module only parses arguments: building the parser imports no client, model 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
+import gc
 import importlib
 import json
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from types import ModuleType
 from typing import Any, NoReturn
 
@@ -47,9 +49,34 @@ FORMATS = ("table", "json", "yaml")
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `workpools` and `kubectl-workpools`; returns the exit code."""
     args = build_parser(prog()).parse_args(argv)
-    from workpools.cli import commands  # the client, the models, asyncio: only now that a command runs
+    with _quick_imports():
+        from workpools.cli import commands  # the client, the models, asyncio: only now that a command runs
 
     return commands.run(args)
+
+
+@contextlib.contextmanager
+def _quick_imports() -> Iterator[None]:
+    """Import what a command needs at the least cost (together ~0.1–0.15 s of a verb's ~0.5 s start).
+
+    * No garbage collection meanwhile: imports make objects by the hundred thousand and free almost
+      none, so the collector's passes find nothing; `gc.freeze()` then keeps them out of later ones.
+    * aiohttp builds two default TLS contexts at import, each loading the system's CA bundle. The
+      Kubernetes client never uses them (it passes its own context, holding the kubeconfig's CA), so
+      they are built from an empty bundle: SSL_CERT_FILE=/dev/null for the import only.
+    """
+    saved = os.environ.get("SSL_CERT_FILE")
+    os.environ["SSL_CERT_FILE"] = os.devnull
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.enable()
+        if saved is None:
+            del os.environ["SSL_CERT_FILE"]
+        else:
+            os.environ["SSL_CERT_FILE"] = saved
 
 
 def fail(message: str) -> int:

@@ -1,23 +1,18 @@
-"""Where each of our kinds lives in the API, derived from the models."""
+"""Where each of our kinds lives in the API (from api/meta's names: no model is imported, so a
+command that reads one kind does not pay for building every model's schema)."""
 
 from __future__ import annotations
 
-from workpools.api.base import Resource
-from workpools.api.flowrun import FlowRun
-from workpools.api.flowschedule import FlowSchedule
-from workpools.api.meta import GROUP, VERSION
-from workpools.api.worker import Worker
-from workpools.api.workpool import WorkPool
-from workpools.api.workqueue import WorkQueue
+from workpools.api import meta
 from workpools.client.transport import ResourceType
 
 
-def resource_type(model: type[Resource]) -> ResourceType:
-    return ResourceType(GROUP, VERSION, model.PLURAL, model.KIND)
+def resource_type(kind: meta.Kind) -> ResourceType:
+    return ResourceType(meta.GROUP, meta.VERSION, kind.plural, kind.kind)
 
 
-WORKPOOLS = resource_type(WorkPool)
-WORKQUEUES = resource_type(WorkQueue)
-WORKERS = resource_type(Worker)
-FLOWRUNS = resource_type(FlowRun)
-FLOWSCHEDULES = resource_type(FlowSchedule)
+WORKPOOLS = resource_type(meta.WORKPOOL)
+WORKQUEUES = resource_type(meta.WORKQUEUE)
+WORKERS = resource_type(meta.WORKER)
+FLOWRUNS = resource_type(meta.FLOWRUN)
+FLOWSCHEDULES = resource_type(meta.FLOWSCHEDULE)

@@ -9,15 +9,17 @@ interpreter, since this test process has imported them all long ago.
 from __future__ import annotations
 
 import argparse
+import gc
 import inspect
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from workpools.cli import commands
+from workpools.cli import commands, main
 from workpools.cli.main import build_parser
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -107,3 +109,20 @@ def test_every_verb_names_a_command_that_exists(verb: str, parser: argparse.Argu
         return
     assert isinstance(handler, str), verb
     assert inspect.iscoroutinefunction(getattr(commands, handler, None)), f"{verb}: commands.{handler}"
+
+
+@pytest.mark.parametrize("before", [None, "/etc/ssl/my-ca.pem"])
+def test_a_command_is_imported_without_the_collector_and_the_environment_is_left_as_it_was(
+    before: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`main._quick_imports`: aiohttp's unused default TLS contexts get an empty CA bundle, for the
+    import only; a user's SSL_CERT_FILE (or its absence) is what the command then runs with."""
+    if before is None:
+        monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    else:
+        monkeypatch.setenv("SSL_CERT_FILE", before)
+    with main._quick_imports():
+        assert not gc.isenabled()
+        assert os.environ["SSL_CERT_FILE"] == os.devnull
+    assert gc.isenabled()
+    assert os.environ.get("SSL_CERT_FILE") == before
