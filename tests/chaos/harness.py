@@ -88,12 +88,34 @@ RUNS_PER_QUEUE = 34  # 6 queues: 204 runs
 RUN_NAME = re.compile(r"[a-z]+-q[0-9]-[0-9]{3}")
 
 
-def limits() -> dict[tuple[str, str], int]:
-    """Every finite limit, keyed as `RunInvariants` keys them."""
+# Flow control (issue 14), in the scenarios that ask for it (`Chaos(flow_control=True)`):
+TEAM_LABEL = "chaos.workpools.dev/team"
+TEAMS = ("red", "blue", "green")
+KEY_LIMITED_POOL, KEY_LIMIT = "alpha", 2
+"""Pool alpha admits at most 2 runs per team at once: with 3 teams up to 6, above its limit of 4,
+so the key limits and the pool limit both bind."""
+WINDOWED_POOL = "beta"
+WINDOW = {"name": "chaos-window", "cron": "* * * * *", "durationSeconds": 40, "limit": 2}
+"""Pool beta's limit is 2, not 3, from second 0 to 40 of every minute: it changes twice a minute."""
+WINDOW_GRACE = 10.0
+"""A lower limit holds from this long after its window opens: runs granted before keep executing
+(a limit is never enforced by stopping runs), and a grant written just before the window opened may
+land seconds later through a slow connection; each run executes for at most a second."""
+
+
+def limits(*, flow_control: bool = False) -> dict[tuple[str, str], int]:
+    """Every finite limit, keyed as `RunInvariants` keys them (a time window's is checked apart)."""
     found: dict[tuple[str, str], int] = {("pool", name): limit for name, limit in POOL_LIMITS.items()}
     found |= {("queue", name): limit for (_, name), limit in QUEUE_LIMITS.items() if limit is not None}
     found |= {("worker", name): limit for name, (_, limit) in WORKER_LIMITS.items()}
+    if flow_control:
+        found |= {("key", f"{KEY_LIMITED_POOL}/{team}"): KEY_LIMIT for team in TEAMS}
     return found
+
+
+def window_open(wall: float) -> bool:
+    """Whether WINDOW is open at this wall-clock time (it opens every minute, in any time zone)."""
+    return wall % 60 < WINDOW["durationSeconds"]
 
 
 @dataclass(frozen=True)
@@ -102,6 +124,12 @@ class PlannedRun:
     pool: str
     queue: str
     seconds: float
+    team: str | None = None
+    """Its TEAM_LABEL value, in the key-limited pool of a flow-control scenario."""
+
+    @property
+    def key(self) -> str | None:
+        return None if self.team is None else f"{self.pool}/{self.team}"
 
 
 # -- ground truth ------------------------------------------------------------------------------
@@ -114,6 +142,7 @@ class Execution:
     run: str
     pool: str
     queue: str
+    key: str | None
     worker: str
     start: float
     end: float | None
@@ -127,9 +156,11 @@ class GroundTruth:
     executions: list[Execution]
     peak: Counter[tuple[str, str]]
     violations: list[str]
+    window_peak: int | None = None
+    """Flow control: the most processes of WINDOWED_POOL executing at once while its window's limit held."""
 
     @classmethod
-    def read(cls, directory: Path, planned: dict[str, PlannedRun], now: float) -> GroundTruth:
+    def read(cls, directory: Path, planned: dict[str, PlannedRun], now: float, *, flow_control: bool) -> GroundTruth:
         """Every run's file; then the sweep, with `now` as the end of what has no end line."""
         executions, violations = [], []
         for path in sorted(directory.iterdir()):
@@ -138,8 +169,11 @@ class GroundTruth:
             if len(mine) > 1:
                 violations.append(f"{path.name} executed {len(mine)} times: {lines}")
             executions += mine
-        peak, breaches = _sweep(executions, now)
-        return cls(executions, peak, violations + breaches)
+        peak, breaches = _sweep(executions, now, limits(flow_control=flow_control))
+        if not flow_control:
+            return cls(executions, peak, violations + breaches)
+        window_peak, window_breaches = _sweep_window(executions, now, time.time() - time.monotonic())
+        return cls(executions, peak, violations + breaches + window_breaches, window_peak)
 
 
 def _executions(plan: PlannedRun, lines: list[str]) -> list[Execution]:
@@ -159,17 +193,18 @@ def _executions(plan: PlannedRun, lines: list[str]) -> list[Execution]:
     return found
 
 
-def _sweep(executions: list[Execution], now: float) -> tuple[Counter[tuple[str, str]], list[str]]:
-    """Processes executing at once per pool, queue and worker, over every start and end instant
+def _sweep(
+    executions: list[Execution], now: float, bounds: dict[tuple[str, str], int]
+) -> tuple[Counter[tuple[str, str]], list[str]]:
+    """Processes executing at once per pool, queue, key and worker, over every start and end instant
     (ends first at equal instants): the peaks, and each breach of a limit when it begins."""
-    bounds = limits()
     instants = [(e.start, 1, e) for e in executions] + [(now if e.end is None else e.end, 0, e) for e in executions]
     executing: dict[tuple[str, str], set[Execution]] = {}
     peak: Counter[tuple[str, str]] = Counter()
     over: set[tuple[str, str]] = set()
     violations: list[str] = []
     for at, starting, e in sorted(instants, key=lambda i: (i[0], i[1])):
-        for key in (("pool", e.pool), ("queue", e.queue), ("worker", e.worker)):
+        for key in (("pool", e.pool), ("queue", e.queue), ("worker", e.worker), *([("key", e.key)] if e.key else [])):
             members = executing.setdefault(key, set())
             (members.add if starting else members.discard)(e)
             peak[key] = max(peak[key], len(members))
@@ -186,12 +221,42 @@ def _sweep(executions: list[Execution], now: float) -> tuple[Counter[tuple[str, 
     return peak, violations
 
 
+def _sweep_window(executions: list[Execution], now: float, wall_offset: float) -> tuple[int, list[str]]:
+    """WINDOWED_POOL's processes executing at once, at every instant its window had been open for
+    WINDOW_GRACE seconds or more: the peak, and each breach of the window's limit.
+
+    The instants: every start, and every moment a window's grace ends (runs executing from before
+    then count). `wall_offset` turns the processes' monotonic times into wall-clock ones.
+    """
+    mine = [e for e in executions if e.pool == WINDOWED_POOL]
+    if not mine:
+        return 0, []
+    first, limit = min(e.start for e in mine), int(WINDOW["limit"])
+    graces = [
+        minute + WINDOW_GRACE - wall_offset
+        for minute in range(int((first + wall_offset) // 60) * 60, int(now + wall_offset) + 60, 60)
+    ]
+    peak, breaches = 0, []
+    for at in sorted({*(e.start for e in mine), *(g for g in graces if first <= g <= now)}):
+        if not (window_open(at + wall_offset - WINDOW_GRACE) and window_open(at + wall_offset)):
+            continue  # the window is closed, or opened less than WINDOW_GRACE ago (both ends in one opening)
+        executing = sorted(f"{e.run}@{e.worker}" for e in mine if e.start <= at < (now if e.end is None else e.end))
+        peak = max(peak, len(executing))
+        if len(executing) > limit:
+            breaches.append(
+                f"pool {WINDOWED_POOL}: {len(executing)} processes executing > window limit {limit} "
+                f"at monotonic {at:.3f} (window open for {WINDOW_GRACE:.0f}s or more): {executing}"
+            )
+    return peak, breaches
+
+
 def _execution(plan: PlannedRun, start: list[str], end: list[str] | None) -> Execution:
     """From `start <monotonic> <pid> <worker>` and `end <monotonic> [killed]` (None: no end line)."""
     return Execution(
         plan.name,
         plan.pool,
         plan.queue,
+        plan.key,
         start[3],
         float(start[1]),
         float(end[1]) if end else None,
@@ -289,10 +354,10 @@ class FlowRunWatch:
     revision (never within a scenario) fails the scenario rather than skipping versions.
     """
 
-    def __init__(self, etcd_url: str, namespace: str):
+    def __init__(self, etcd_url: str, namespace: str, *, flow_control: bool = False):
         self.etcd_url = etcd_url
         self.prefix = f"/registry/workpools.dev/flowruns/{namespace}/"
-        self.invariants = RunInvariants(limits())
+        self.invariants = RunInvariants(limits(flow_control=flow_control), key_label=TEAM_LABEL)
         self.resumes = 0
         self.grants: list[float] = []
         """time.monotonic() of every Scheduled → Pending seen."""
@@ -447,10 +512,14 @@ class Verdict:
             f"   faults: {'; '.join(self.faults)}",
             f"   {'limit':<18} {'limit':>5} {'processes':>9} {'etcd':>5}",
         ]
-        for key, bound in limits().items():
+        for key, bound in inv.limits.items():
             executing, holding = self.truth.peak[key], inv.peak[key]
             flag = "" if executing <= bound and holding <= bound else "  EXCEEDED"
             rows.append(f"   {key[0] + ' ' + key[1]:<18} {bound:>5} {executing:>9} {holding:>5}{flag}")
+        if self.truth.window_peak is not None:  # etcd is not checked against the window (grace: see WINDOW_GRACE)
+            bound, executing = int(WINDOW["limit"]), self.truth.window_peak
+            flag = "" if executing <= bound else "  EXCEEDED"
+            rows.append(f"   {'window ' + WINDOWED_POOL:<18} {bound:>5} {executing:>9} {'-':>5}{flag}")
         executions = Counter(e.run for e in self.truth.executions)
         killed = sum(1 for e in self.truth.executions if e.killed)
         rows += [
@@ -505,8 +574,18 @@ class Verdict:
 class Chaos:
     """The world of one scenario; see the module docstring."""
 
-    def __init__(self, workdir: Path, label: str, *, seed: int, operators: tuple[str, ...] = ("",)):
+    def __init__(
+        self,
+        workdir: Path,
+        label: str,
+        *,
+        seed: int,
+        operators: tuple[str, ...] = ("",),
+        flow_control: bool = False,
+    ):
         self.workdir, self.label = workdir, label
+        self.flow_control = flow_control
+        """Pool alpha gets a key limit per team, pool beta a time window (see TEAM_LABEL, WINDOW)."""
         self.rng = random.Random(seed)
         self.seed = seed
         self.operator_names = operators
@@ -544,7 +623,9 @@ class Chaos:
         self.kubectl("create", "namespace", NAMESPACE)
         self.toxiproxy = Toxiproxy.start(self.workdir, seed=self.seed)
         upstream = self.plane.ports["apiserver"]
-        manifests: list[dict[str, Any]] = [pool(name, concurrencyLimit=limit) for name, limit in POOL_LIMITS.items()]
+        manifests: list[dict[str, Any]] = [
+            pool(name, concurrencyLimit=limit, **self._flow_control(name)) for name, limit in POOL_LIMITS.items()
+        ]
         for index, ((pool_name, name), limit) in enumerate(QUEUE_LIMITS.items()):
             manifests.append(queue(name, pool_name, priority=10 * (index % 3 + 1), concurrencyLimit=limit))
         self.kubectl.apply(*manifests, namespace=NAMESPACE)
@@ -565,7 +646,9 @@ class Chaos:
             self.workers[name] = WorkerProcess(name, pool_name, limit, config, self.workdir / f"{name}.log")
             self.workers[name].start()  # meanwhile the operator starts: both import for seconds
         # After the workers (their preexec_fn must not run while another thread of ours exists), before the runs.
-        self.watch = FlowRunWatch(f"http://127.0.0.1:{self.plane.ports['etcd-client']}", NAMESPACE)
+        self.watch = FlowRunWatch(
+            f"http://127.0.0.1:{self.plane.ports['etcd-client']}", NAMESPACE, flow_control=self.flow_control
+        )
         self.watch.start()
         self.silent_ends.start()
         wait_for(first.healthy, timeout=SETUP_BOUND, what="the operator's health endpoint")
@@ -578,6 +661,15 @@ class Chaos:
             return counts == {"alpha": 3, "beta": 3}
 
         wait_for(online, timeout=SETUP_BOUND, what="six workers Online")
+
+    def _flow_control(self, pool_name: str) -> dict[str, Any]:
+        if not self.flow_control:
+            return {}
+        if pool_name == KEY_LIMITED_POOL:
+            return {"concurrencyLimitPerKey": [{"label": TEAM_LABEL, "limit": KEY_LIMIT}]}
+        if pool_name == WINDOWED_POOL:
+            return {"concurrencyLimitSchedule": [WINDOW]}
+        return {}
 
     def _teardown(self) -> None:
         for worker in self.workers.values():
@@ -603,7 +695,8 @@ class Chaos:
         for pool_name, queue_name in QUEUE_LIMITS:
             for i in range(RUNS_PER_QUEUE):
                 seconds = long_runs if long_runs and i == 0 else round(self.rng.uniform(*RUN_SECONDS), 2)
-                planned.append(PlannedRun(f"{queue_name}-{i:03d}", pool_name, queue_name, seconds))
+                team = TEAMS[i % len(TEAMS)] if self.flow_control and pool_name == KEY_LIMITED_POOL else None
+                planned.append(PlannedRun(f"{queue_name}-{i:03d}", pool_name, queue_name, seconds, team))
         self.planned = {p.name: p for p in planned}
         return self.planned
 
@@ -624,6 +717,9 @@ class Chaos:
             )
             for p in first + rest
         ]
+        for body, p in zip(bodies, first + rest, strict=True):
+            if p.team is not None:
+                body["metadata"]["labels"] = {TEAM_LABEL: p.team}
         self.kubectl.apply(*bodies, namespace=NAMESPACE)
 
     # -- progress ------------------------------------------------------------------------------
@@ -692,7 +788,7 @@ class Chaos:
         reclaims = self._reclaims()
         self.watch.stop()
         self.silent_ends.stop()
-        truth = GroundTruth.read(self.truth_dir, self.planned, time.monotonic())
+        truth = GroundTruth.read(self.truth_dir, self.planned, time.monotonic(), flow_control=self.flow_control)
         return Verdict(
             self.label,
             self.planned,

@@ -9,6 +9,11 @@ bound to two workers at once and one terminal state per run; once the faults are
 is terminal within `DONE_BOUND` seconds and every slot is free again; a Completed run's process ran
 to its end; no worker or operator process died unless the scenario killed it; and a run ends
 Completed unless the fault may legitimately stop it (say which).
+
+Scenario (a) adds flow control (issue 14): pool alpha admits at most 2 runs per team label at
+once (a per-key limit, checked like the others, in processes and in etcd), and pool beta's limit
+drops from 3 to 2 for 40 s of every minute (a time window: no more than 2 of its processes execute
+once the window has been open for `WINDOW_GRACE` seconds).
 """
 
 from __future__ import annotations
@@ -61,7 +66,8 @@ def conclude(chaos: Chaos, report: Report) -> Verdict:
 
 
 def test_a_operator_latency_stalls_and_resets_during_a_burst(tmp_path: Path, report: Report) -> None:
-    with Chaos.up(tmp_path, "(a) operator↔API latency 0–2 s, 5 % stalls, 5 % resets", seed=11) as chaos:
+    label = "(a) operator↔API latency 0–2 s, 5 % stalls, 5 % resets; a limit per team and a time window"
+    with Chaos.up(tmp_path, label, seed=11, flow_control=True) as chaos:
         with slow_and_flaky(chaos.proxy("operator")):
             chaos.burst()
             hold(chaos, 40, share=0.5)

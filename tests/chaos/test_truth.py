@@ -1,5 +1,6 @@
 """The ground truth itself: a run process records its end whether it finishes, is asked to stop
-(SIGTERM) or is killed outright (SIGKILL, recorded by `SilentEnds`). Fast: no control plane."""
+(SIGTERM) or is killed outright (SIGKILL, recorded by `SilentEnds`); the time window's sweep.
+Fast: no control plane."""
 
 from __future__ import annotations
 
@@ -10,7 +11,17 @@ import sys
 import time
 from pathlib import Path
 
-from tests.chaos.harness import TRUTH_SCRIPT, PlannedRun, SilentEnds, _executions
+from tests.chaos.harness import (
+    TRUTH_SCRIPT,
+    WINDOW,
+    WINDOW_GRACE,
+    WINDOWED_POOL,
+    Execution,
+    PlannedRun,
+    SilentEnds,
+    _executions,
+    _sweep_window,
+)
 from tests.support.waiting import wait_for
 
 
@@ -58,3 +69,26 @@ def test_every_end_is_recorded_finished_stopped_or_killed(tmp_path: Path) -> Non
             process.kill()
             process.wait(timeout=10)
         silent.stop()
+
+
+def beta(run: str, start: float, end: float | None) -> Execution:
+    return Execution(run, WINDOWED_POOL, "q", None, "w1", start, end, killed=False)
+
+
+def test_the_window_sweep_holds_the_lower_limit_from_the_grace_on() -> None:
+    """Wall clock = monotonic + 1000: the window opens at monotonic 20 (wall 1020), 80, 140…"""
+    offset, limit = 1000.0, int(WINDOW["limit"])
+    opens, closes = 20.0, 20.0 + WINDOW["durationSeconds"]
+    # Executing when it opens, above its limit: allowed until the grace ends.
+    before = [beta(f"r{i}", opens - 1, opens + WINDOW_GRACE - 1) for i in range(limit + 1)]
+    assert _sweep_window(before, now=100.0, wall_offset=offset)[1] == []
+    # Still executing when the grace ends: a breach, seen at that moment.
+    late = [beta(f"r{i}", opens - 1, opens + WINDOW_GRACE + 1) for i in range(limit + 1)]
+    peak, breaches = _sweep_window(late, now=100.0, wall_offset=offset)
+    assert peak == limit + 1
+    assert [b.split(" at monotonic ")[1].split()[0] for b in breaches] == [f"{opens + WINDOW_GRACE:.3f}"]
+    # Started within the window after the grace: a breach; once it closed: none.
+    inside = [beta(f"r{i}", opens + WINDOW_GRACE + 2, opens + WINDOW_GRACE + 3) for i in range(limit + 1)]
+    assert len(_sweep_window(inside, now=100.0, wall_offset=offset)[1]) == 1
+    after = [beta(f"r{i}", closes + 1, closes + 2) for i in range(limit + 1)]
+    assert _sweep_window(after, now=100.0, wall_offset=offset) == (0, [])

@@ -21,14 +21,18 @@ TERMINAL = {"Completed", "Failed", "Crashed", "Cancelled"}
 
 
 class RunInvariants:
-    def __init__(self, limits: dict[tuple[str, str], int]):
-        """`limits`: ("pool", name) / ("queue", name) / ("worker", name) → the most slot holders allowed."""
+    def __init__(self, limits: dict[tuple[str, str], int], *, key_label: str | None = None):
+        """`limits`: ("pool", name) / ("queue", name) / ("worker", name) → the most slot holders
+        allowed; with `key_label`, also ("key", "<pool>/<the run's value of that label>")."""
         self.limits = limits
+        self.key_label = key_label
         self.violations: list[str] = []
         self.peak: Counter[tuple[str, str]] = Counter()
         self.states: dict[str, str] = {}
         self.terminal_entries: Counter[str] = Counter()
         self._holders: dict[str, tuple[str, str, str]] = {}
+        self._keys: dict[str, str] = {}
+        """Slot holder → its key, when it has a `key_label` label."""
         self._bound: dict[str, str] = {}
         self._lock = threading.Lock()
 
@@ -52,8 +56,12 @@ class RunInvariants:
                 self.violations.append(f"{name} bound to {bound} and then to {worker} without a reclaim")
             queue = spec.get("workQueue") or f"{spec['workPool']}-default"
             self._holders[name] = (spec["workPool"], queue, worker)
+            value = (body["metadata"].get("labels") or {}).get(self.key_label or "")
+            if value is not None:
+                self._keys[name] = f"{spec['workPool']}/{value}"
         else:
             self._holders.pop(name, None)
+            self._keys.pop(name, None)
             if state == "Scheduled":
                 self._bound.pop(name, None)  # reclaimed: it may be bound anew
         usage: Counter[tuple[str, str]] = Counter()
@@ -61,6 +69,8 @@ class RunInvariants:
             usage["pool", pool] += 1
             usage["queue", queue] += 1
             usage["worker", holder] += 1
+        for key in self._keys.values():
+            usage["key", key] += 1
         for key, used in usage.items():
             self.peak[key] = max(self.peak[key], used)
             if key in self.limits and used > self.limits[key]:
