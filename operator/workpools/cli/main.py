@@ -48,7 +48,8 @@ FORMATS = ("table", "json", "yaml")
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `workpools` and `kubectl-workpools`; returns the exit code."""
-    args = build_parser(prog()).parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(prog(), only=noun_in(arguments)).parse_args(arguments)
     with _quick_imports():
         from workpools.cli import commands  # the client, the models, asyncio: only now that a command runs
 
@@ -259,7 +260,26 @@ class _Verbs:
         return parser
 
 
-def build_parser(prog: str = "workpools") -> Parser:
+NOUNS = ("pool", "queue", "worker", "run", "schedule")
+VALUED_OPTIONS = ("-n", "--namespace", "--context", "--kubeconfig", "-o", "--output")
+"""The common options that take a value: the word after one is not the noun."""
+
+
+def noun_in(argv: Sequence[str]) -> str | None:
+    """The noun a command line names (its first positional word), if it is one of ours."""
+    words = iter(argv)
+    for word in words:
+        if word in VALUED_OPTIONS:
+            next(words, None)
+        elif not word.startswith("-"):
+            return word if word in NOUNS else None
+    return None
+
+
+def build_parser(prog: str = "workpools", *, only: str | None = None) -> Parser:
+    """The whole parser; with `only`, the verbs of that noun alone (the others are listed, with
+    their summaries, but not built: a command line names one noun, and building every verb's
+    parser was a tenth of a command's start)."""
     parser = Parser(
         prog=prog,
         description="Prefect-style work pools on Kubernetes: pools, prioritized queues, workers and runs.",
@@ -268,11 +288,16 @@ def build_parser(prog: str = "workpools") -> Parser:
     )
     _common(parser, top=True)
     nouns = parser.add_subparsers(dest="noun", metavar="NOUN", required=True, parser_class=Parser)
-    _pool_verbs(_Verbs(nouns, "pool", "Work pools: list, inspect, create, pause, limit, preview, slots.", prog))
-    _queue_verbs(_Verbs(nouns, "queue", "Work queues of a pool: list, create, pause, prioritize.", prog))
-    _worker_verbs(_Verbs(nouns, "worker", "Workers of a pool: list, delete, start one.", prog))
-    _run_verbs(_Verbs(nouns, "run", "Flow runs: create, list, inspect, cancel.", prog))
-    _schedule_verbs(_Verbs(nouns, "schedule", "Flow schedules: list, inspect, suspend, resume, trigger.", prog))
+    for noun, summary, add_verbs in (
+        ("pool", "Work pools: list, inspect, create, pause, limit, preview, slots.", _pool_verbs),
+        ("queue", "Work queues of a pool: list, create, pause, prioritize.", _queue_verbs),
+        ("worker", "Workers of a pool: list, delete, start one.", _worker_verbs),
+        ("run", "Flow runs: create, list, inspect, cancel.", _run_verbs),
+        ("schedule", "Flow schedules: list, inspect, suspend, resume, trigger.", _schedule_verbs),
+    ):
+        verbs = _Verbs(nouns, noun, summary, prog)
+        if only in (None, noun):
+            add_verbs(verbs)
     return parser
 
 

@@ -14,7 +14,7 @@ import datetime
 import pytest
 
 from tests.builders import T0
-from workpools.cli.main import build_parser, describe, parse_parameter, parse_target, parse_time
+from workpools.cli.main import build_parser, describe, noun_in, parse_parameter, parse_target, parse_time
 from workpools.client import errors
 
 VERBS = {
@@ -232,3 +232,36 @@ def test_invalid_keeps_the_servers_reason_on_one_line() -> None:
 def test_conflict_says_to_retry() -> None:
     error = errors.Conflict("the object has been modified", kind="WorkQueue", namespace="ns", name="q")
     assert describe(error).endswith("(it changed meanwhile; run the command again)")
+
+
+@pytest.mark.parametrize(
+    ("argv", "noun"),
+    [
+        (["pool", "ls"], "pool"),
+        (["-n", "pool", "queue", "ls", "etl"], "queue"),
+        (["--kubeconfig", "run", "-o", "json", "run", "ls"], "run"),
+        (["--namespace=x", "worker", "ls", "etl"], "worker"),
+        (["--help"], None),
+        (["pools", "ls"], None),
+    ],
+)
+def test_the_noun_is_the_first_word_that_is_no_option_value(argv: list[str], noun: str | None) -> None:
+    assert noun_in(argv) == noun
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["pool", "ls"],
+        ["-n", "ns", "queue", "set-priority", "etl", "etl-high", "1"],
+        ["run", "create", "etl", "-p", "a=1", "--at", "+5m", "-o", "json"],
+        ["worker", "ls", "etl", "--status", "Online"],
+        ["schedule", "trigger", "nightly"],
+    ],
+)
+def test_a_parser_built_for_the_noun_alone_parses_as_the_whole_one(argv: list[str]) -> None:
+    whole, alone = build_parser().parse_args(argv), build_parser(only=noun_in(argv)).parse_args(argv)
+    if hasattr(whole, "at"):  # a moment parsed from +5m: a little later the second time
+        assert abs((alone.at - whole.at).total_seconds()) < 5
+        whole.at = alone.at
+    assert vars(alone) == vars(whole)
