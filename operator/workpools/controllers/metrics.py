@@ -9,11 +9,14 @@ is gone takes its series with it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
-from collections.abc import Iterable
+import logging
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics import MetricWrapperBase
 
 from workpools.api.flowrun import queue_of
@@ -22,8 +25,11 @@ from workpools.api.meta import ObjectKey
 from workpools.api.states import StateType
 from workpools.api.workpool import WorkPoolStatus
 from workpools.api.workqueue import WorkQueueStatus
+from workpools.core.backlog import admissible_backlog
 from workpools.core.selection import scheduled_time
 from workpools.core.snapshot import PoolState
+
+logger = logging.getLogger(__name__)
 
 PORT_ENV = "WORKPOOLS_METRICS_PORT"
 """Port of the Prometheus endpoint (/metrics); 0 turns it off. Default 9090."""
@@ -120,6 +126,86 @@ schedule_errors = Counter(
 )
 
 _queues_seen: dict[ObjectKey, set[str]] = {}
+
+Snapshots = Callable[[], list[tuple[ObjectKey, PoolState]]]
+"""Every pool as admission would see it now (controllers/pools.py `backlog_snapshots`)."""
+
+SNAPSHOT_TIMEOUT = 5.0
+"""Seconds a scrape waits for the event loop to take the snapshot; past it the backlog is left out."""
+
+
+class BacklogCollector:
+    """`workpools_admissible_backlog{namespace,pool,queue}`, computed when scraped (core/backlog.py).
+
+    At scrape time, not in every admission pass: it costs an admission pass per pool, which the
+    hot path should not pay for each grant when a scrape every 15 s or so needs it.
+
+    Thread safety: the scrape runs in the HTTP server's thread, while the store belongs to the
+    event loop, which mutates it. So the snapshot is taken on the loop (`run_coroutine_threadsafe`,
+    one synchronous step, so one consistent moment) and only the pure computation runs in the
+    scrape's thread: the snapshot holds fresh lists of the store's objects, and the store never
+    changes an object in place (it replaces it), so nothing it reads changes under it. A loop too
+    busy to answer within SNAPSHOT_TIMEOUT (or none: a standby replica) leaves the family empty.
+    """
+
+    NAME = "workpools_admissible_backlog"
+    HELP = (
+        "Scheduled runs that would be admitted now if a worker had room "
+        "(not held by a limit, start rate, pause or later scheduled time): the autoscaling signal"
+    )
+
+    def __init__(self) -> None:
+        self._source: tuple[asyncio.AbstractEventLoop, Snapshots] | None = None
+
+    def attach(self, loop: asyncio.AbstractEventLoop, snapshots: Snapshots) -> None:
+        """Serve the backlog of the store behind `snapshots`, taken on `loop` (at operator startup)."""
+        self._source = (loop, snapshots)
+
+    def detach(self) -> None:
+        self._source = None
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return [self._family()]  # the registry checks names with this, not with a scrape
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = self._family()
+        try:
+            for key, state in self._snapshots():
+                for queue, count in admissible_backlog(state).items():
+                    family.add_metric([key.namespace, key.name, queue], count)
+        except TimeoutError:
+            logger.warning("admissible backlog left out of a scrape: no snapshot within %.0fs", SNAPSHOT_TIMEOUT)
+            family = self._family()
+        except Exception:
+            # Never the whole endpoint: it is the operator's liveness probe too.
+            logger.exception("admissible backlog left out of a scrape")
+            family = self._family()
+        yield family
+
+    def _family(self) -> GaugeMetricFamily:
+        return GaugeMetricFamily(self.NAME, self.HELP, labels=QUEUE)
+
+    def _snapshots(self) -> list[tuple[ObjectKey, PoolState]]:
+        if self._source is None:
+            return []
+        loop, snapshots = self._source
+
+        async def take() -> list[tuple[ObjectKey, PoolState]]:
+            return snapshots()
+
+        try:
+            future = asyncio.run_coroutine_threadsafe(take(), loop)
+        except RuntimeError:  # the loop is closed: the operator is stopping
+            return []
+        try:
+            return future.result(timeout=SNAPSHOT_TIMEOUT)
+        except TimeoutError:
+            future.cancel()
+            raise
+
+
+backlog = BacklogCollector()
+REGISTRY.register(backlog)
 
 
 def serve(port: int) -> None:
