@@ -91,6 +91,8 @@ def test_every_dashboard_query_and_alert_on_the_operators_own_series(
 
     scrapes.append(wait_for(saturated_and_late, timeout=40, interval=0.5, what="saturated, r3 Late"))
     assert scrapes[1]["workpools_pool_slots_active", P] == 3
+    # Four wait for a worker, three of them within the pool's limit; then the pool is full.
+    assert [m["workpools_admissible_backlog", Q] for m in scrapes] == [3, 0]
 
     # S2: the worker falls silent; its three Pending runs are reclaimed and wait again.
     lost = (*P, ("reason", "WorkerLost"))
@@ -127,6 +129,7 @@ def test_every_dashboard_query_and_alert_on_the_operators_own_series(
         "Workers online": [{}],
         "Reclaims": [{"reason": r} for r in sorted(metrics.RECLAIM_REASONS)],
         "Reconcile errors": [{}],
+        "Admissible backlog (runs only waiting for a worker)": both_queues,
     }
     queries = promtool.dashboard_queries(namespace=namespace)
     assert {q.panel for q in queries} == set(expected)
