@@ -31,6 +31,7 @@ from workpools.client.resources import WORKERS
 from workpools.client.transport import ResourceType
 from workpools.controllers import pools, writers
 from workpools.controllers.runtime import Runtime
+from workpools.core.backlog import admissible_backlog
 
 POOL = ObjectKey("ns", "p")
 Answer = Callable[[str, dict[str, Any]], Awaitable[Any]]
@@ -385,3 +386,35 @@ def test_a_bookkeeping_write_sends_only_what_the_decision_changed() -> None:
     assert "lastHeartbeatTime" not in sent
     (worker,) = rt.store.workers.of(POOL)
     assert worker.status.last_heartbeat_time == T0
+
+
+def test_the_backlog_snapshot_counts_a_grant_on_the_wire_as_made_and_changes_nothing() -> None:
+    # Scraped while "a"'s grant is on the wire: "a" holds the pool's only slot, so "b" is held by
+    # the limit and no run only lacks a worker. The snapshot leaves sightings and writes as they were.
+    on_the_wire = asyncio.Event()
+
+    async def patch(name: str, options: dict[str, Any]) -> dict[str, Any]:
+        if options["patch"]["status"].get("state") == "Pending":
+            await on_the_wire.wait()
+        return as_patched(rt, options["kind"], name, options["patch"])
+
+    transport = ScriptedTransport(patch=patch, create=events)
+    rt = runtime(transport)
+    two_runs_behind_a_limit_of_one(rt)
+
+    def backlog() -> dict[str, int]:
+        ((key, state),) = pools.backlog_snapshots(rt)
+        assert key == POOL
+        return admissible_backlog(state)
+
+    async def scenario() -> None:
+        assert backlog() == {DEFAULT_QUEUE: 1}
+        await pools.reconcile_pool(rt, POOL)
+        sightings, busy = dict(rt.store.sightings[POOL]), set(rt.run_writer.busy(POOL))
+        assert backlog() == {DEFAULT_QUEUE: 0}
+        assert (dict(rt.store.sightings[POOL]), set(rt.run_writer.busy(POOL))) == (sightings, busy)
+        on_the_wire.set()
+        await rt.stop_writers()
+
+    asyncio.run(scenario())
+    assert granted(transport) == ["a"]
