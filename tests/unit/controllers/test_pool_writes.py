@@ -118,9 +118,8 @@ def echoing() -> tuple[Runtime, ScriptedTransport]:
     return rt, transport
 
 
-def test_a_grant_on_the_wire_counts_against_the_limit_of_the_next_pass() -> None:
-    # Assume, then write: the pass ends with its grant in flight, and the next pass, woken by
-    # anything, must not hand the pool's only slot out again meanwhile.
+def grants_held_on_the_wire() -> tuple[Runtime, ScriptedTransport, asyncio.Event]:
+    """Two runs behind a limit of one, and an API server that answers a grant once the event is set."""
     on_the_wire = asyncio.Event()
 
     async def patch(name: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -131,6 +130,13 @@ def test_a_grant_on_the_wire_counts_against_the_limit_of_the_next_pass() -> None
     transport = ScriptedTransport(patch=patch, create=events)
     rt = runtime(transport)
     two_runs_behind_a_limit_of_one(rt)
+    return rt, transport, on_the_wire
+
+
+def test_a_grant_on_the_wire_counts_against_the_limit_of_the_next_pass() -> None:
+    # Assume, then write: the pass ends with its grant in flight, and the next pass, woken by
+    # anything, must not hand the pool's only slot out again meanwhile.
+    rt, transport, on_the_wire = grants_held_on_the_wire()
 
     async def scenario() -> None:
         await pools.reconcile_pool(rt, POOL)  # returns with "a"'s grant still on the wire
@@ -391,16 +397,7 @@ def test_a_bookkeeping_write_sends_only_what_the_decision_changed() -> None:
 def test_the_backlog_snapshot_counts_a_grant_on_the_wire_as_made_and_changes_nothing() -> None:
     # Scraped while "a"'s grant is on the wire: "a" holds the pool's only slot, so "b" is held by
     # the limit and no run only lacks a worker. The snapshot leaves sightings and writes as they were.
-    on_the_wire = asyncio.Event()
-
-    async def patch(name: str, options: dict[str, Any]) -> dict[str, Any]:
-        if options["patch"]["status"].get("state") == "Pending":
-            await on_the_wire.wait()
-        return as_patched(rt, options["kind"], name, options["patch"])
-
-    transport = ScriptedTransport(patch=patch, create=events)
-    rt = runtime(transport)
-    two_runs_behind_a_limit_of_one(rt)
+    rt, transport, on_the_wire = grants_held_on_the_wire()
 
     def backlog() -> dict[str, int]:
         ((key, state),) = pools.backlog_snapshots(rt)
