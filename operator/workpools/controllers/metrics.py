@@ -10,9 +10,11 @@ is gone takes its series with it.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import datetime
 import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -129,23 +131,31 @@ _queues_seen: dict[ObjectKey, set[str]] = {}
 
 Snapshots = Callable[[], list[tuple[ObjectKey, PoolState]]]
 """Every pool as admission would see it now (controllers/pools.py `backlog_snapshots`)."""
+Backlogs = list[tuple[ObjectKey, dict[str, int]]]
 
-SNAPSHOT_TIMEOUT = 5.0
-"""Seconds a scrape waits for the event loop to take the snapshot; past it the backlog is left out."""
+SCRAPE_WAIT = 0.5
+"""Seconds a scrape waits for a fresh backlog before it serves the previous one: /metrics is the
+operator's liveness probe too (kubelet's default timeout: 1 s), so it never waits on the loop long."""
+SNAPSHOT_TIMEOUT = 60.0
+"""Seconds a computation waits for the loop to take its snapshot before it gives up (a loop that
+stopped): the next scrape starts another."""
 
 
 class BacklogCollector:
     """`workpools_admissible_backlog{namespace,pool,queue}`, computed when scraped (core/backlog.py).
 
     At scrape time, not in every admission pass: it costs an admission pass per pool, which the
-    hot path should not pay for each grant when a scrape every 15 s or so needs it.
+    hot path should not pay for each grant when a scrape every 30 s or so needs it.
 
-    Thread safety: the scrape runs in the HTTP server's thread, while the store belongs to the
-    event loop, which mutates it. So the snapshot is taken on the loop (`run_coroutine_threadsafe`,
-    one synchronous step, so one consistent moment) and only the pure computation runs in the
-    scrape's thread: the snapshot holds fresh lists of the store's objects, and the store never
-    changes an object in place (it replaces it), so nothing it reads changes under it. A loop too
-    busy to answer within SNAPSHOT_TIMEOUT (or none: a standby replica) leaves the family empty.
+    Thread safety: scrapes run in the HTTP server's threads, while the store belongs to the event
+    loop, which mutates it. So the snapshot is taken on the loop (`run_coroutine_threadsafe`, one
+    synchronous step, so one consistent moment), and only the pure computation runs off the loop:
+    the snapshot holds fresh lists of the store's objects, and the store never changes an object
+    in place (it replaces it), so nothing the computation reads changes under it.
+
+    One computation at a time, in a thread of its own; concurrent scrapes share it. A scrape
+    waits SCRAPE_WAIT for it, then serves the previous result (the late one is kept for the next
+    scrape): a busy loop or a large store delays the signal by a scrape, never the endpoint.
     """
 
     NAME = "workpools_admissible_backlog"
@@ -156,52 +166,81 @@ class BacklogCollector:
 
     def __init__(self) -> None:
         self._source: tuple[asyncio.AbstractEventLoop, Snapshots] | None = None
+        self._lock = threading.Lock()
+        self._computing: concurrent.futures.Future[Backlogs] | None = None
+        self._last: Backlogs = []
 
     def attach(self, loop: asyncio.AbstractEventLoop, snapshots: Snapshots) -> None:
         """Serve the backlog of the store behind `snapshots`, taken on `loop` (at operator startup)."""
-        self._source = (loop, snapshots)
+        with self._lock:  # a computation on the source before is no scrape's any more
+            self._source, self._last, self._computing = (loop, snapshots), [], None
 
     def detach(self) -> None:
-        self._source = None
+        with self._lock:
+            self._source, self._last, self._computing = None, [], None
 
     def describe(self) -> list[GaugeMetricFamily]:
         return [self._family()]  # the registry checks names with this, not with a scrape
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = self._family()
-        try:
-            for key, state in self._snapshots():
-                for queue, count in admissible_backlog(state).items():
-                    family.add_metric([key.namespace, key.name, queue], count)
-        except TimeoutError:
-            logger.warning("admissible backlog left out of a scrape: no snapshot within %.0fs", SNAPSHOT_TIMEOUT)
-            family = self._family()
-        except Exception:
-            # Never the whole endpoint: it is the operator's liveness probe too.
-            logger.exception("admissible backlog left out of a scrape")
-            family = self._family()
+        for key, counts in self._backlogs():
+            for queue, count in counts.items():
+                family.add_metric([key.namespace, key.name, queue], count)
         yield family
 
     def _family(self) -> GaugeMetricFamily:
         return GaugeMetricFamily(self.NAME, self.HELP, labels=QUEUE)
 
-    def _snapshots(self) -> list[tuple[ObjectKey, PoolState]]:
-        if self._source is None:
+    def _backlogs(self) -> Backlogs:
+        with self._lock:
+            if self._source is None:
+                return []
+            if self._computing is None:
+                self._computing = concurrent.futures.Future()
+                thread = threading.Thread(
+                    target=self._compute, args=(self._computing, *self._source), name="admissible-backlog", daemon=True
+                )
+                thread.start()
+            computing = self._computing
+        try:
+            return computing.result(timeout=SCRAPE_WAIT)
+        except TimeoutError:
+            logger.info("admissible backlog not computed within %.1fs: the previous one served", SCRAPE_WAIT)
+            return self._last
+        except Exception:
+            # Never the whole endpoint: it is the operator's liveness probe too.
+            logger.exception("admissible backlog left out of a scrape")
             return []
-        loop, snapshots = self._source
 
+    def _compute(
+        self, result: concurrent.futures.Future[Backlogs], loop: asyncio.AbstractEventLoop, snapshots: Snapshots
+    ) -> None:
         async def take() -> list[tuple[ObjectKey, PoolState]]:
             return snapshots()
 
         try:
-            future = asyncio.run_coroutine_threadsafe(take(), loop)
-        except RuntimeError:  # the loop is closed: the operator is stopping
-            return []
-        try:
-            return future.result(timeout=SNAPSHOT_TIMEOUT)
-        except TimeoutError:
-            future.cancel()
-            raise
+            snapshot = asyncio.run_coroutine_threadsafe(take(), loop)
+            try:
+                taken = snapshot.result(timeout=SNAPSHOT_TIMEOUT)
+            finally:
+                snapshot.cancel()  # not taken yet: never, now (taken: nothing to cancel)
+            backlogs = [(key, admissible_backlog(state)) for key, state in taken]
+        except Exception as error:  # the loop closed or stopped, or a bug: reported by the scrapes waiting
+            self._done(result, None)
+            result.set_exception(error)
+            return
+        self._done(result, backlogs)
+        result.set_result(backlogs)
+
+    def _done(self, result: concurrent.futures.Future[Backlogs], backlogs: Backlogs | None) -> None:
+        """Clear the way for the next computation, and keep its backlogs for the scrapes that
+        could not wait; unless it was dropped meanwhile (attach, detach)."""
+        with self._lock:
+            if self._computing is result:
+                self._computing = None
+                if backlogs is not None:
+                    self._last = backlogs
 
 
 backlog = BacklogCollector()
