@@ -63,3 +63,30 @@ def test_metrics_follow_slots_queues_workers_admissions_and_reclaims(
     # Bounded labels: pools, queues and reasons only, never a run or a worker.
     label_sets = {labels for (_, labels) in samples(operator, namespace)}
     assert {k for labels in label_sets for k, _ in labels} <= {"pool", "queue", "reason", "le"}
+
+
+def test_the_admissible_backlog_counts_runs_within_the_limits_that_wait_for_a_worker(
+    installed: Kubectl, operator: OperatorProcess, namespace: str, workers: Callable[..., SimulatedWorker]
+) -> None:
+    installed.apply(pool("p", concurrencyLimit=3), queue("q", "p", priority=1), namespace=namespace)
+    installed.apply(*[run(f"r{i}", "p", workQueue="q") for i in range(5)], namespace=namespace)
+    Q, default = (("pool", "p"), ("queue", "q")), (("pool", "p"), ("queue", "p-default"))
+
+    def backlog() -> tuple[float | None, float | None]:
+        got = samples(operator, namespace)
+        return got.get(("workpools_admissible_backlog", Q)), got.get(("workpools_admissible_backlog", default))
+
+    def active() -> int | None:
+        slots: int | None = installed.get("wp", "p", namespace).get("status", {}).get("slots", {}).get("active")
+        return slots
+
+    # No worker: five wait, three of them within the pool's limit (a worker would get them now).
+    wait_for(backlog, equals=(3, 0), what="a backlog of 3 on q, none on the default queue")
+    # A worker with room for two takes two: one run within the limit still lacks a worker.
+    workers("p", "w1", interval=60, limit=2).beat()  # online for the whole test
+    wait_for(active, equals=2, what="2 granted to w1")
+    wait_for(backlog, equals=(1, 0), what="a backlog of 1")
+    # A second worker takes the last slot: the two runs left wait for a slot, which more workers would not give.
+    workers("p", "w2", interval=60, limit=2).beat()
+    wait_for(active, equals=3, what="3 granted")
+    wait_for(backlog, equals=(0, 0), what="no backlog with the pool full")

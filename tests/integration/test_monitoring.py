@@ -76,8 +76,14 @@ def test_every_dashboard_query_and_alert_on_the_operators_own_series(
     def waiting(samples: Scrape) -> float | None:
         return samples.get(("workpools_scheduled_runs", Q))
 
-    # S0: four runs wait, no worker yet.
-    s0 = wait_for(lambda: (m := scrape(operator, namespace)) and waiting(m) == 4 and m, what="4 runs waiting")
+    def backlog(samples: Scrape) -> float | None:
+        return samples.get(("workpools_admissible_backlog", Q))
+
+    # S0: four runs wait, no worker yet; three of them within the pool's limit (the admissible backlog).
+    s0 = wait_for(
+        lambda: (m := scrape(operator, namespace)) and waiting(m) == 4 and backlog(m) == 3 and m,
+        what="4 runs waiting, 3 admissible",
+    )
     zero = time.time()
     scrapes = [s0]
 
@@ -87,7 +93,7 @@ def test_every_dashboard_query_and_alert_on_the_operators_own_series(
     def saturated_and_late() -> Scrape | None:
         worker.beat()
         m = scrape(operator, namespace)
-        return m if waiting(m) == 1 and m.get(("workpools_late_runs", Q)) == 1 else None
+        return m if waiting(m) == 1 and m.get(("workpools_late_runs", Q)) == 1 and backlog(m) == 0 else None
 
     scrapes.append(wait_for(saturated_and_late, timeout=40, interval=0.5, what="saturated, r3 Late"))
     assert scrapes[1]["workpools_pool_slots_active", P] == 3
@@ -104,6 +110,7 @@ def test_every_dashboard_query_and_alert_on_the_operators_own_series(
             if m.get(("workpools_reclaims_total", lost)) == 3
             and m.get(("workpools_workers_online", P)) == 0
             and waiting(m) == 4
+            and backlog(m) == 3
             else None
         )
 
@@ -127,6 +134,7 @@ def test_every_dashboard_query_and_alert_on_the_operators_own_series(
         "Workers online": [{}],
         "Reclaims": [{"reason": r} for r in sorted(metrics.RECLAIM_REASONS)],
         "Reconcile errors": [{}],
+        "Admissible backlog (runs only waiting for a worker)": both_queues,
     }
     queries = promtool.dashboard_queries(namespace=namespace)
     assert {q.panel for q in queries} == set(expected)

@@ -9,11 +9,16 @@ is gone takes its series with it.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import datetime
-from collections.abc import Iterable
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics import MetricWrapperBase
 
 from workpools.api.flowrun import queue_of
@@ -22,8 +27,11 @@ from workpools.api.meta import ObjectKey
 from workpools.api.states import StateType
 from workpools.api.workpool import WorkPoolStatus
 from workpools.api.workqueue import WorkQueueStatus
+from workpools.core.backlog import admissible_backlog
 from workpools.core.selection import scheduled_time
 from workpools.core.snapshot import PoolState
+
+logger = logging.getLogger(__name__)
 
 PORT_ENV = "WORKPOOLS_METRICS_PORT"
 """Port of the Prometheus endpoint (/metrics); 0 turns it off. Default 9090."""
@@ -120,6 +128,123 @@ schedule_errors = Counter(
 )
 
 _queues_seen: dict[ObjectKey, set[str]] = {}
+
+Snapshots = Callable[[], list[tuple[ObjectKey, PoolState]]]
+"""Every pool as admission would see it now (controllers/pools.py `backlog_snapshots`)."""
+Backlogs = list[tuple[ObjectKey, dict[str, int]]]
+
+SCRAPE_WAIT = 0.5
+"""Seconds a scrape waits for a fresh backlog before it serves the previous one: /metrics is the
+operator's liveness probe too (kubelet's default timeout: 1 s), so it never waits on the loop long."""
+SNAPSHOT_TIMEOUT = 60.0
+"""Seconds a computation waits for the loop to take its snapshot before it gives up (a loop that
+stopped): the next scrape starts another."""
+
+
+class BacklogCollector:
+    """`workpools_admissible_backlog{namespace,pool,queue}`, computed when scraped (core/backlog.py).
+
+    At scrape time, not in every admission pass: it costs an admission pass per pool, which the
+    hot path should not pay for each grant when a scrape every 30 s or so needs it.
+
+    Thread safety: scrapes run in the HTTP server's threads, while the store belongs to the event
+    loop, which mutates it. So the snapshot is taken on the loop (`run_coroutine_threadsafe`, one
+    synchronous step, so one consistent moment), and only the pure computation runs off the loop:
+    the snapshot holds fresh lists of the store's objects, and the store never changes an object
+    in place (it replaces it), so nothing the computation reads changes under it.
+
+    One computation at a time, in a thread of its own; concurrent scrapes share it. A scrape
+    waits SCRAPE_WAIT for it, then serves the previous result (the late one is kept for the next
+    scrape): a busy loop or a large store delays the signal by a scrape, never the endpoint.
+    """
+
+    NAME = "workpools_admissible_backlog"
+    HELP = (
+        "Scheduled runs that would be admitted now if a worker had room "
+        "(not held by a limit, start rate, pause or later scheduled time): the autoscaling signal"
+    )
+
+    def __init__(self) -> None:
+        self._source: tuple[asyncio.AbstractEventLoop, Snapshots] | None = None
+        self._lock = threading.Lock()
+        self._computing: concurrent.futures.Future[Backlogs] | None = None
+        self._last: Backlogs = []
+
+    def attach(self, loop: asyncio.AbstractEventLoop, snapshots: Snapshots) -> None:
+        """Serve the backlog of the store behind `snapshots`, taken on `loop` (at operator startup)."""
+        with self._lock:  # a computation on the source before is no scrape's any more
+            self._source, self._last, self._computing = (loop, snapshots), [], None
+
+    def detach(self) -> None:
+        with self._lock:
+            self._source, self._last, self._computing = None, [], None
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return [self._family()]  # the registry checks names with this, not with a scrape
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = self._family()
+        for key, counts in self._backlogs():
+            for queue, count in counts.items():
+                family.add_metric([key.namespace, key.name, queue], count)
+        yield family
+
+    def _family(self) -> GaugeMetricFamily:
+        return GaugeMetricFamily(self.NAME, self.HELP, labels=QUEUE)
+
+    def _backlogs(self) -> Backlogs:
+        with self._lock:
+            if self._source is None:
+                return []
+            if self._computing is None:
+                self._computing = concurrent.futures.Future()
+                thread = threading.Thread(
+                    target=self._compute, args=(self._computing, *self._source), name="admissible-backlog", daemon=True
+                )
+                thread.start()
+            computing = self._computing
+        try:
+            return computing.result(timeout=SCRAPE_WAIT)
+        except TimeoutError:
+            logger.info("admissible backlog not computed within %.1fs: the previous one served", SCRAPE_WAIT)
+            return self._last
+        except Exception:
+            # Never the whole endpoint: it is the operator's liveness probe too.
+            logger.exception("admissible backlog left out of a scrape")
+            return []
+
+    def _compute(
+        self, result: concurrent.futures.Future[Backlogs], loop: asyncio.AbstractEventLoop, snapshots: Snapshots
+    ) -> None:
+        async def take() -> list[tuple[ObjectKey, PoolState]]:
+            return snapshots()
+
+        try:
+            snapshot = asyncio.run_coroutine_threadsafe(take(), loop)
+            try:
+                taken = snapshot.result(timeout=SNAPSHOT_TIMEOUT)
+            finally:
+                snapshot.cancel()  # not taken yet: never, now (taken: nothing to cancel)
+            backlogs = [(key, admissible_backlog(state)) for key, state in taken]
+        except Exception as error:  # the loop closed or stopped, or a bug: reported by the scrapes waiting
+            self._done(result, None)
+            result.set_exception(error)
+            return
+        self._done(result, backlogs)
+        result.set_result(backlogs)
+
+    def _done(self, result: concurrent.futures.Future[Backlogs], backlogs: Backlogs | None) -> None:
+        """Clear the way for the next computation, and keep its backlogs for the scrapes that
+        could not wait; unless it was dropped meanwhile (attach, detach)."""
+        with self._lock:
+            if self._computing is result:
+                self._computing = None
+                if backlogs is not None:
+                    self._last = backlogs
+
+
+backlog = BacklogCollector()
+REGISTRY.register(backlog)
 
 
 def serve(port: int) -> None:

@@ -183,20 +183,12 @@ def _state(rt: Runtime, key: ObjectKey, confirmed_silent: frozenset[str] = froze
     """The pool as decisions see it: the store, with our writes in flight counted as made."""
     store, lane = rt.store, rt.lane
     busy = rt.run_writer.skip(key)
-    # Finished runs decide nothing but their own deletion (no slot, no status count): kept apart,
-    # every other rule walks only the runs in flight, not the pool's history.
-    in_flight: list[FlowRun] = []
-    finished: list[FlowRun] = []
-    for run in rt.run_writer.as_assumed(key, store.runs.of(key)):
-        if runs.in_flight(run):
-            in_flight.append(run)
-        elif run.metadata.name not in busy:
-            finished.append(run)
+    in_flight, finished = _runs(rt, key, busy)
     pool = store.pools.get(key)
     return PoolState(
         name=key.name,
         pool=None if pool is None else _as_planned(lane.planned(WORKPOOLS, pool), pool),
-        queues=[_as_planned(lane.planned(WORKQUEUES, q), q) for q in store.queues.of(key)],
+        queues=_queues(rt, key),
         workers=[_as_planned(lane.planned(WORKERS, w), w) for w in store.workers.of(key)],
         runs=in_flight,
         now=rt.clock(),
@@ -206,6 +198,50 @@ def _state(rt: Runtime, key: ObjectKey, confirmed_silent: frozenset[str] = froze
         deletion_budget=rt.deletion_budget,
         busy=busy,
     )
+
+
+def _runs(rt: Runtime, key: ObjectKey, busy: frozenset[str]) -> tuple[list[FlowRun], list[FlowRun]]:
+    """The pool's runs in flight (grants on the wire counted as made), and the finished ones."""
+    # Finished runs decide nothing but their own deletion (no slot, no status count): kept apart,
+    # every other rule walks only the runs in flight, not the pool's history.
+    in_flight: list[FlowRun] = []
+    finished: list[FlowRun] = []
+    for run in rt.run_writer.as_assumed(key, rt.store.runs.of(key)):
+        if runs.in_flight(run):
+            in_flight.append(run)
+        elif run.metadata.name not in busy:
+            finished.append(run)
+    return in_flight, finished
+
+
+def _queues(rt: Runtime, key: ObjectKey) -> list[WorkQueue]:
+    return [_as_planned(rt.lane.planned(WORKQUEUES, q), q) for q in rt.store.queues.of(key)]
+
+
+def backlog_snapshots(rt: Runtime) -> list[tuple[ObjectKey, PoolState]]:
+    """Every pool as admission would see it now, for the admissible backlog (controllers/metrics.py).
+
+    Unlike a pass's `_state`, it changes nothing: no busy run is marked skipped (that would wake
+    the pool when it settles) and no worker sighting is pruned or added. Workers are left out
+    (the backlog puts a worker of its own in their place), and no run is busy: a grant on the
+    wire is in the runs as made, and a run with another write on the wire waits as stored.
+    Synchronous on purpose: called on the loop, it is one consistent moment of the store.
+    """
+    now = rt.clock()
+    snapshots = []
+    for key, pool in rt.store.pools.items():
+        in_flight, finished = _runs(rt, key, frozenset())
+        state = PoolState(
+            name=key.name,
+            pool=_as_planned(rt.lane.planned(WORKPOOLS, pool), pool),
+            queues=_queues(rt, key),
+            workers=[],
+            runs=in_flight,
+            now=now,
+            finished=finished,
+        )
+        snapshots.append((key, state))
+    return snapshots
 
 
 R = TypeVar("R", WorkPool, WorkQueue, Worker)

@@ -18,7 +18,7 @@ from workpools.client.transport import Transport
 from workpools.controllers import metrics
 from workpools.controllers.events import FIELD_MANAGER
 from workpools.controllers.feeders import feed_body, watch_workers
-from workpools.controllers.pools import reconcile_pool
+from workpools.controllers.pools import backlog_snapshots, reconcile_pool
 from workpools.controllers.runtime import Runtime, deletion_budget
 from workpools.controllers.schedules import reconcile_schedule
 from workpools.controllers.scope import Scope
@@ -90,6 +90,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     memo.runtime = runtime
     scope = Scope.from_environment()
     await prime(runtime, scope)
+    # Only once primed: a store half listed (waiting runs seen, their pool's slot holders not yet) would overstate it.
+    metrics.backlog.attach(asyncio.get_running_loop(), lambda: backlog_snapshots(runtime))
     runtime.wakeups.enable()
     runtime.schedule_wakeups.enable()
     memo.timers = asyncio.create_task(run_timers(runtime), name="timers")
@@ -129,6 +131,7 @@ async def prime(rt: Runtime, scope: Scope) -> None:
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
+    metrics.backlog.detach()
     timers: asyncio.Task[None] | None = getattr(memo, "timers", None)
     if timers is not None:
         timers.cancel()

@@ -4,17 +4,21 @@ every series of a pool or queue gone with it."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from tests.builders import T0, at
-from tests.unit.core.run_support import DEFAULT_QUEUE, flowrun, pool_state
+from tests.unit.core.run_support import DEFAULT_QUEUE, flowrun, pool_state, wp, wq
 from workpools.api.meta import ObjectKey
 from workpools.api.states import StateType
 from workpools.api.workpool import WorkPoolStatus
 from workpools.api.workqueue import WorkQueueStatus
 from workpools.controllers import metrics
+from workpools.core.snapshot import PoolState
 
 S = StateType
 KEY = ObjectKey("metrics-ns", "p")
@@ -91,3 +95,64 @@ def test_late_runs_are_the_queue_status_count() -> None:
     late = QUEUE_STATUS.model_copy(update={"late_runs": 2})
     metrics.record_statuses(KEY, pool_state(), POOL_STATUS, {DEFAULT_QUEUE: late})
     assert series()["workpools_late_runs", Q] == 2
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """An event loop running in a thread of its own, as the operator's runs beside the HTTP server's."""
+    running = asyncio.new_event_loop()
+    thread = threading.Thread(target=running.run_forever, daemon=True)
+    thread.start()
+    yield running
+    metrics.backlog.detach()
+    running.call_soon_threadsafe(running.stop)
+    thread.join(timeout=5)
+    running.close()
+
+
+def test_the_admissible_backlog_is_computed_on_a_snapshot_the_loop_takes_when_scraped(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    assert ("workpools_admissible_backlog", Q) not in series(), "nothing attached: no series"
+    taken_on: list[threading.Thread] = []
+    queues = [wq(priority=1), wq("q2", priority=2)]
+    state = pool_state(pool=wp(concurrencyLimit=3), queues=queues, runs=[flowrun(f"r{i}") for i in range(5)])
+
+    def snapshots() -> list[tuple[ObjectKey, PoolState]]:
+        taken_on.append(threading.current_thread())
+        return [(KEY, state)]
+
+    metrics.backlog.attach(loop, snapshots)
+    got = series()
+    assert got["workpools_admissible_backlog", Q] == 3, "no worker online: limited by the pool alone"
+    assert got["workpools_admissible_backlog", (("pool", "p"), ("queue", "q2"))] == 0, "every queue has a series"
+    assert taken_on != [threading.current_thread()], "the store is read on the loop, not in the scrape's thread"
+    metrics.backlog.detach()
+    assert ("workpools_admissible_backlog", Q) not in series()
+
+
+def test_a_scrape_never_waits_long_for_a_busy_loop_nor_fails_on_a_broken_snapshot(
+    loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(metrics, "SCRAPE_WAIT", 0.1)
+    release = threading.Event()
+    loop.call_soon_threadsafe(release.wait, 5)  # the loop is busy with something else
+    metrics.backlog.attach(loop, lambda: [(KEY, pool_state(runs=[flowrun("r")]))])
+    try:
+        assert ("workpools_admissible_backlog", Q) not in series(), "none computed yet: none served"
+    finally:
+        release.set()
+    # The late computation is served by a later scrape (by then it may have been started anew).
+    wait_until = time.monotonic() + 5
+    while ("workpools_admissible_backlog", Q) not in (got := series()) and time.monotonic() < wait_until:
+        time.sleep(0.05)
+    assert got["workpools_admissible_backlog", Q] == 1
+
+    def broken() -> list[tuple[ObjectKey, PoolState]]:
+        raise RuntimeError("a bug")
+
+    metrics.record_statuses(KEY, pool_state(), POOL_STATUS, {DEFAULT_QUEUE: QUEUE_STATUS})
+    metrics.backlog.attach(loop, broken)
+    got = series()
+    assert ("workpools_admissible_backlog", Q) not in got
+    assert got["workpools_scheduled_runs", Q] == 3, "the rest of the scrape is served (it is the liveness probe)"

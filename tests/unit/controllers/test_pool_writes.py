@@ -31,6 +31,7 @@ from workpools.client.resources import WORKERS
 from workpools.client.transport import ResourceType
 from workpools.controllers import pools, writers
 from workpools.controllers.runtime import Runtime
+from workpools.core.backlog import admissible_backlog
 
 POOL = ObjectKey("ns", "p")
 Answer = Callable[[str, dict[str, Any]], Awaitable[Any]]
@@ -117,9 +118,8 @@ def echoing() -> tuple[Runtime, ScriptedTransport]:
     return rt, transport
 
 
-def test_a_grant_on_the_wire_counts_against_the_limit_of_the_next_pass() -> None:
-    # Assume, then write: the pass ends with its grant in flight, and the next pass, woken by
-    # anything, must not hand the pool's only slot out again meanwhile.
+def grants_held_on_the_wire() -> tuple[Runtime, ScriptedTransport, asyncio.Event]:
+    """Two runs behind a limit of one, and an API server that answers a grant once the event is set."""
     on_the_wire = asyncio.Event()
 
     async def patch(name: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -130,6 +130,13 @@ def test_a_grant_on_the_wire_counts_against_the_limit_of_the_next_pass() -> None
     transport = ScriptedTransport(patch=patch, create=events)
     rt = runtime(transport)
     two_runs_behind_a_limit_of_one(rt)
+    return rt, transport, on_the_wire
+
+
+def test_a_grant_on_the_wire_counts_against_the_limit_of_the_next_pass() -> None:
+    # Assume, then write: the pass ends with its grant in flight, and the next pass, woken by
+    # anything, must not hand the pool's only slot out again meanwhile.
+    rt, transport, on_the_wire = grants_held_on_the_wire()
 
     async def scenario() -> None:
         await pools.reconcile_pool(rt, POOL)  # returns with "a"'s grant still on the wire
@@ -385,3 +392,26 @@ def test_a_bookkeeping_write_sends_only_what_the_decision_changed() -> None:
     assert "lastHeartbeatTime" not in sent
     (worker,) = rt.store.workers.of(POOL)
     assert worker.status.last_heartbeat_time == T0
+
+
+def test_the_backlog_snapshot_counts_a_grant_on_the_wire_as_made_and_changes_nothing() -> None:
+    # Scraped while "a"'s grant is on the wire: "a" holds the pool's only slot, so "b" is held by
+    # the limit and no run only lacks a worker. The snapshot leaves sightings and writes as they were.
+    rt, transport, on_the_wire = grants_held_on_the_wire()
+
+    def backlog() -> dict[str, int]:
+        ((key, state),) = pools.backlog_snapshots(rt)
+        assert key == POOL
+        return admissible_backlog(state)
+
+    async def scenario() -> None:
+        assert backlog() == {DEFAULT_QUEUE: 1}
+        await pools.reconcile_pool(rt, POOL)
+        sightings, busy = dict(rt.store.sightings[POOL]), set(rt.run_writer.busy(POOL))
+        assert backlog() == {DEFAULT_QUEUE: 0}
+        assert (dict(rt.store.sightings[POOL]), set(rt.run_writer.busy(POOL))) == (sightings, busy)
+        on_the_wire.set()
+        await rt.stop_writers()
+
+    asyncio.run(scenario())
+    assert granted(transport) == ["a"]
