@@ -113,12 +113,19 @@ def test_a_run_waiting_15_minutes_past_its_time_makes_its_queue_late(tmp_path: P
     alert_fired(tmp_path, admitted_in_time, "30m", [])
 
 
-def test_runs_waiting_with_no_worker_online_for_5_minutes(tmp_path: Path) -> None:
-    stranded = with_(s("workpools_workers_online", P, "0x60"), s("workpools_scheduled_runs", Q, "2x60"))
+def test_runs_admissible_with_no_worker_online_for_5_minutes(tmp_path: Path) -> None:
+    stranded = with_(s("workpools_workers_online", P, "0x60"), s("workpools_admissible_backlog", Q, "2x60"))
     alert_fired(tmp_path, stranded, "4m", [])
     alert_fired(tmp_path, stranded, "5m", [alert("WorkPoolNoWorkerOnline", "critical")])
     idle = with_(s("workpools_workers_online", P, "0x60"))  # nothing waits: workers may scale to zero
     alert_fired(tmp_path, idle, "30m", [])
+    # Runs wait, but none could start now (due later, or held by a limit or a pause): no worker is needed yet.
+    held = with_(
+        s("workpools_workers_online", P, "0x60"),
+        s("workpools_scheduled_runs", Q, "2x60"),
+        s("workpools_admissible_backlog", Q, "0x60"),
+    )
+    alert_fired(tmp_path, held, "30m", [])
 
 
 def test_three_reclaims_of_one_reason_in_15_minutes_are_a_spike(tmp_path: Path) -> None:
