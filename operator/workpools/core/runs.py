@@ -304,11 +304,23 @@ def _finished(state: StateType, name: str, message: str, now: datetime.datetime)
 # -- admission -----------------------------------------------------------------------------------
 
 
-def admission_changes(state: PoolState) -> list[RunChange]:
-    """Grants (new or Scheduled → Pending, bound to a worker) and, for the other runs, what they
-    wait as: Scheduled (when new), Late (once overdue) and the reason, each run in one write."""
+@dataclass(frozen=True, slots=True)
+class AdmissionInputs:
+    """What `admission.admit` decides on for a pool, but the workers (core/backlog.py puts a
+    worker of its own in their place): built once here, so the admitter and the backlog agree."""
+
+    pool: PoolView | None
+    queues: list[QueueView]
+    runs: list[RunView]
+    history: list[RunView]
+    live: dict[str, FlowRun]
+    """The runs that compete or hold a slot, by name (`runs` are their views)."""
+
+
+def admission_inputs(state: PoolState) -> AdmissionInputs:
+    """The pool, its queues at their effective priorities, the runs admission counts and the
+    grant history start rates read."""
     now, pool = state.now, state.pool
-    judgement = liveness.judge(state)
     effective, _ = queue_priorities(state.queues, now)
     queues = [
         QueueView(
@@ -342,16 +354,25 @@ def admission_changes(state: PoolState) -> list[RunChange]:
         )
     ]
     by_name = {r.metadata.name: r for r in live}
+    history = _granted_history(state, by_name.keys(), rated=any(v.flow.start_rate for v in (pool_view, *queues) if v))
+    return AdmissionInputs(pool_view, queues, [run_view(r, state.name) for r in live], history, by_name)
+
+
+def admission_changes(state: PoolState) -> list[RunChange]:
+    """Grants (new or Scheduled → Pending, bound to a worker) and, for the other runs, what they
+    wait as: Scheduled (when new), Late (once overdue) and the reason, each run in one write."""
+    now = state.now
+    judgement = liveness.judge(state)
+    inputs = admission_inputs(state)
+    by_name = inputs.live
     decided = admission.admit(
         state.name,
-        pool_view,
-        queues,
-        [run_view(r, state.name) for r in live],
+        inputs.pool,
+        inputs.queues,
+        inputs.runs,
         [worker_view(w, judgement) for w in state.workers],
         now=now,
-        history=_granted_history(
-            state, by_name.keys(), rated=any(v.flow.start_rate for v in (pool_view, *queues) if v)
-        ),
+        history=inputs.history,
     )
     # The worker's identity goes onto the run in the grant write itself: the worker-restriction
     # policy lets only that identity move the run (manifests/policy/).
