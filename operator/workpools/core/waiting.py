@@ -146,7 +146,8 @@ def explain(  # noqa: PLR0917 -- the run, then admit's own arguments in its orde
     window: datetime.timedelta = DEFAULT_WINDOW,
 ) -> Waiting:
     """Why `run` waits, over `admit`'s own inputs (`runs`, `workers`, `history` as admission takes
-    them; `run` may be missing from `runs` when the lifecycle ends it, which `ending` says).
+    them). A run the lifecycle ends instead (`ending`: cancellation requested, the late policy) is
+    not among `runs`, as admission does not count it: it is then not admissible itself.
 
     `grant_times`: the latest grant of each of the pool's runs, for the rate (None: read from
     `runs` and `history`).
@@ -165,14 +166,13 @@ def explain(  # noqa: PLR0917 -- the run, then admit's own arguments in its orde
     if pool is None or queue is None:  # nothing to count slots or order in
         return replace(base, holds=holds, estimate=_estimate(holds, 0, times, now, window))
 
-    doomed = bool(ending)
     admissible = [] if pool.paused else [r for r in runs if _ready(r, by_name, pool_name, now)]
     done = admission.admission_pass(pool_name, pool, queues, admissible, runs, workers, now=now, history=history)
     if not any(g.run.name == run.name for g in done.grants):
         served = done.served(run.queue)
         found = admission.rules_holding(run, done.queues[run.queue], done.pool, served=served)
         holds += [_holding(hold, done, workers) for hold in found]
-    counted = not doomed and any(r.name == run.name for r in admissible)
+    counted = any(r.name == run.name for r in admissible)
     order = admission_order(run, queue)
     ahead = [r for r in admissible if r.name != run.name and admission_order(r, by_name[r.queue]) < order]
     in_queue = [r for r in admissible if r.queue == run.queue]

@@ -16,6 +16,7 @@ import pytest
 from tests.builders import T0
 from workpools.cli.main import build_parser, describe, noun_in, parse_parameter, parse_target, parse_time
 from workpools.client import errors
+from workpools.core.waiting import DEFAULT_WINDOW
 
 VERBS = {
     "pool": [
@@ -135,7 +136,8 @@ def test_run_create_collects_parameters() -> None:
 def test_run_why_window_in_minutes() -> None:
     parser = build_parser()
     assert parser.parse_args(["run", "why", "r", "--window", "2.5"]).window == 2.5
-    assert parser.parse_args(["run", "why", "r"]).window is None  # the client's default: 10 minutes
+    assert parser.parse_args(["run", "why", "r"]).window is None  # the client's default, which --help names
+    assert datetime.timedelta(minutes=10) == DEFAULT_WINDOW
 
 
 def test_worker_start_options() -> None:
