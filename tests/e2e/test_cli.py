@@ -29,7 +29,7 @@ import pytest
 import yaml
 
 from tests.support.kube import Kubectl
-from tests.support.objects import pool, queue, run
+from tests.support.objects import condition, pool, queue, run
 from tests.support.operator import OperatorProcess
 from tests.support.waiting import wait_for
 from tests.support.workers import SimulatedWorker
@@ -499,3 +499,65 @@ def test_pool_preview_shows_admission_order(
     assert later == ["b-1", "a-1", "a-later"]
     assert [r["name"] for r in cli.run("pool", "preview", "etl", "--limit", "1", "-o", "json").json()] == ["b-1"]
     assert cli.fails("pool", "preview", "nope") == f'error: WorkPool "nope" not found in namespace "{namespace}"'
+
+
+def test_run_why_lists_every_rule_with_positions_and_an_estimate(
+    cli: Cli, installed: Kubectl, operator: OperatorProcess, namespace: str, workers: Workers
+) -> None:
+    # etl-high runs one at a time; the pool runs one run per team at once.
+    installed.apply(
+        pool("etl", concurrencyLimitPerKey=[{"label": "team", "limit": 1}]),
+        queue("etl-high", "etl", priority=1, concurrencyLimit=1),
+        queue("etl-low", "etl", priority=2),
+        namespace=namespace,
+    )
+
+    def labelled(name: str, queue_name: str, team: str | None = None) -> dict[str, Any]:
+        body = run(name, "etl", workQueue=queue_name)
+        if team is not None:
+            body["metadata"]["labels"] = {"team": team}
+        return body
+
+    def state(name: str) -> str | None:
+        found: str | None = installed.get("fr", name, namespace).get("status", {}).get("state")
+        return found
+
+    installed.apply(labelled("high-0", "etl-high"), labelled("low-a1", "etl-low", "a"), namespace=namespace)
+    workers("etl", "w1").beat()
+    wait_for(lambda: state("high-0") == state("low-a1") == "Pending", what="high-0 and low-a1 granted")
+    installed.apply(labelled("high-1", "etl-high"), labelled("low-a2", "etl-low", "a"), namespace=namespace)
+
+    def admitted_reason(name: str) -> str | None:
+        found = condition(installed.get("fr", name, namespace), "Admitted")
+        return found["reason"] if found else None
+
+    wait_for(lambda: admitted_reason("high-1"), equals="QueueLimitReached", what="high-1 held by its queue")
+    wait_for(lambda: admitted_reason("low-a2"), equals="KeyLimitReached", what="low-a2 held by its team's key")
+
+    text = cli("run", "why", "high-1")
+    print(text)  # the sample the README shows
+    assert re.search(r"^State:\s+Scheduled$", text, re.M), text
+    assert re.search(r"^Position:\s+1st of 2 admissible in pool etl, 1st of 1 in queue etl-high$", text, re.M), text
+    assert re.search(r"^  QueueLimitReached\s+queue etl-high has no open slot \(limit 1\)$", text, re.M), text
+    assert re.search(r"^Estimated start:\s+in \S+ \(range \S+–\S+\), from 2 grants in the last 10m$", text, re.M), text
+
+    keyed = cli("run", "why", "low-a2")
+    print(keyed)
+    assert re.search(r"^Position:\s+2nd of 2 admissible in pool etl, 1st of 1 in queue etl-low$", keyed, re.M)
+    assert re.search(
+        r"^  KeyLimitReached\s+pool etl runs at most 1 at once per label team; team=a has no room$", keyed, re.M
+    ), keyed
+
+    data = cli.run("run", "why", "low-a2", "-o", "json", "--window", "30").json()
+    assert data["position"] == {
+        "pool": {"scope": "pool etl", "rank": 2, "ahead": 1, "admissible": 2},
+        "queue": {"scope": "queue etl-low", "rank": 1, "ahead": 0, "admissible": 1},
+    }
+    assert [h["reason"] for h in data["heldBy"]] == ["KeyLimitReached"]
+    estimate = data["estimate"]
+    assert (estimate["grantsInWindow"], estimate["grantsNeeded"], estimate["windowSeconds"]) == (2, 2, 1800.0)
+    assert 0 < estimate["rangeSeconds"][0] < estimate["inSeconds"] < estimate["rangeSeconds"][1]
+    assert yaml.safe_load(cli("run", "why", "low-a2", "-o", "yaml"))["heldBy"][0]["reason"] == "KeyLimitReached"
+
+    assert re.search(r"^Waiting:\s+no: admitted: bound to worker w1", cli("run", "why", "high-0"), re.M)
+    assert cli.fails("run", "why", "nope") == f'error: FlowRun "nope" not found in namespace "{namespace}"'

@@ -4,7 +4,8 @@ Aspects: `create_flow_run` (default queue, generated names, parameters, schedule
 errors for a missing pool or queue, a naive time); `read_flow_runs` filtered by pool, queue
 (a default queue also holds runs naming none) and state, newest first, windowed; `cancel_flow_run`
 patches only `spec.cancel`; slot holders and active-slot counts of pools and queues, per queue,
-and in bulk from one LIST narrowed by the API server to slot-holding states; `preview`.
+and in bulk from one LIST narrowed by the API server to slot-holding states; `preview`;
+`why_waiting` (one LIST per kind; workers judged by their heartbeat; a deleted pool).
 """
 
 from __future__ import annotations
@@ -193,3 +194,31 @@ def test_slot_holders_and_active_slots(
         ("p-default", 0, 0),
     ]
     assert runs(lambda c: c.preview("p")) == []  # the pool is full
+
+
+def test_why_waiting_reads_the_pool_as_the_admitter_sees_it(
+    installed: Kubectl, operator: OperatorProcess, namespace: str, runs: Runs, workers: Workers
+) -> None:
+    installed.apply(pool("p", paused=True), namespace=namespace)
+    wait_for(lambda: installed.try_get("wq", "p-default", namespace), what="the default queue")
+    later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)
+    runs(lambda c: c.create_flow_run("p", name="r", scheduled_time=later))
+    wait_for(lambda: runs(lambda c: c.read_flow_run("r")).status.state, what="r stamped Scheduled")
+
+    def reasons() -> list[str]:
+        return [h.reason for h in runs(lambda c: c.why_waiting("r")).holds]
+
+    runs.transport.lists.clear()
+    why = runs(lambda c: c.why_waiting("r"))
+    assert runs.transport.lists == ["spec.workPool=p"] * 3  # queues, Workers, runs: one LIST each
+    assert [h.reason for h in why.holds] == ["PoolPaused", "NotYetScheduled", "NoOnlineWorker"]
+    assert why.estimate is not None
+    assert why.estimate.unknown == "WorkPool p is paused: time alone does not lift that"
+
+    workers("p", "w1").beat()  # Online by its fresh heartbeat, whatever the operator wrote yet
+    assert reasons() == ["PoolPaused", "NotYetScheduled"]
+
+    installed("delete", "wp", "p", "-n", namespace)
+    wait_for(lambda: "PoolNotFound" in reasons(), what="the run's pool gone")
+    with pytest.raises(errors.NotFound):
+        runs(lambda c: c.why_waiting("nope"))

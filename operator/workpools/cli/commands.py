@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime
 import functools
 import inspect
 import json
@@ -359,6 +360,13 @@ async def run_ls(ctx: Context, args: argparse.Namespace) -> View:
 async def run_inspect(ctx: Context, args: argparse.Namespace) -> View:
     run = await ctx.runs.read_flow_run(args.name)
     return View(as_data(run), render.run_details(run, ctx.now()))
+
+
+async def run_why(ctx: Context, args: argparse.Namespace) -> View:
+    options = {} if args.window is None else {"window": datetime.timedelta(minutes=args.window)}
+    now = ctx.now()
+    why = await ctx.runs.why_waiting(args.name, now=now, **options)
+    return View(render.why_data(why, now), render.why_view(why, now))
 
 
 async def run_cancel(ctx: Context, args: argparse.Namespace) -> View:

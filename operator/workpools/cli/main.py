@@ -178,21 +178,25 @@ def _positive(text: str) -> int:
     return value
 
 
-def _hours(text: str) -> float:
+def _hours(text: str, unit: str = "hours") -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of hours") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of {unit}") from None
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
     return value
 
 
-def _seconds(text: str) -> float:
-    value = _hours(text)
+def _seconds(text: str, unit: str = "seconds") -> float:
+    value = _hours(text, unit)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be more than 0")
     return value
+
+
+def _minutes(text: str) -> float:
+    return _seconds(text, "minutes")
 
 
 # -- the parser ------------------------------------------------------------------------------------
@@ -292,7 +296,7 @@ def build_parser(prog: str = "workpools", *, only: str | None = None) -> Parser:
         ("pool", "Work pools: list, inspect, create, pause, limit, preview, slots.", _pool_verbs),
         ("queue", "Work queues of a pool: list, create, pause, prioritize.", _queue_verbs),
         ("worker", "Workers of a pool: list, delete, start one.", _worker_verbs),
-        ("run", "Flow runs: create, list, inspect, cancel.", _run_verbs),
+        ("run", "Flow runs: create, list, inspect, why, cancel.", _run_verbs),
         ("schedule", "Flow schedules: list, inspect, suspend, resume, trigger.", _schedule_verbs),
     ):
         verbs = _Verbs(nouns, noun, summary, prog)
@@ -522,6 +526,20 @@ def _run_verbs(verbs: _Verbs) -> None:
     ls.add_argument("--limit", type=_count, metavar="N", help="show at most N runs")
 
     verbs.add("inspect", "Show one flow run in detail.", "inspect etl-x7k2p", "run_inspect").add_argument("name")
+    why = verbs.add(
+        "why",
+        "Why a run waits: its place among the admissible runs of its pool and queue, every rule holding it,\n"
+        "and an estimated start from the pool's recent grant rate (mean and 10th-90th percentile).",
+        "why etl-x7k2p --window 30",
+        "run_why",
+    )
+    why.add_argument("name")
+    why.add_argument(
+        "--window",
+        type=_minutes,
+        metavar="MINUTES",
+        help="count the pool's grants over this many minutes for its rate (default: 10)",
+    )
     verbs.add(
         "cancel",
         "Cancel a run: a Scheduled one at once, an active one through its worker.",

@@ -27,6 +27,7 @@ from workpools.api.workqueue import WorkQueue, WorkQueueSpec
 if TYPE_CHECKING:  # the runs client and core/'s views: imported by the commands that use them only
     from workpools.client.runs import PoolSlots, QueueSlots
     from workpools.core.snapshot import RunView
+    from workpools.core.waiting import Estimate, Position, Waiting
 
 BAR_WIDTH = 8
 NONE = "-"
@@ -416,6 +417,128 @@ def _failure(run: FlowRun) -> str | None:
 
 def run_changed(run: FlowRun, what: str) -> str:
     return f'FlowRun "{run.metadata.name}" {what}'
+
+
+# -- why a run waits -------------------------------------------------------------------------------
+
+
+def why_view(why: Waiting, now: datetime.datetime) -> str:
+    """`workpools run why`: state, position, every rule holding the run, the estimated start."""
+    shown = why.state.value if why.state is not None else "New"
+    if why.state_name and why.state is not None and why.state_name != why.state.value:
+        shown += f" ({why.state_name})"
+    head = [("Run", why.run), ("Pool", why.pool), ("Queue", why.queue), ("State", shown)]
+    if not why.waiting:
+        return details([*head, ("Waiting", f"no: {why.note}")])
+    lines = details(
+        [
+            *head,
+            ("Position", position(why.pool_position, why.queue_position)),
+            ("Estimated start", estimate(why.estimate, now)),
+        ]
+    )
+    if not why.holds:
+        return lines + "\nHeld by:  nothing: the next admission pass grants it"
+    rules = table(("reason", "message"), [(h.reason, h.message) for h in why.holds], indent="  ")
+    return f"{lines}\nHeld by:\n{rules}"
+
+
+def position(pool: Position | None, queue: Position | None) -> str | None:
+    """`3rd of 12 admissible in pool etl, 1st of 4 in queue etl-high`, or how many are ahead of a
+    run that is not admissible itself (not due yet, paused, being cancelled)."""
+    if pool is None or queue is None:
+        return None
+    if pool.counted:
+        return (
+            f"{ordinal(pool.ahead + 1)} of {pool.admissible} admissible in {pool.scope}, "
+            f"{ordinal(queue.ahead + 1)} of {queue.admissible} in {queue.scope}"
+        )
+    return (
+        f"not admissible itself; {pool.ahead} of the {pool.admissible} admissible runs of {pool.scope} "
+        f"come before it, {queue.ahead} of {queue.admissible} in {queue.scope}"
+    )
+
+
+def ordinal(n: int) -> str:
+    """`1st`, `2nd`, `3rd`, `4th`, `11th`, `12th`, `13th`, `21st`."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")  # the teens take th
+    return f"{n}{suffix}"
+
+
+def estimate(found: Estimate | None, now: datetime.datetime) -> str | None:
+    """`in 40s (range 25s–1m10s), from 18 grants in the last 10m`, `now (...)` or `none: why`."""
+    if found is None:
+        return None
+    if found.start is None or found.earliest is None or found.latest is None:
+        return f"none: {found.unknown}"
+    if found.needed == 0:
+        return "now (nothing holds it)"
+    grants = f"{found.grants} grant{'' if found.grants == 1 else 's'}"
+    return (
+        f"in {_until(found.start, now)} (range {_until(found.earliest, now)}–{_until(found.latest, now)}), "
+        f"from {grants} in the last {_span(found.window)}"
+    )
+
+
+def _span(window: datetime.timedelta) -> str:
+    """`10m`, `1h30m`, else as `duration` (`1m30s`): a window as it was most likely asked for."""
+    minutes, seconds = divmod(math.floor(window.total_seconds()), 60)
+    if seconds or not minutes:
+        return duration(window.total_seconds())
+    hours, minutes = divmod(minutes, 60)
+    return (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes else "")
+
+
+def _until(moment: datetime.datetime, now: datetime.datetime) -> str:
+    return duration(math.ceil((moment - now).total_seconds()))
+
+
+def why_data(why: Waiting, now: datetime.datetime) -> dict[str, Any]:
+    """`run why -o json|yaml`: the same, structured (times as RFC 3339, spans in seconds)."""
+
+    def where(found: Position | None) -> dict[str, Any] | None:
+        if found is None:
+            return None
+        rank = found.ahead + 1 if found.counted else None
+        return {"scope": found.scope, "rank": rank, "ahead": found.ahead, "admissible": found.admissible}
+
+    found = why.estimate
+    return {
+        "name": why.run,
+        "pool": why.pool,
+        "queue": why.queue,
+        "state": why.state.value if why.state is not None else None,
+        "stateName": why.state_name,
+        "waiting": why.waiting,
+        "note": why.note or None,
+        "position": {"pool": where(why.pool_position), "queue": where(why.queue_position)} if why.waiting else None,
+        "heldBy": [
+            {
+                "reason": h.reason,
+                "message": h.message,
+                "liftedByTime": h.lifted_by_time,
+                "until": timestamp(h.until) if h.until else None,
+            }
+            for h in why.holds
+        ],
+        "estimate": None
+        if found is None
+        else {
+            "start": timestamp(found.start) if found.start else None,
+            "earliest": timestamp(found.earliest) if found.earliest else None,
+            "latest": timestamp(found.latest) if found.latest else None,
+            "inSeconds": _seconds(found.start, now),
+            "rangeSeconds": [_seconds(found.earliest, now), _seconds(found.latest, now)] if found.start else None,
+            "grantsNeeded": found.needed,
+            "grantsInWindow": found.grants,
+            "windowSeconds": found.window.total_seconds(),
+            "unknown": found.unknown,
+        },
+    }
+
+
+def _seconds(moment: datetime.datetime | None, now: datetime.datetime) -> float | None:
+    return None if moment is None else round((moment - now).total_seconds(), 3)
 
 
 # -- preview and slots -----------------------------------------------------------------------------

@@ -5,11 +5,15 @@
         run = await runs.create_flow_run("etl", queue="high", parameters={"day": "mon"})
         holders = await runs.get_work_pool_slot_holders("etl", per_queue_limit=10)
         upcoming = await runs.preview("etl", hours=1)
+        why = await runs.why_waiting("etl-x7k2p")
 
 The calls carry Prefect's names (`read_flow_runs`, `get_work_pool_slot_holders`,
 `count_work_pool_active_slots_bulk`, ...) and return `workpools.api` models. Slot accounting and
 the preview are the core's pure functions (`core.slots`, `core.selection`) over what one or two
 LISTs return, so the client, the operator and the CLI count and order runs the same way.
+
+`why_waiting` reads one pool whole (the pool, its queues, workers and runs) and asks the admitter's
+own rules about one run (`core.waiting`): every rule that holds it, its position, an estimate.
 
 Slot counts here are counted from the runs themselves (the source of truth, one LIST), not read
 from `status.slots`, which the operator keeps exact but may be a reconcile behind.
@@ -21,22 +25,24 @@ they stay small however many finished runs a namespace keeps.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from workpools.api.base import timestamp
 from workpools.api.flowcontrol import limit_in_force
 from workpools.api.flowrun import FlowRun, queue_of
 from workpools.api.meta import API_VERSION, DEFAULT_QUEUE_SUFFIX
 from workpools.api.states import SLOT_HOLDING, TERMINAL, StateType, is_slot_holding
+from workpools.api.worker import Worker
 from workpools.api.workpool import WorkPool
 from workpools.api.workqueue import PRIORITY_MAX, WorkQueue
 from workpools.client import errors
-from workpools.client.resources import FLOWRUNS, WORKQUEUES
-from workpools.client.transport import Transport
+from workpools.client.resources import FLOWRUNS, WORKERS, WORKQUEUES
+from workpools.client.transport import ResourceType, Transport
 from workpools.client.workpools import (
     DEFAULT_PAGE_SIZE,
     FIELD_MANAGER,
@@ -46,10 +52,11 @@ from workpools.client.workpools import (
     timezone_aware,
 )
 from workpools.clock import utc_now
-from workpools.core.runs import run_view
+from workpools.core import liveness, waiting
+from workpools.core.runs import in_flight, run_view
 from workpools.core.selection import scheduled_runs
 from workpools.core.slots import active_slots_by_pool, active_slots_by_queue, slot_holders
-from workpools.core.snapshot import PoolView, QueueView, RunView
+from workpools.core.snapshot import PoolState, PoolView, QueueView, RunView
 
 __all__ = [
     "HOLDER_SELECTOR",
@@ -62,6 +69,8 @@ __all__ = [
 
 HOLDER_SELECTOR = ",".join(f"status.state!={state.value}" for state in StateType if state not in SLOT_HOLDING)
 """Field selector that leaves only slot holders (and runs the operator has not started yet)."""
+
+M = TypeVar("M", FlowRun, WorkQueue, Worker)
 
 _UNFINISHED_SELECTOR = ",".join(f"status.state!={state.value}" for state in sorted(TERMINAL))
 """Field selector that leaves the runs a preview needs: waiting ones and slot holders."""
@@ -317,15 +326,69 @@ class RunsClient:
             pool, scheduled_before=moment + datetime.timedelta(hours=hours), limit=limit
         )
 
+    # -- why a run waits -----------------------------------------------------------------------
+
+    async def why_waiting(
+        self,
+        name: str,
+        *,
+        window: datetime.timedelta = waiting.DEFAULT_WINDOW,
+        now: datetime.datetime | None = None,
+    ) -> waiting.Waiting:
+        """Why run `name` waits, and when it may start: `core.waiting.why_waiting` over its pool as
+        the admitter sees it. Computed on read; nothing is written. `NotFound` without the run.
+
+        One GET (the run), then at once: its pool (gone: the run says PoolNotFound), and LISTs of
+        the pool's queues, Workers and runs, finished ones included (their grant times make the
+        rate, and count against start rates as they do for the operator). A worker counts as
+        Online while its last heartbeat is at most 3 × its interval old on this machine's clock
+        (`liveness.stamped_sightings`); the operator judges on its own sightings, so the two may
+        differ for about a second around that moment.
+        """
+        if window <= datetime.timedelta(0):
+            raise ValueError(f"window must be positive, got {window}")
+        run = await self.read_flow_run(name)
+        pool = run.spec.work_pool
+        selector = f"spec.workPool={pool}"
+        the_pool, queues, workers, runs = await asyncio.gather(
+            self._pool_if_any(pool),
+            self._all(WORKQUEUES, WorkQueue, selector),
+            self._all(WORKERS, Worker, selector),
+            self._list(selector),
+        )
+        if all(r.metadata.name != name for r in runs):  # deleted in between: as first read
+            runs.append(run)
+        moment = now or utc_now()
+        state = PoolState(
+            name=pool,
+            pool=the_pool,
+            queues=queues,
+            workers=workers,
+            runs=[r for r in runs if in_flight(r)],
+            now=moment,
+            sightings=liveness.stamped_sightings(workers, moment),
+            finished=[r for r in runs if not in_flight(r)],
+        )
+        return waiting.why_waiting(state, name, window=window)
+
     # -- helpers -------------------------------------------------------------------------------
 
-    async def _list(self, field_selector: str | None) -> list[FlowRun]:
+    async def _pool_if_any(self, pool: str) -> WorkPool | None:
+        try:
+            return await self._pools.read_work_pool(pool)
+        except errors.NotFound:
+            return None
+
+    async def _all(self, resource: ResourceType, model: type[M], field_selector: str | None) -> list[M]:
         return [
-            FlowRun.model_validate(body)
+            model.model_validate(body)
             async for body in self._transport.list_all(
-                FLOWRUNS, self.namespace, field_selector=field_selector, page_size=self.page_size
+                resource, self.namespace, field_selector=field_selector, page_size=self.page_size
             )
         ]
+
+    async def _list(self, field_selector: str | None) -> list[FlowRun]:
+        return await self._all(FLOWRUNS, FlowRun, field_selector)
 
     async def _holders(self, pool: str) -> list[FlowRun]:
         """The pool's slot holders (the server drops the other states; runs not started yet are dropped here)."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -77,10 +77,10 @@ def admit(
     """`history`: runs that neither wait nor hold a slot any more (finished), whose grant times
     still count against start rates."""
     scheduled = [r for r in runs if r.state is StateType.SCHEDULED]
-    if pool is None:
-        return Admission([], [Hold(r, HoldReason.POOL_NOT_FOUND, f"WorkPool {pool_name} not found") for r in scheduled])
-    if pool.paused:
-        return Admission([], [Hold(r, HoldReason.POOL_PAUSED, f"WorkPool {pool_name} is paused") for r in scheduled])
+    if (closed := pool_gate(pool_name, pool)) is not None:
+        reason, message = closed
+        return Admission([], [Hold(r, reason, message) for r in scheduled])
+    assert pool is not None  # pool_gate said so
 
     by_name = {q.name: q for q in queues}
     holds: list[Hold] = []
@@ -92,6 +92,49 @@ def admit(
         else:
             holds.append(held)
 
+    done = admission_pass(pool_name, pool, queues, ready, runs, workers, now=now, history=history)
+    # Reasons are judged against the room as the pass leaves it, so the next pass over an
+    # unchanged pool gives the same reasons (and writes nothing).
+    # Whether a worker has room for a queue is the same for every run still waiting in it (the
+    # pass's grants are all charged by now): asked once per queue, not once per run.
+    served = {q: done.served(q) for q in {r.queue for r in done.waiting}}
+    holds += [_why_waiting(run, done.queues[run.queue], done.pool, served=served[run.queue]) for run in done.waiting]
+    return Admission(done.grants, holds)
+
+
+@dataclass(slots=True)
+class Pass:
+    """One admission pass over a pool's ready runs, and the pool as the pass leaves it: every
+    grant charged to its pool, queue and worker (core/waiting.py judges a run against this too)."""
+
+    grants: list[Grant]
+    waiting: list[RunView]
+    """Ready runs that got nothing, in admission order."""
+    pool: Room
+    queues: dict[str, Room]
+    workers: Sequence[WorkerView]
+    assigned: Counter[str]
+    """Runs bound to each worker, this pass's grants included."""
+
+    def served(self, queue: str) -> bool:
+        """Whether an Online worker serving `queue` still has room."""
+        return pick_worker(self.workers, queue, self.assigned) is not None
+
+
+def admission_pass(  # noqa: PLR0917 -- admit's own arguments, in its order
+    pool_name: str,
+    pool: PoolView,
+    queues: Sequence[QueueView],
+    ready: Sequence[RunView],
+    runs: Sequence[RunView],
+    workers: Sequence[WorkerView],
+    *,
+    now: datetime.datetime,
+    history: Sequence[RunView] = (),
+) -> Pass:
+    """Grant `ready` runs (Scheduled, past every gate) in admission order while room and a worker
+    allow; `runs` are all the pool's runs (slot holders count), `history` its finished ones."""
+    by_name = {q.name: q for q in queues}
     holding = [r for r in runs if r.state in SLOT_HOLDING]
     holding_in: dict[str, list[RunView]] = defaultdict(list)
     for r in holding:
@@ -103,9 +146,9 @@ def admit(
             if (t := r.granted_at or r.slot_acquired_at) is not None:
                 granted_in[None].append(t)
                 granted_in[r.queue].append(t)
-    pool_room = _Room.of(f"pool {pool_name}", pool.concurrency_limit, pool.flow, holding, granted_in[None], now)
+    pool_room = Room.of(f"pool {pool_name}", pool.concurrency_limit, pool.flow, holding, granted_in[None], now)
     queue_room = {
-        q.name: _Room.of(f"queue {q.name}", q.concurrency_limit, q.flow, holding_in[q.name], granted_in[q.name], now)
+        q.name: Room.of(f"queue {q.name}", q.concurrency_limit, q.flow, holding_in[q.name], granted_in[q.name], now)
         for q in queues
     }
     assigned = Counter(r.worker for r in holding if r.worker)
@@ -123,17 +166,11 @@ def admit(
         assigned[worker.name] += 1
         pool_room.take(run)
         room.take(run)
-    # Reasons are judged against the room as the pass leaves it, so the next pass over an
-    # unchanged pool gives the same reasons (and writes nothing).
-    # Whether a worker has room for a queue is the same for every run still waiting in it (the
-    # pass's grants are all charged by now): asked once per queue, not once per run.
-    served = {q: pick_worker(workers, q, assigned) is not None for q in {r.queue for r in waiting}}
-    holds += [_why_waiting(run, queue_room[run.queue], pool_room, served=served[run.queue]) for run in waiting]
-    return Admission(grants, holds)
+    return Pass(grants, waiting, pool_room, queue_room, workers, assigned)
 
 
 @dataclass(slots=True)
-class _Room:
+class Room:
     """What a pool or a queue still allows in this pass: slots, room per key value, starts.
 
     Every grant of the pass is charged at once (`take`), and each only shrinks, so a rule that
@@ -146,6 +183,9 @@ class _Room:
     flow: FlowControl
     per_key: Counter[tuple[int, str]]  # (rule index, value) → runs holding a slot with that value
     starts: int | None  # grants the start rate allows now; None: no rate
+    granted: Sequence[datetime.datetime]  # the grant times `starts` was derived from
+    now: datetime.datetime
+    full_reason: HoldReason  # PoolLimitReached or QueueLimitReached
 
     @classmethod
     def of(  # noqa: PLR0917 -- one call site per scope, each argument named by its variable
@@ -156,7 +196,7 @@ class _Room:
         holding: Sequence[RunView],
         granted: Sequence[datetime.datetime],
         now: datetime.datetime,
-    ) -> _Room:
+    ) -> Room:
         limit = flowcontrol.effective_limit(base_limit, flow.limit_schedule, now)
         per_key: Counter[tuple[int, str]] = Counter(
             (index, value)
@@ -166,7 +206,8 @@ class _Room:
         )
         rate = flow.start_rate
         starts = None if rate is None else flowcontrol.starts_available(granted, rate, now)
-        return cls(scope, limit, Slots(len(holding), limit.limit).open, flow, per_key, starts)
+        full = HoldReason.POOL_LIMIT_REACHED if scope.startswith("pool ") else HoldReason.QUEUE_LIMIT_REACHED
+        return cls(scope, limit, Slots(len(holding), limit.limit).open, flow, per_key, starts, granted, now, full)
 
     def full(self) -> bool:
         return self.open == 0
@@ -206,6 +247,14 @@ class _Room:
             f"{self.scope} runs at most {rule.limit} at once per {rule.key()}; {_shown(rule, value)} has no room",
         )
 
+    def limit_hold(self, run: RunView) -> Hold:
+        return Hold(run, self.full_reason, f"{self.scope} has no open slot (limit {self.limit.describe()})")
+
+    def next_start(self) -> datetime.datetime | None:
+        """When the start rate next allows a grant (None: no rate)."""
+        rate = self.flow.start_rate
+        return None if rate is None else flowcontrol.next_start(self.granted, rate, self.now)
+
     def rate_hold(self, run: RunView) -> Hold | None:
         rate = self.flow.start_rate
         if rate is None or not self.rate_limited():
@@ -221,38 +270,79 @@ def _shown(rule: KeyLimit, value: str) -> str:
     return f"{rule.label}={value}" if rule.label is not None else f"{rule.parameter}={value}"
 
 
-def _why_waiting(run: RunView, queue: _Room, pool: _Room, *, served: bool) -> Hold:
-    """A ready run that got nothing: the queue's rules first (the narrower scope: its limit, key
+def _why_waiting(run: RunView, queue: Room, pool: Room, *, served: bool) -> Hold:
+    """A ready run that got nothing: the first of `rules_holding` (written out: admission's hot
+    path, thousands of waiting runs a pass, pays no generator)."""
+    if queue.full():
+        return queue.limit_hold(run)
+    if (held := queue.key_hold(run) or queue.rate_hold(run)) is not None:
+        return held
+    if not served:
+        return no_worker_hold(run)
+    if (held := pool.key_hold(run) or pool.rate_hold(run)) is not None:
+        return held
+    # Nothing else holds it after the pass, so nothing did at its turn (all only shrink during a
+    # pass): the pool was full then and is now.
+    return pool.limit_hold(run)
+
+
+def rules_holding(run: RunView, queue: Room, pool: Room, *, served: bool) -> Iterator[Hold]:
+    """Every rule of slots, keys, rates and workers that holds a ready run, in the order the
+    `Admitted` reason names them: the queue's rules first (the narrower scope: its limit, key
     limits, start rate), then workers, then the pool's key limits, start rate and limit.
 
     Workers before the pool: a run nobody can take lets lower runs have the pool's slots (best
     effort), and a bigger pool would not admit it, so the pool limit would not be the true reason.
     Key limits before the pool's own limit: they hold only some runs, so lower runs may still go.
+    For a run that got nothing in a pass, nothing but the pool's limit holding it after the pass
+    means nothing else did at its turn (all only shrink during a pass): the pool was full then and is now.
     """
     if queue.full():
-        return Hold(
-            run, HoldReason.QUEUE_LIMIT_REACHED, f"queue {run.queue} has no open slot (limit {queue.limit.describe()})"
-        )
-    if (held := queue.key_hold(run) or queue.rate_hold(run)) is not None:
-        return held
+        yield queue.limit_hold(run)
+    if (held := queue.key_hold(run)) is not None:
+        yield held
+    if (held := queue.rate_hold(run)) is not None:
+        yield held
     if not served:
-        return Hold(run, HoldReason.NO_ONLINE_WORKER, f"no online worker with room serves queue {run.queue}")
-    if (held := pool.key_hold(run) or pool.rate_hold(run)) is not None:
-        return held
-    # Nothing else holds it after the pass, so nothing did at its turn (all only shrink during a
-    # pass): the pool was full then and is now.
-    return Hold(run, HoldReason.POOL_LIMIT_REACHED, f"{pool.scope} has no open slot (limit {pool.limit.describe()})")
+        yield no_worker_hold(run)
+    if (held := pool.key_hold(run)) is not None:
+        yield held
+    if (held := pool.rate_hold(run)) is not None:
+        yield held
+    if pool.full():
+        yield pool.limit_hold(run)
+
+
+def no_worker_hold(run: RunView) -> Hold:
+    return Hold(run, HoldReason.NO_ONLINE_WORKER, f"no online worker with room serves queue {run.queue}")
+
+
+def pool_gate(pool_name: str, pool: PoolView | None) -> tuple[HoldReason, str] | None:
+    """Why none of a pool's runs can be considered: the pool is gone or paused."""
+    if pool is None:
+        return HoldReason.POOL_NOT_FOUND, f"WorkPool {pool_name} not found"
+    if pool.paused:
+        return HoldReason.POOL_PAUSED, f"WorkPool {pool_name} is paused"
+    return None
 
 
 def _gate(run: RunView, queue: QueueView | None, pool_name: str, now: datetime.datetime) -> Hold | None:
-    """Why a Scheduled run cannot be considered at all yet (slots and workers aside)."""
+    """The first of `gates`; a run past every gate (the common case, admission's hot path) costs
+    no generator."""
+    if queue is not None and not queue.paused and run.scheduled_time <= now:
+        return None
+    return next(gates(run, queue, pool_name, now))
+
+
+def gates(run: RunView, queue: QueueView | None, pool_name: str, now: datetime.datetime) -> Iterator[Hold]:
+    """Why a Scheduled run cannot be considered at all yet (slots and workers aside), every one,
+    the `Admitted` reason's first."""
     if queue is None:
-        return Hold(run, HoldReason.QUEUE_NOT_FOUND, f"WorkQueue {run.queue} not found in pool {pool_name}")
-    if queue.paused:
-        return Hold(run, HoldReason.QUEUE_PAUSED, f"WorkQueue {run.queue} is paused")
+        yield Hold(run, HoldReason.QUEUE_NOT_FOUND, f"WorkQueue {run.queue} not found in pool {pool_name}")
+    elif queue.paused:
+        yield Hold(run, HoldReason.QUEUE_PAUSED, f"WorkQueue {run.queue} is paused")
     if run.scheduled_time > now:
-        return Hold(run, HoldReason.NOT_YET_SCHEDULED, "scheduled for later")
-    return None
+        yield Hold(run, HoldReason.NOT_YET_SCHEDULED, "scheduled for later")
 
 
 def pick_worker(workers: Sequence[WorkerView], queue: str, assigned: Counter[str]) -> WorkerView | None:

@@ -98,6 +98,18 @@ def offline_at(sighting: Sighting | None) -> datetime.datetime | None:
     return sighting.seen_at + OFFLINE_AFTER_INTERVALS * sighting.interval
 
 
+def stamped_sightings(workers: Iterable[Worker], now: datetime.datetime) -> dict[str, Sighting]:
+    """Sightings for a reader that has watched nothing (`workpools run why`): each heartbeat counts
+    as seen at the time it carries (no later than `now`), so a worker is alive while its last
+    heartbeat is at most 3 × interval old on the reader's clock: Prefect's rule. The operator
+    judges on its own sightings instead and may differ by a clock skew, for about a second."""
+    return {
+        w.metadata.name: Sighting(beat, min(beat, now) if beat is not None else None, heartbeat_interval(w))
+        for w in workers
+        for beat in (w.status.last_heartbeat_time,)
+    }
+
+
 def alive(sighting: Sighting | None, now: datetime.datetime) -> bool:
     deadline = offline_at(sighting)
     return deadline is not None and now <= deadline

@@ -16,6 +16,7 @@ import pytest
 from tests.builders import T0
 from workpools.cli.main import build_parser, describe, noun_in, parse_parameter, parse_target, parse_time
 from workpools.client import errors
+from workpools.core.waiting import DEFAULT_WINDOW
 
 VERBS = {
     "pool": [
@@ -43,7 +44,7 @@ VERBS = {
         "reorder",
     ],
     "worker": ["ls", "delete", "start"],
-    "run": ["create", "ls", "inspect", "cancel"],
+    "run": ["create", "ls", "inspect", "why", "cancel"],
 }
 PATCHING = {
     ("pool", "pause"): "spec.paused",
@@ -98,6 +99,8 @@ def test_nouns_list_their_verbs(capsys: pytest.CaptureFixture[str]) -> None:
         (["queue", "reorder", "etl", "high"], "'high' is not QUEUE=PRIORITY"),
         (["queue", "set-priority", "etl", "high", "0"], "'0' must be 1 or more"),
         (["run", "ls", "--state", "Done"], "invalid choice: 'Done'"),
+        (["run", "why", "r", "--window", "soon"], "'soon' is not a number of minutes"),
+        (["run", "why", "r", "--window", "0"], "'0' must be more than 0"),
     ],
 )
 def test_usage_errors_are_one_line_and_exit_2(
@@ -128,6 +131,13 @@ def test_run_create_collects_parameters() -> None:
     assert dict(args.parameters) == {"a": 1, "b": "x"}
     assert args.at is not None
     assert args.queue is None
+
+
+def test_run_why_window_in_minutes() -> None:
+    parser = build_parser()
+    assert parser.parse_args(["run", "why", "r", "--window", "2.5"]).window == 2.5
+    assert parser.parse_args(["run", "why", "r"]).window is None  # the client's default, which --help names
+    assert datetime.timedelta(minutes=10) == DEFAULT_WINDOW
 
 
 def test_worker_start_options() -> None:

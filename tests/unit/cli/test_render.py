@@ -8,7 +8,9 @@ shown with the request it differs from; `emit` for each format.
 
 from __future__ import annotations
 
+import datetime
 import json
+from dataclasses import replace
 
 import pytest
 import yaml
@@ -21,6 +23,7 @@ from workpools.api.states import StateType
 from workpools.cli import render
 from workpools.cli.render import View, emit
 from workpools.client.runs import PoolSlots, concurrency_status
+from workpools.core.waiting import Estimate, Holding, Position, Waiting
 
 # -- building blocks -------------------------------------------------------------------------------
 
@@ -339,3 +342,118 @@ def test_pool_details_without_flow_control_have_no_such_lines() -> None:
     text = render.pool_details(pool(limit=8), NOW)
     assert "Effective limit" not in text
     assert "Start rate" not in text
+
+
+# -- run why -----------------------------------------------------------------------------------------
+
+HELD = Waiting(
+    "r3",
+    "etl",
+    "etl-high",
+    StateType.SCHEDULED,
+    "Late",
+    waiting=True,
+    holds=[
+        Holding("QueueLimitReached", "queue etl-high has no open slot (limit 2)", lifted_by_time=True),
+        Holding("KeyLimitReached", "pool etl runs at most 1 at once per label team; team=a has no room", True),
+    ],
+    pool_position=Position("pool etl", 2, 12, counted=True),
+    queue_position=Position("queue etl-high", 0, 4, counted=True),
+    estimate=Estimate(
+        datetime.timedelta(minutes=10),
+        18,
+        3,
+        start=NOW + datetime.timedelta(seconds=40),
+        earliest=NOW + datetime.timedelta(seconds=25),
+        latest=NOW + datetime.timedelta(seconds=70),
+    ),
+)
+
+
+def test_run_why_reads_like_describe_with_every_rule_and_the_estimate() -> None:
+    assert render.why_view(HELD, NOW).splitlines() == [
+        "Run:              r3",
+        "Pool:             etl",
+        "Queue:            etl-high",
+        "State:            Scheduled (Late)",
+        "Position:         3rd of 12 admissible in pool etl, 1st of 4 in queue etl-high",
+        "Estimated start:  in 40s (range 25s–1m10s), from 18 grants in the last 10m",
+        "Held by:",
+        "  REASON              MESSAGE",
+        "  QueueLimitReached   queue etl-high has no open slot (limit 2)",
+        "  KeyLimitReached     pool etl runs at most 1 at once per label team; team=a has no room",
+    ]
+
+
+def test_run_why_data_for_scripts() -> None:
+    data = render.why_data(HELD, NOW)
+    assert data["position"] == {
+        "pool": {"scope": "pool etl", "rank": 3, "ahead": 2, "admissible": 12},
+        "queue": {"scope": "queue etl-high", "rank": 1, "ahead": 0, "admissible": 4},
+    }
+    assert [h["reason"] for h in data["heldBy"]] == ["QueueLimitReached", "KeyLimitReached"]
+    assert data["estimate"] == {
+        "start": "2026-01-01T12:10:40Z",
+        "earliest": "2026-01-01T12:10:25Z",
+        "latest": "2026-01-01T12:11:10Z",
+        "inSeconds": 40.0,
+        "rangeSeconds": [25.0, 70.0],
+        "grantsNeeded": 3,
+        "grantsInWindow": 18,
+        "windowSeconds": 600.0,
+        "unknown": None,
+    }
+    assert json.loads(emit(View(data, ""), "json")) == data
+
+
+@pytest.mark.parametrize(
+    ("why", "lines"),
+    [
+        pytest.param(
+            replace(HELD, holds=[], estimate=Estimate(datetime.timedelta(minutes=10), 0, 0, NOW, NOW, NOW)),
+            ["Estimated start:  now (nothing holds it)", "Held by:  nothing: the next admission pass grants it"],
+            id="granted-next",
+        ),
+        pytest.param(
+            replace(
+                HELD,
+                pool_position=Position("pool etl", 4, 12, counted=False),
+                queue_position=Position("queue etl-high", 1, 4, counted=False),
+                estimate=Estimate(datetime.timedelta(minutes=10), 1, unknown="WorkQueue etl-high is paused: ..."),
+            ),
+            [
+                "Position:         not admissible itself; 4 of the 12 admissible runs of pool etl come before it, "
+                "1 of 4 in queue etl-high",
+                "Estimated start:  none: WorkQueue etl-high is paused: ...",
+            ],
+            id="not-admissible-no-estimate",
+        ),
+        pytest.param(
+            replace(HELD, state=StateType.RUNNING, state_name="Running", waiting=False, note="running on worker w1"),
+            ["State:    Running", "Waiting:  no: running on worker w1"],
+            id="running",
+        ),
+    ],
+)
+def test_run_why_other_cases(why: Waiting, lines: list[str]) -> None:
+    text = render.why_view(why, NOW).splitlines()
+    assert all(line in text for line in lines), text
+
+
+@pytest.mark.parametrize(
+    ("n", "shown"),
+    [
+        (1, "1st"),
+        (2, "2nd"),
+        (3, "3rd"),
+        (4, "4th"),
+        (11, "11th"),
+        (12, "12th"),
+        (13, "13th"),
+        (21, "21st"),
+        (102, "102nd"),
+        (111, "111th"),
+    ],
+)
+def test_ordinal(n: int, shown: str) -> None:
+    assert render.ordinal(n) == shown

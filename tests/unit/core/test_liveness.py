@@ -333,3 +333,20 @@ def test_last_polled_moves_at_most_every_30s(
     current: datetime | None, heartbeat: datetime | None, expected: datetime | None
 ) -> None:
     assert liveness.last_polled(current, heartbeat) == expected
+
+
+# -- a reader's judgement (`workpools run why`) ------------------------------------------------------
+
+
+def test_a_reader_counts_each_heartbeat_as_seen_at_its_stamp_and_judges_by_prefects_rule() -> None:
+    workers = [
+        wkr("fresh", heartbeat=at(seconds=-90), interval=30),  # exactly 3 intervals: still alive
+        wkr("stale", heartbeat=at(seconds=-91), interval=30),
+        wkr("ahead", heartbeat=at(minutes=5)),  # a clock ahead of ours counts as seen now, no later
+        wkr("never", heartbeat=None),
+    ]
+    seen = liveness.stamped_sightings(workers, T0)
+    assert seen["ahead"] == Sighting(at(minutes=5), T0, timedelta(seconds=30))
+    assert seen["never"] == Sighting(None, None, timedelta(seconds=30))
+    state = PoolState("p", wp(), [], workers, [], T0, sightings=seen)
+    assert liveness.judge(state).online == {"fresh", "ahead"}
