@@ -79,6 +79,12 @@ async def _reconcile_statuses(rt: Runtime, key: ObjectKey, state: PoolState) -> 
         if worker.metadata.name in plan.delete_workers:
             await _delete_worker(rt, worker)
     stale = await _write_worker_statuses(rt, key, state, plan)
+    if stale:
+        # A refused phase write is decided again, but not by the watch when the Worker changed by our
+        # own bookkeeping write (its answer is in the store already: its event wakes nothing), and a
+        # silence whose reclaim moment has passed sets no deadline: without this, an Offline write
+        # refused that way left its runs bound until the Worker changed again (seen in CI).
+        asyncio.get_running_loop().call_later(STALE_RETRY_SECONDS, rt.wakeups.wake, key)
     # The pool's workers.online counts phases that landed: after a refused Worker write it waits
     # for the pass that the Worker's newer version wakes, rather than count what did not happen.
     if pool is not None and plan.pool_status is not None and not stale and plan.pool_status != pool.status:
@@ -257,6 +263,10 @@ READS_IN_FLIGHT = 16
 
 WORKER_WRITES_IN_FLIGHT = 16
 """Worker phase writes of one pass on the wire at once."""
+
+STALE_RETRY_SECONDS = 1.0
+"""A pass whose Worker phase write was refused (changed meanwhile, or gone) is followed by another
+this much later: soon, but never a tight loop while the watch has not brought the change yet."""
 
 
 async def _delete_finished_runs(rt: Runtime, pool: ObjectKey, silent: frozenset[str]) -> None:

@@ -415,3 +415,31 @@ def test_the_backlog_snapshot_counts_a_grant_on_the_wire_as_made_and_changes_not
 
     asyncio.run(scenario())
     assert granted(transport) == ["a"]
+
+
+def test_a_refused_offline_write_is_tried_again_by_a_later_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Changed meanwhile by our own bookkeeping write, the Worker's watch event wakes nothing, and a
+    silence past its reclaim moment sets no deadline: the pool must be decided again all the same."""
+    monkeypatch.setattr(pools, "STALE_RETRY_SECONDS", 0.01)
+    woken: list[ObjectKey] = []
+
+    async def patch(name: str, options: dict[str, Any]) -> dict[str, Any]:
+        if options["kind"] == "Worker":
+            raise errors.Conflict("the object has been modified", kind="Worker", name=name)
+        return as_patched(rt, options["kind"], name, options["patch"])
+
+    transport = ScriptedTransport(patch=patch, create=events)
+    rt = runtime(transport)
+    rt.wakeups.wake = woken.append  # type: ignore[method-assign,assignment]
+    pool = wp(concurrencyLimit=1)
+    pool.status.default_queue = DEFAULT_QUEUE
+    stored(rt, pool, wq(), wkr("w"))  # its first heartbeat seen: to be written Online, refused here
+
+    async def scenario() -> None:
+        await pools.reconcile_pool(rt, POOL)
+        assert POOL not in woken  # not at once: a tight loop while the watch lags is what the delay avoids
+        await asyncio.sleep(0.05)
+        await rt.stop_writers()
+
+    asyncio.run(scenario())
+    assert POOL in woken
