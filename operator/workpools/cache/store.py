@@ -21,6 +21,10 @@ from workpools.core.snapshot import Sighting
 Member = WorkQueue | Worker | FlowRun
 M = TypeVar("M", WorkQueue, Worker, FlowRun)
 
+POLL_REWAKE = datetime.timedelta(seconds=5)
+"""How long a heartbeat that moves a queue's lastPolled wakes nothing after one that did (the write
+of the pass it woke should have landed by then)."""
+
 TOMBSTONES_MAX = 100_000
 """Deleted objects remembered (by uid, ~100 bytes each), so a late write response cannot revive one."""
 
@@ -103,6 +107,8 @@ class Store:
     """Per pool and worker name, what we saw of its heartbeat and when (core/liveness.py). Kept
     after a Worker is deleted while runs are still bound to it."""
     clock: Callable[[], datetime.datetime] = utc_now
+    poll_wakes: dict[ObjectKey, tuple[datetime.datetime | None, datetime.datetime]] = field(default_factory=dict)
+    """Per queue: the lastPolled stored when a heartbeat moving it last woke the pool, and when."""
     tombstones: dict[str, None] = field(default_factory=dict)
     """uids of deleted objects, oldest first (bounded by TOMBSTONES_MAX)."""
 
@@ -132,9 +138,27 @@ class Store:
             seen = self.sightings[pool_key]
             seen_before = seen.get(key.name)
             seen[key.name] = liveness.sight(seen_before, obj, now)
-            if not liveness.is_news(previous, seen_before, obj, self.queues.of(pool_key), now):
+            if liveness.is_news(previous, seen_before, obj, now):
+                return touched
+            moved = liveness.moved_last_polled(previous, obj, self.queues.of(pool_key))
+            if not [q for q in moved if self._first_wake_for_poll(q, now)]:
                 return set()  # a heartbeat that proves a live worker alive: nothing to decide
         return touched
+
+    def _first_wake_for_poll(self, queue: WorkQueue, now: datetime.datetime) -> bool:
+        """Whether a heartbeat that moves `queue`'s lastPolled should wake its pool: once per move.
+
+        At 100 beats/s every beat moves it until the write of the pass woken for it lands; waking
+        for each of them ran a pass per beat meanwhile. A write that has not landed POLL_REWAKE
+        later (refused, lost) is decided again on the next beat.
+        """
+        key = ObjectKey(queue.metadata.namespace or "", queue.metadata.name)
+        stored = queue.status.last_polled
+        earlier = self.poll_wakes.get(key)
+        if earlier is not None and earlier[0] == stored and now - earlier[1] < POLL_REWAKE:
+            return False
+        self.poll_wakes[key] = (stored, now)
+        return True
 
     def sightings_for(self, pool: ObjectKey, bound: Iterable[str]) -> dict[str, Sighting]:
         """The pool's sightings, pruned to its workers and the workers its runs are bound to.
@@ -170,6 +194,7 @@ class Store:
         touched = members.remove(key)
         if isinstance(obj, WorkQueue):
             self.deletions[ObjectKey(key.namespace, obj.spec.work_pool)].append(obj)
+            self.poll_wakes.pop(key, None)
         return touched
 
     def take_news(self, pool: ObjectKey) -> tuple[list[SpecChange], list[WorkPool | WorkQueue]]:

@@ -59,32 +59,33 @@ def sight(previous: Sighting | None, worker: Worker, now: datetime.datetime) -> 
     return Sighting(previous.heartbeat, previous.seen_at, interval)
 
 
-def is_news(
-    before: Worker | None,
-    seen_before: Sighting | None,
-    after: Worker,
-    queues: Iterable[WorkQueue],
-    now: datetime.datetime,
-) -> bool:
+def is_news(before: Worker | None, seen_before: Sighting | None, after: Worker, now: datetime.datetime) -> bool:
     """Whether a Worker event can change a decision of its pool, so the pool must be woken.
 
     A heartbeat of a worker that was alive, changing nothing else, cannot: it only refreshes the
     worker's sighting (the store keeps it), and a refreshed sighting only moves the worker's
     liveness deadlines later (an early timer wake-up finds nothing to do and sets the next one).
     So at 1,000 workers a steady heartbeat costs a store update, not a pass over the pool. It is
-    news when the worker is new, its spec or the operator-written part of its status changed, it
-    was silent, or its heartbeat moves the `lastPolled` of a queue it serves (every 30 s at most).
+    news when the worker is new, its spec or the operator-written part of its status changed, or
+    it was silent. A heartbeat that moves a queue's `lastPolled` is the other reason to wake
+    (`moved_last_polled`), which the store takes once per move.
     """
     if before is None or before.spec != after.spec or not alive(seen_before, now):
         return True
-    if _without_heartbeat(before) != _without_heartbeat(after):
-        return True
+    return _without_heartbeat(before) != _without_heartbeat(after)
+
+
+def moved_last_polled(before: Worker | None, after: Worker, queues: Iterable[WorkQueue]) -> list[WorkQueue]:
+    """The queues `after` serves whose `lastPolled` its new heartbeat moves on (every 30 s at most)."""
     beat = after.status.last_heartbeat_time
-    return beat != before.status.last_heartbeat_time and any(
-        last_polled(q.status.last_polled, beat) != q.status.last_polled
+    if before is not None and beat == before.status.last_heartbeat_time:
+        return []
+    return [
+        q
         for q in queues
-        if not after.spec.work_queues or q.metadata.name in after.spec.work_queues
-    )
+        if (not after.spec.work_queues or q.metadata.name in after.spec.work_queues)
+        and last_polled(q.status.last_polled, beat) != q.status.last_polled
+    ]
 
 
 def _without_heartbeat(worker: Worker) -> object:

@@ -215,6 +215,33 @@ def test_a_heartbeat_that_moves_a_served_queues_last_polled_wakes_the_pool() -> 
     assert woken == [set(), set(), {POOL}]
 
 
+def test_beats_that_move_last_polled_before_its_write_lands_wake_the_pool_once() -> None:
+    clock = Clock()
+    store = Store(clock=clock)
+    store.put(queue_body("q", T0))
+    store.put(worker_body(T0, 1, phase="Online", queues=("q",)))
+    woken = []
+    for second in range(30, 35):  # one beat a second (a fleet's worth) from the 30 s boundary on
+        clock.now = at(seconds=second)
+        woken.append(store.put(worker_body(at(seconds=second), second, phase="Online", queues=("q",))))
+    assert woken == [{POOL}] + [set()] * 4  # one pass writes it; the others would decide the same
+    store.put(queue_body("q", at(seconds=30), version=2))  # the write landed
+    clock.now = at(seconds=60)
+    assert store.put(worker_body(at(seconds=60), 60, phase="Online", queues=("q",))) == {POOL}  # the next move
+
+
+def test_a_last_polled_write_that_never_lands_is_decided_again_a_few_seconds_later() -> None:
+    clock = Clock()
+    store = Store(clock=clock)
+    store.put(queue_body("q", T0))
+    store.put(worker_body(T0, 1, phase="Online", queues=("q",)))
+    woken = []
+    for second in (30, 34, 35, 36):
+        clock.now = at(seconds=second)
+        woken.append(store.put(worker_body(at(seconds=second), second, phase="Online", queues=("q",))))
+    assert woken == [{POOL}, set(), {POOL}, set()]  # POLL_REWAKE (5 s) after the first
+
+
 # --- versions and deletions -----------------------------------------------------------------------
 
 
