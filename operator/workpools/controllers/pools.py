@@ -94,7 +94,7 @@ async def _reconcile_statuses(rt: Runtime, key: ObjectKey, state: PoolState) -> 
             rt.lane.submit_status(WORKQUEUES, queue, key, wanted)
     for obj, event in plan.events:
         if (obj.KIND, obj.metadata.name) not in stale:  # its status will be re-decided, events with it
-            await post_event(rt, obj, event)
+            rt.events.submit(obj, event)
 
 
 async def _write_worker_statuses(

@@ -15,6 +15,7 @@ from workpools.cache.store import Store
 from workpools.cache.wakeups import Wakeups
 from workpools.client.transport import Transport
 from workpools.clock import utc_now
+from workpools.controllers.events import EventPoster
 from workpools.controllers.writers import RunWriter, StatusLane
 from workpools.core.snapshot import DELETIONS_BURST, DELETIONS_PER_SECOND
 from workpools.core.tokens import TokenBucket
@@ -57,11 +58,15 @@ class Runtime:
     """Run writes in flight and the grants assumed meanwhile (controllers/writers.py)."""
     lane: StatusLane = field(init=False)
     """The coalescing writer of status-only bookkeeping (controllers/writers.py)."""
+    events: EventPoster = field(init=False)
+    """Posts the events passes decide, without making them wait (controllers/events.py)."""
 
     def __post_init__(self) -> None:
         self.run_writer = RunWriter(self)
         self.lane = StatusLane(self)
+        self.events = EventPoster(self)
 
     async def stop_writers(self) -> None:
         await self.run_writer.stop()
         await self.lane.stop()
+        await self.events.stop()

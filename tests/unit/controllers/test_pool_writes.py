@@ -27,6 +27,7 @@ from workpools.api.states import StateType
 from workpools.cache.store import Store
 from workpools.cache.wakeups import Wakeups
 from workpools.client import errors
+from workpools.client.events import event_name
 from workpools.client.resources import WORKERS
 from workpools.client.transport import ResourceType
 from workpools.controllers import pools, writers
@@ -443,3 +444,42 @@ def test_a_refused_offline_write_is_tried_again_by_a_later_pass(monkeypatch: pyt
 
     asyncio.run(scenario())
     assert POOL in woken
+
+
+def test_a_pass_does_not_wait_for_its_events_which_keep_the_time_they_were_decided() -> None:
+    """1,000 workers registering mean 1,000 WorkerOnline events: a pass that waited for each held
+    its pool (newcomers, grants) for minutes. Posted later, each is still named and stamped by the
+    moment the pass decided it, so an object's events list in the order decided."""
+    posted: list[dict[str, Any]] = []
+    answer_events = asyncio.Event()
+
+    async def create(name: str, options: dict[str, Any]) -> dict[str, Any]:
+        await answer_events.wait()
+        posted.append(options["body"])
+        return options["body"]
+
+    async def patch(name: str, options: dict[str, Any]) -> dict[str, Any]:
+        return as_patched(rt, options["kind"], name, options["patch"])
+
+    transport = ScriptedTransport(patch=patch, create=create)
+    rt = runtime(transport)
+    ticks = iter(range(10_000))
+    rt.clock = lambda: T0 + timedelta(milliseconds=next(ticks))  # every reading a millisecond later
+    pool = wp(concurrencyLimit=1)
+    pool.status.default_queue = DEFAULT_QUEUE
+    workers = [f"w{i:02d}" for i in range(20)]
+    stored(rt, pool, wq(), *(wkr(name) for name in workers))  # each to be written Online, with its event
+
+    async def scenario() -> str:
+        await asyncio.wait_for(pools.reconcile_pool(rt, POOL), timeout=5)  # returns with no event answered
+        assert posted == []
+        passed = event_name("x", rt.clock()).split(".")[1]
+        answer_events.set()
+        await asyncio.wait_for(rt.events.drain(), timeout=5)
+        await rt.stop_writers()
+        return passed
+
+    passed = asyncio.run(scenario())
+    online = [e for e in posted if e["reason"] == "WorkerOnline"]
+    assert sorted(e["involvedObject"]["name"] for e in online) == workers
+    assert all(e["metadata"]["name"].split(".")[1] < passed for e in posted)  # decided during the pass
