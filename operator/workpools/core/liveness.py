@@ -31,7 +31,8 @@ OFFLINE_AFTER_INTERVALS = 3
 """Missed heartbeat intervals after which a worker is Offline (Prefect's inactivity multiple)."""
 
 CHECK_PERIOD = datetime.timedelta(seconds=1)
-"""How often the one global timer looks for pool deadlines that passed (core/deadlines.py)."""
+"""The longest the one global timer sleeps between looks for pool deadlines (core/deadlines.py);
+it wakes at the earliest one when that is sooner."""
 
 LAST_POLLED_EVERY = datetime.timedelta(seconds=30)
 """A queue's status.lastPolled follows its workers' heartbeats, written at most this often."""

@@ -1,9 +1,10 @@
 """The one clock-driven wake-up (controllers/timers.py), with a recording stand-in for `Wakeups`.
 
 Aspects: a tick wakes exactly the pools whose recorded moment has come (a moment equal to now
-included) and forgets them, keeping the others; the loop looks every `CHECK_PERIOD`, one second,
-so a pool is woken at most a second after its moment (Offline, Late, a Pending timeout); a tick
-that fails does not stop the loop.
+included) and forgets them, keeping the others; the loop sleeps until the earliest moment, and at
+most `CHECK_PERIOD` (one second), so a pool is woken at its moment (Offline, Late, a Pending
+timeout), or within a second when the moment was recorded in the meantime; a tick that fails does
+not stop the loop.
 """
 
 from __future__ import annotations
@@ -93,14 +94,28 @@ def ticks(rt: Runtime, clock: Clock, monkeypatch: pytest.MonkeyPatch, count: int
     return slept
 
 
-def test_the_timer_looks_every_second_so_a_pool_is_woken_within_a_second_of_its_moment(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_the_timer_sleeps_until_the_earliest_moment_and_a_second_at_most(monkeypatch: pytest.MonkeyPatch) -> None:
     clock, recorder = Clock(), Woken()
-    rt = runtime({A: at(seconds=0.5), B: at(seconds=1.5), C: at(seconds=2.5)}, recorder, clock)
-    assert ticks(rt, clock, monkeypatch, count=3) == [1.0, 1.0, 1.0]
-    assert recorder.calls == [{A}, {B}, {C}]
+    rt = runtime({A: at(seconds=0.5), B: at(seconds=0.75), C: at(seconds=2.5)}, recorder, clock)
+    assert ticks(rt, clock, monkeypatch, count=4) == [0.5, 0.25, 1.0, 0.75]
+    assert recorder.calls == [{A}, {B}, set(), {C}]
     assert datetime.timedelta(seconds=1) == CHECK_PERIOD
+
+
+def test_a_moment_a_pass_records_between_two_looks_is_the_next_one_slept_until(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock, recorder = Clock(), Woken()
+    rt = runtime({}, recorder, clock)
+    original = timers.wake_due_pools
+
+    def record_then_wake(rt: Runtime) -> None:
+        original(rt)
+        if not rt.deadlines and not recorder.calls[1:]:
+            rt.deadlines[A] = clock.now + datetime.timedelta(seconds=0.2)  # a pass records one meanwhile
+
+    monkeypatch.setattr(timers, "wake_due_pools", record_then_wake)
+    slept = ticks(rt, clock, monkeypatch, count=2)
+    assert slept == [1.0, 0.2]
+    assert recorder.calls[-1] == {A}
 
 
 def test_a_failing_tick_does_not_stop_the_timer(
