@@ -191,11 +191,12 @@ def _state(rt: Runtime, key: ObjectKey, confirmed_silent: frozenset[str] = froze
     busy = rt.run_writer.skip(key)
     in_flight, finished = _runs(rt, key, busy)
     pool = store.pools.get(key)
+    planned_workers = lane.planned_in(WORKERS, key.namespace)
     return PoolState(
         name=key.name,
         pool=None if pool is None else _as_planned(lane.planned(WORKPOOLS, pool), pool),
         queues=_queues(rt, key),
-        workers=[_as_planned(lane.planned(WORKERS, w), w) for w in store.workers.of(key)],
+        workers=[_as_planned(planned_workers.get(w.metadata.name), w) for w in store.workers.of(key)],
         runs=in_flight,
         now=rt.clock(),
         sightings=store.sightings_for(key, {r.status.worker for r in in_flight if r.status.worker}),

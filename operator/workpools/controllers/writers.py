@@ -255,6 +255,18 @@ class StatusLane:
         entry = self._pending.get(key) or self._sending.get(key)
         return entry.planned if entry is not None else None
 
+    def planned_in(self, resource: ResourceType, namespace: str) -> dict[str, Any]:
+        """`planned` of every object of `resource` in `namespace` that has a write here, by name: one
+        walk over this lane's few entries, not a lookup per object (a pool's 1,000 workers, per step)."""
+        found: dict[str, Any] = {}
+        for entries in (self._sending, self._pending):  # pending last: it wins, as in `planned`
+            found.update(
+                (k.name, e.planned)
+                for (kind, k), e in entries.items()
+                if kind == resource.kind and k.namespace == namespace
+            )
+        return found
+
     def _submit(self, key: tuple[str, ObjectKey], entry: _Bookkeeping) -> None:
         earlier = self._pending.get(key)
         if earlier is not None:
