@@ -52,7 +52,7 @@ async def post_event(rt: Runtime, obj: Resource, event: Event, *, now: datetime.
 
 
 class EventPoster:
-    """Posts the events passes decide in the background, in the order given, EVENTS_IN_FLIGHT at once.
+    """Posts the events passes decide in the background, taken in the order given, EVENTS_IN_FLIGHT at once.
 
     A pass never waits for one: when 1,000 workers registered, posting their WorkerOnline events one
     after the other inside the pass held the pool for minutes (newcomers, grants and statuses waited
@@ -78,10 +78,6 @@ class EventPoster:
             if self.dropped % 1000 == 1:
                 logger.warning("%d events dropped: %d are waiting to be posted", self.dropped, EVENTS_QUEUED_MAX)
 
-    async def drain(self) -> None:
-        """Wait until every event submitted so far has been posted (or failed)."""
-        await self._queue.join()
-
     async def stop(self) -> None:
         for task in self._posters:
             task.cancel()
@@ -93,5 +89,5 @@ class EventPoster:
             obj, event, decided = await self._queue.get()
             try:
                 await post_event(self._rt, obj, event, now=decided)
-            finally:
-                self._queue.task_done()
+            except Exception:  # a bug must not stop this poster for good
+                logger.exception("posting event %s on %s failed", event.reason, obj.metadata.name)

@@ -451,11 +451,13 @@ def test_a_pass_does_not_wait_for_its_events_which_keep_the_time_they_were_decid
     its pool (newcomers, grants) for minutes. Posted later, each is still named and stamped by the
     moment the pass decided it, so an object's events list in the order decided."""
     posted: list[dict[str, Any]] = []
-    answer_events = asyncio.Event()
+    answer_events, all_online_posted = asyncio.Event(), asyncio.Event()
 
     async def create(name: str, options: dict[str, Any]) -> dict[str, Any]:
         await answer_events.wait()
         posted.append(options["body"])
+        if sum(e["reason"] == "WorkerOnline" for e in posted) == len(workers):
+            all_online_posted.set()
         return options["body"]
 
     async def patch(name: str, options: dict[str, Any]) -> dict[str, Any]:
@@ -475,7 +477,7 @@ def test_a_pass_does_not_wait_for_its_events_which_keep_the_time_they_were_decid
         assert posted == []
         passed = event_name("x", rt.clock()).split(".")[1]
         answer_events.set()
-        await asyncio.wait_for(rt.events.drain(), timeout=5)
+        await asyncio.wait_for(all_online_posted.wait(), timeout=5)
         await rt.stop_writers()
         return passed
 
