@@ -299,6 +299,10 @@ class StatusLane:
                         await self._news.wait()
                 continue
             heapq.heappop(self._queue)
+            if key in self._sending:
+                # One write per object on the wire: two could land in the other order, the older
+                # status last, and its answer (our own write) wakes nothing to set it right.
+                continue  # queued again when the one on the wire has its answer (`_send`)
             del self._pending[key]
             await self._gate.acquire()
             self._sending[key] = entry
@@ -333,6 +337,10 @@ class StatusLane:
             if entry.resource is not FLOWRUNS:
                 self._sent_at[key] = time.monotonic()
             self._gate.release()
+            if (waiting := self._pending.get(key)) is not None:  # decided while this one was on the wire
+                waiting.due = max(waiting.due, self._sent_at.get(key, 0.0) + STATUS_EVERY)
+                heapq.heappush(self._queue, (waiting.due, next(self._order), key))
+                self._news.set()
 
     async def _write_hold(self, entry: _Bookkeeping) -> None:
         rt, key = self._rt, entry.key

@@ -485,3 +485,39 @@ def test_a_pass_does_not_wait_for_its_events_which_keep_the_time_they_were_decid
     online = [e for e in posted if e["reason"] == "WorkerOnline"]
     assert sorted(e["involvedObject"]["name"] for e in online) == workers
     assert all(e["metadata"]["name"].split(".")[1] < passed for e in posted)  # decided during the pass
+
+
+def test_a_status_decided_while_the_last_one_is_on_the_wire_leaves_after_its_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two writes of one object on the wire at once can land in the other order, the older status
+    last; its answer is our own write and wakes nothing, so the object kept the older status (CI:
+    a pool's `status.queues` stuck at 1, a queue's SCHEDULED at 1 of 2)."""
+    monkeypatch.setattr(writers, "STATUS_EVERY", 0.0)
+    first_answered = asyncio.Event()
+    sent: list[int] = []
+
+    async def patch(name: str, options: dict[str, Any]) -> dict[str, Any]:
+        sent.append(options["patch"]["status"]["assignedRuns"])
+        if len(sent) == 1:
+            await first_answered.wait()
+        return as_patched(rt, options["kind"], name, options["patch"])
+
+    transport = ScriptedTransport(patch=patch, create=events)
+    rt = runtime(transport)
+    worker = wkr("w")
+    stored(rt, worker)
+
+    async def scenario() -> None:
+        rt.lane.submit_status(WORKERS, worker, POOL, worker.status.model_copy(update={"assigned_runs": 1}))
+        await asyncio.sleep(0.05)  # on the wire, unanswered
+        rt.lane.submit_status(WORKERS, worker, POOL, worker.status.model_copy(update={"assigned_runs": 2}))
+        await asyncio.sleep(0.05)
+        assert sent == [1]  # the second waits for the first one's answer
+        first_answered.set()
+        await asyncio.sleep(0.05)
+        await rt.stop_writers()
+
+    asyncio.run(scenario())
+    assert sent == [1, 2]
+    assert rt.store.workers.of(POOL)[0].status.assigned_runs == 2
