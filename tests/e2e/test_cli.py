@@ -485,11 +485,12 @@ def test_pool_preview_shows_admission_order(
         namespace=namespace,
     )
     cli("run", "create", "etl", "--queue", "etl-a", "--name", "a-later", "--at", "+3h")
-    wait_for(
-        lambda: (
-            [q["status"].get("effectivePriority") for q in cli.run("queue", "ls", "etl", "-o", "json").json()]
-            == [1, 2, 3]
-        ),
+    wait_for(  # by name: on the way there a queue may hold another's priority for a moment
+        lambda: {
+            q["metadata"]["name"]: q["status"].get("effectivePriority")
+            for q in cli.run("queue", "ls", "etl", "-o", "json").json()
+        },
+        equals={"etl-b": 1, "etl-a": 2, "etl-default": 3},
         what="priorities resolved",
     )
     rows = [line.split() for line in cli("pool", "preview", "etl").splitlines()]

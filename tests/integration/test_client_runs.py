@@ -109,6 +109,9 @@ def test_create_read_and_cancel_runs(installed: Kubectl, operator: OperatorProce
         runs(lambda c: c.cancel_flow_run("ghost"))
 
 
+QUEUES = ("q1", "q2", "p-default")
+
+
 def test_slot_holders_and_active_slots(
     installed: Kubectl, operator: OperatorProcess, namespace: str, runs: Runs, workers: Workers
 ) -> None:
@@ -118,6 +121,11 @@ def test_slot_holders_and_active_slots(
         queue("q2", "p", priority=2),
         pool("p2"),
         namespace=namespace,
+    )
+    wait_for(  # the order below is by effective priority: the default queue is pushed behind both
+        lambda: {n: installed.get("wq", n, namespace).get("status", {}).get("effectivePriority") for n in QUEUES},
+        equals={"q1": 1, "q2": 2, "p-default": 3},
+        what="priorities resolved",
     )
 
     async def create(client: RunsClient) -> None:

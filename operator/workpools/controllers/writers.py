@@ -337,9 +337,8 @@ class StatusLane:
             if entry.resource is not FLOWRUNS:
                 self._sent_at[key] = time.monotonic()
             self._gate.release()
-            if (waiting := self._pending.get(key)) is not None:  # decided while this one was on the wire
-                waiting.due = max(waiting.due, self._sent_at.get(key, 0.0) + STATUS_EVERY)
-                heapq.heappush(self._queue, (waiting.due, next(self._order), key))
+            if (waiting := self._pending.get(key)) is not None:  # decided while this one was on the wire:
+                heapq.heappush(self._queue, (waiting.due, next(self._order), key))  # it leaves now, when due
                 self._news.set()
 
     async def _write_hold(self, entry: _Bookkeeping) -> None:
