@@ -13,6 +13,7 @@ from workpools.api.meta import ObjectKey
 from workpools.api.worker import Worker
 from workpools.api.workpool import WorkPool
 from workpools.api.workqueue import WorkQueue
+from workpools.cache.lines import Lines
 from workpools.clock import utc_now
 from workpools.core import liveness
 from workpools.core.plan import SpecChange
@@ -111,6 +112,8 @@ class Store:
     """Per queue: the lastPolled stored when a heartbeat moving it last woke the pool, and when."""
     tombstones: dict[str, None] = field(default_factory=dict)
     """uids of deleted objects, oldest first (bounded by TOMBSTONES_MAX)."""
+    lines: Lines = field(default_factory=Lines)
+    """The runs waiting in each queue's line, in admission order, and the slot holders, per pool."""
 
     def put(self, body: dict[str, Any]) -> set[ObjectKey]:
         """Record an added or modified object; returns the pools to reconcile.
@@ -131,6 +134,8 @@ class Store:
         members: Members[Any] = self._members(kind)
         obj, previous = _MODELS[kind].model_validate(body), members.by_key.get(key)
         touched = members.put(obj)
+        if isinstance(obj, FlowRun) and touched:
+            self.lines.update(previous, obj)
         if isinstance(obj, WorkQueue) and touched:
             self._note_change(ObjectKey(key.namespace, obj.spec.work_pool), previous, obj)
         if isinstance(obj, Worker) and touched:
@@ -192,6 +197,8 @@ class Store:
         members: Members[Any] = self._members(kind)
         obj = members.by_key.get(key)
         touched = members.remove(key)
+        if isinstance(obj, FlowRun):
+            self.lines.update(obj, None)
         if isinstance(obj, WorkQueue):
             self.deletions[ObjectKey(key.namespace, obj.spec.work_pool)].append(obj)
             self.poll_wakes.pop(key, None)

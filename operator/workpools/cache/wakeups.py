@@ -19,10 +19,22 @@ Reconcile = Callable[[ObjectKey], Awaitable[None]]
 
 
 class Wakeups:
-    def __init__(self, reconcile: Reconcile, *, first_retry: float = 1.0, max_retry: float = 16.0):
+    def __init__(
+        self,
+        reconcile: Reconcile,
+        *,
+        between: Callable[[ObjectKey], None] | None = None,
+        first_retry: float = 1.0,
+        max_retry: float = 16.0,
+    ):
+        """`between`: called soon (on the loop, never during a pass's own synchronous step) for a
+        wake that comes while the pool's pass is running: the grant pass that a freed slot must not
+        wait a whole full pass for (controllers/pools.py)."""
         # At most 16 s between retries: after a fault heals, a pool is decided again within
         # seconds; a persistent error still costs one pass per 16 s, never a storm.
         self._reconcile = reconcile
+        self._between = between
+        self._between_due: set[ObjectKey] = set()
         self._first_retry = first_retry
         self._max_retry = max_retry
         self._dirty: set[ObjectKey] = set()
@@ -33,8 +45,13 @@ class Wakeups:
     def wake(self, *pools: ObjectKey) -> None:
         for pool in pools:
             self._dirty.add(pool)
-            if self.enabled and pool not in self._tasks:
+            if not self.enabled:
+                continue
+            if pool not in self._tasks:
                 self._tasks[pool] = asyncio.create_task(self._run(pool), name=f"reconcile {pool}")
+            elif self._between is not None and pool not in self._between_due:
+                self._between_due.add(pool)
+                asyncio.get_running_loop().call_soon(self._run_between, pool)
 
     def enable(self) -> None:
         self.enabled = True
@@ -59,7 +76,63 @@ class Wakeups:
         finally:
             self._tasks.pop(pool, None)
 
+    def _run_between(self, pool: ObjectKey) -> None:
+        self._between_due.discard(pool)
+        if self._between is None or pool not in self._tasks:
+            return  # the pass ended meanwhile: the round it goes once more decides it
+        try:
+            self._between(pool)
+        except Exception:
+            logger.exception("deciding pool %s between the steps of its pass failed", pool)
+
     async def stop(self) -> None:
         for task in list(self._tasks.values()):
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+
+FULL_PASS_SHARE = 0.25
+"""While wake-ups come faster, a pool's full passes take about this share of its time at most:
+after a full pass of d seconds the next one waits d × (1 / share − 1); grant passes run between."""
+
+FULL_PASS_GAP_MAX = 1.0
+"""Seconds a full pass waits at most after the last one (its bookkeeping is a second late at worst)."""
+
+
+class Pacing:
+    """When each pool's next full pass may run; a wake-up before that runs a grant pass, and the
+    full pass follows when due (a timer wakes the pool then).
+
+    A full pass decides everything (lifecycle, reasons, statuses, deadlines) over every run of the
+    pool; a grant pass only fills open slots from the heads of the queues' lines. At 10,000 runs
+    waiting, a full pass per freed slot kept freed slots waiting for seconds.
+    """
+
+    def __init__(self, wake: Callable[[ObjectKey], None]) -> None:
+        self._wake = wake
+        self._next_full: dict[ObjectKey, float] = {}
+        self._timers: dict[ObjectKey, asyncio.TimerHandle] = {}
+
+    def full_due(self, pool: ObjectKey) -> bool:
+        """Whether this pass may be a full one; if not, the pool is woken when it may."""
+        loop = asyncio.get_running_loop()
+        due = self._next_full.get(pool)
+        if due is None or loop.time() >= due:
+            return True
+        if pool not in self._timers:
+            self._timers[pool] = loop.call_at(due, self._fire, pool)
+        return False
+
+    def full_done(self, pool: ObjectKey, seconds: float) -> None:
+        """A full pass of `pool` took `seconds`."""
+        gap = min(FULL_PASS_GAP_MAX, seconds * (1 / FULL_PASS_SHARE - 1))
+        self._next_full[pool] = asyncio.get_running_loop().time() + gap
+
+    def _fire(self, pool: ObjectKey) -> None:
+        self._timers.pop(pool, None)
+        self._wake(pool)
+
+    def stop(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
@@ -36,35 +38,68 @@ logger = logging.getLogger(__name__)
 async def reconcile_pool(rt: Runtime, key: ObjectKey) -> None:
     """One pass for one pool: decide on the store as it is, send the writes, and return.
 
-    Before deciding: the outcome of earlier writes that is still unknown is read back, and silent
-    workers are read directly. Then three steps, each deciding on the store with the previous
-    step's writes in flight (controllers/writers.py): (1) run lifecycle (recover, cancel, retry),
+    First, the outcome of earlier writes that is still unknown is read back. Then either a grant
+    pass (open slots filled from the heads of the queues' lines, `_grant_line_heads`), when the
+    pool's next full pass is not due yet (cache/wakeups.Pacing), or a full pass: silent workers
+    are read directly, then three steps, each deciding on the store with the previous step's
+    writes in flight (controllers/writers.py): (1) run lifecycle (recover, cancel, retry),
     (2) admission: grants go out at once, counted as made while on the wire, and the reasons runs
     wait go to the bookkeeping lane, (3) statuses of the pool, its queues and workers, and their
     events. A pass never waits for a run write: the next one decides with it in flight, and its
     outcome wakes the pool again when it changes anything.
     """
     await _read_back_unsure_runs(rt, key)
+    if not rt.pacing.full_due(key) and _grant_line_heads(rt, key):
+        return
+    started = time.monotonic()
     silent = await _read_silent_workers(rt, key)
-    _decide_runs(rt, key, silent)
+    # Between the steps the loop breathes: a freed slot is refilled then (`grant_between`), not
+    # after the whole pass; each step decides on the state as it finds it.
+    for change in runs.lifecycle_changes(_state(rt, key, silent)):
+        rt.run_writer.launch(key, change)
+    await _breathe()
+    for change in runs.admission_changes(_state(rt, key, silent)):
+        if change.granted_to is not None:
+            rt.run_writer.launch(key, change)
+        else:
+            rt.lane.submit_hold(change.run, key, change.patch)
+    await _breathe()
     await _reconcile_statuses(rt, key, _state(rt, key, silent))
+    await _breathe()
     await _delete_finished_runs(rt, key, silent)
     # Decided on the pool as this pass leaves it (runs deleted, the deletion budget spent).
     if (deadline := next_deadline(_state(rt, key, silent))) is not None:
         rt.deadlines[key] = deadline
     else:
         rt.deadlines.pop(key, None)
+    rt.pacing.full_done(key, time.monotonic() - started)
 
 
-def _decide_runs(rt: Runtime, key: ObjectKey, silent: frozenset[str]) -> None:
-    """Lifecycle moves and grants leave at once; waiting runs' reasons go to the bookkeeping lane."""
-    for change in runs.lifecycle_changes(_state(rt, key, silent)):
-        rt.run_writer.launch(key, change)
-    for change in runs.admission_changes(_state(rt, key, silent)):
-        if change.granted_to is not None:
-            rt.run_writer.launch(key, change)
-        else:
-            rt.lane.submit_hold(change.run, key, change.patch)
+def _grant_line_heads(rt: Runtime, key: ObjectKey) -> bool:
+    """A grant pass: fill the pool's open slots from the heads of its queues' lines, and nothing
+    else (the full pass that follows decides the rest). False when heads do not suffice to grant
+    (`runs.heads_suffice`): then the pass must be a full one."""
+    holders = _state(rt, key, holders_only=True)
+    if not runs.heads_suffice(holders):
+        return False
+    lines = {queue.metadata.name: rt.store.lines.line(key, queue.metadata.name) for queue in holders.queues}
+    heads = runs.line_heads(holders, lines, lambda name: rt.store.runs.by_key.get(ObjectKey(key.namespace, name)))
+    if heads:
+        state = dataclasses.replace(holders, runs=[*holders.runs, *heads])
+        for change in runs.admission_changes(state):
+            if change.granted_to is not None:
+                rt.run_writer.launch(key, change)
+    return True
+
+
+def grant_between(rt: Runtime, key: ObjectKey) -> None:
+    """A grant pass while the pool's pass waits (on the API server, or breathing between steps)."""
+    if not rt.store.unsure.get(key):  # an unknown outcome is read back first, by the pass
+        _grant_line_heads(rt, key)
+
+
+async def _breathe() -> None:
+    await asyncio.sleep(BREATHER_SECONDS)
 
 
 async def _reconcile_statuses(rt: Runtime, key: ObjectKey, state: PoolState) -> None:
@@ -185,11 +220,17 @@ def _raise_first(outcomes: Sequence[object]) -> None:
             raise outcome
 
 
-def _state(rt: Runtime, key: ObjectKey, confirmed_silent: frozenset[str] = frozenset()) -> PoolState:
-    """The pool as decisions see it: the store, with our writes in flight counted as made."""
+def _state(
+    rt: Runtime, key: ObjectKey, confirmed_silent: frozenset[str] = frozenset(), *, holders_only: bool = False
+) -> PoolState:
+    """The pool as decisions see it: the store, with our writes in flight counted as made.
+
+    `holders_only`: its runs are only those holding a slot (for a grant pass, which adds the heads
+    of the lines), read from the store's index instead of a walk over every run.
+    """
     store, lane = rt.store, rt.lane
     busy = rt.run_writer.skip(key)
-    in_flight, finished = _runs(rt, key, busy)
+    in_flight, finished = _holders(rt, key) if holders_only else _runs(rt, key, busy)
     pool = store.pools.get(key)
     planned_workers = lane.planned_in(WORKERS, key.namespace)
     return PoolState(
@@ -219,6 +260,16 @@ def _runs(rt: Runtime, key: ObjectKey, busy: frozenset[str]) -> tuple[list[FlowR
         elif run.metadata.name not in busy:
             finished.append(run)
     return in_flight, finished
+
+
+def _holders(rt: Runtime, key: ObjectKey) -> tuple[list[FlowRun], list[FlowRun]]:
+    """The pool's slot holders (grants in flight counted as made), and no finished run."""
+    assumed = rt.run_writer.assumed(key)
+    stored = rt.store.runs.by_key
+    holding = rt.store.lines.holding(key)
+    holders = [assumed.get(name) or stored[ObjectKey(key.namespace, name)] for name in holding]
+    holders += [run for name, run in assumed.items() if name not in holding]
+    return holders, []
 
 
 def _queues(rt: Runtime, key: ObjectKey) -> list[WorkQueue]:
@@ -258,6 +309,10 @@ def _as_planned(status: Any, obj: R) -> R:
     """`obj` with the status the bookkeeping lane is about to write (decided already), if any."""
     return obj if status is None else obj.model_copy(update={"status": status})
 
+
+BREATHER_SECONDS = 0.001
+"""How long a full pass lets the loop run between its steps: watch events are taken in, and a freed
+slot refilled, within one of its steps rather than after all of them."""
 
 READS_IN_FLIGHT = 16
 """Direct reads and deletions of one pass on the wire at once."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from workpools.api.meta import ObjectKey
 from workpools.cache.schedules import ScheduleStore
 from workpools.cache.store import Store
-from workpools.cache.wakeups import Wakeups
+from workpools.cache.wakeups import Pacing, Wakeups
 from workpools.client.transport import Transport
 from workpools.clock import utc_now
 from workpools.controllers.events import EventPoster
@@ -60,11 +60,14 @@ class Runtime:
     """The coalescing writer of status-only bookkeeping (controllers/writers.py)."""
     events: EventPoster = field(init=False)
     """Posts the events passes decide, without making them wait (controllers/events.py)."""
+    pacing: Pacing = field(init=False)
+    """When each pool's next full pass may run; grant passes in between (controllers/pools.py)."""
 
     def __post_init__(self) -> None:
         self.run_writer = RunWriter(self)
         self.lane = StatusLane(self)
         self.events = EventPoster(self)
+        self.pacing = Pacing(self.wakeups.wake)
 
     async def stop_writers(self) -> None:
         await self.run_writer.stop()

@@ -18,7 +18,7 @@ from workpools.client.transport import Transport
 from workpools.controllers import metrics
 from workpools.controllers.events import FIELD_MANAGER
 from workpools.controllers.feeders import feed_body, watch_workers
-from workpools.controllers.pools import backlog_snapshots, reconcile_pool
+from workpools.controllers.pools import backlog_snapshots, grant_between, reconcile_pool
 from workpools.controllers.runtime import Runtime, deletion_budget
 from workpools.controllers.schedules import reconcile_schedule
 from workpools.controllers.scope import Scope
@@ -83,9 +83,11 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
             metrics.record_schedule_error(schedule)
             raise
 
-    runtime = Runtime(
-        transport=transport, store=store, wakeups=Wakeups(reconcile), deletion_budget=deletion_budget(os.environ)
-    )
+    def grant(pool: ObjectKey) -> None:
+        grant_between(runtime, pool)
+
+    wakeups = Wakeups(reconcile, between=grant)
+    runtime = Runtime(transport=transport, store=store, wakeups=wakeups, deletion_budget=deletion_budget(os.environ))
     runtime.schedule_wakeups = Wakeups(reconcile_flow_schedule)
     memo.runtime = runtime
     scope = Scope.from_environment()
@@ -140,6 +142,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime | None = getattr(memo, "runtime", None)
     if runtime is not None:
         await runtime.wakeups.stop()
+        runtime.pacing.stop()
         if runtime.schedule_wakeups is not None:
             await runtime.schedule_wakeups.stop()
         await runtime.stop_writers()

@@ -92,6 +92,10 @@ class RunWriter:
         pool = ObjectKey(meta.get("namespace", ""), body.get("spec", {}).get("workPool", ""))
         return meta["name"] in self._busy.get(pool, {})
 
+    def assumed(self, pool: ObjectKey) -> dict[str, FlowRun]:
+        """The pool's grants in flight, by run name: each run as its grant makes it."""
+        return {name: run for name, run in self._busy.get(pool, {}).items() if run is not None}
+
     def as_assumed(self, pool: ObjectKey, stored: Sequence[FlowRun]) -> list[FlowRun]:
         """The pool's runs with each grant in flight counted as made."""
         assumed = self._busy.get(pool)

@@ -169,6 +169,29 @@ def admission_pass(  # noqa: PLR0917 -- admit's own arguments, in its order
     return Pass(grants, waiting, pool_room, queue_room, workers, assigned)
 
 
+def line_heads(
+    pool: PoolView, queue: QueueView, pool_holders: int, queue_holders: int, now: datetime.datetime
+) -> int | None:
+    """How many of a queue's first ready runs one pass can grant at most (None: no bound).
+
+    Every run of a queue has the same workers and the same pool and queue room, so within a queue
+    runs are granted in their order until the first one that finds none, which stops those behind
+    it too; only a per-key limit holds some runs and not the ones behind them (no bound then). A
+    pass over the first this many ready runs of each queue's line therefore grants exactly what a
+    pass over all of them would, at a cost that does not grow with the backlog.
+    """
+    if pool.flow.per_key or queue.flow.per_key:
+        return None
+    bounds = [
+        Slots(holders, flowcontrol.effective_limit(limit, schedule, now).limit).open
+        for holders, limit, schedule in (
+            (pool_holders, pool.concurrency_limit, pool.flow.limit_schedule),
+            (queue_holders, queue.concurrency_limit, queue.flow.limit_schedule),
+        )
+    ]
+    return min((b for b in bounds if b is not None), default=None)
+
+
 @dataclass(slots=True)
 class Room:
     """What a pool or a queue still allows in this pass: slots, room per key value, starts.

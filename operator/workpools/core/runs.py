@@ -14,7 +14,8 @@ worker writes the same status, and a decision taken on a version that has moved 
 from __future__ import annotations
 
 import datetime
-from collections.abc import Collection, Sequence
+from collections import Counter
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +28,7 @@ from workpools.api.workpool import WorkPoolSpec
 from workpools.api.workqueue import WorkQueueSpec
 from workpools.core import admission, late, liveness, retries
 from workpools.core.plan import queue_priorities
-from workpools.core.selection import overdue, scheduled_time
+from workpools.core.selection import Place, overdue, scheduled_time
 from workpools.core.snapshot import FlowControl, PoolState, PoolView, QueueView, RunView, WorkerView
 from workpools.core.statuses import Event, EventType, set_condition
 
@@ -317,11 +318,10 @@ class AdmissionInputs:
     """The runs that compete or hold a slot, by name (`runs` are their views)."""
 
 
-def admission_inputs(state: PoolState) -> AdmissionInputs:
-    """The pool, its queues at their effective priorities, the runs admission counts and the
-    grant history start rates read."""
-    now, pool = state.now, state.pool
-    effective, _ = queue_priorities(state.queues, now)
+def views(state: PoolState) -> tuple[PoolView | None, list[QueueView]]:
+    """The pool and its queues as admission sees them, the queues at their effective priorities."""
+    pool = state.pool
+    effective, _ = queue_priorities(state.queues, state.now)
     queues = [
         QueueView(
             q.metadata.name,
@@ -338,6 +338,51 @@ def admission_inputs(state: PoolState) -> AdmissionInputs:
         if pool is None
         else PoolView(state.name, pool.spec.paused, pool.spec.concurrency_limit, flow_control(pool.spec))
     )
+    return pool_view, queues
+
+
+def heads_suffice(state: PoolState) -> bool:
+    """Whether a grant pass over the heads of the queues' lines (`line_heads`) grants what a pass
+    over all runs would: not with a start rate (it counts the grants of finished runs too), nor
+    with skipToLatest (a newer run of the same schedule may wait further back in the line)."""
+    pool = state.pool
+    if pool is None:
+        return False
+    specs: list[WorkPoolSpec | WorkQueueSpec] = [pool.spec, *(q.spec for q in state.queues)]
+    return not any(s.start_rate is not None or (s.late_policy and s.late_policy.skip_to_latest) for s in specs)
+
+
+def line_heads(
+    state: PoolState, lines: Mapping[str, Sequence[Place]], stored: Callable[[str], FlowRun | None]
+) -> list[FlowRun]:
+    """The runs a grant pass decides on: per queue, the first ready runs of its line (`lines`, by
+    queue name, in admission order), as many as `admission.line_heads` allows. `state.runs` are the
+    pool's slot holders (grants in flight counted as made); `stored` finds a run by name."""
+    pool, queues = views(state)
+    if pool is None or pool.paused:
+        return []
+    holders_in = Counter(queue_of(r) for r in state.runs)
+    found: list[FlowRun] = []
+    for queue in queues:
+        if queue.paused:
+            continue
+        bound = admission.line_heads(pool, queue, len(state.runs), holders_in[queue.name], state.now)
+        taken = 0
+        for when, _, name in lines.get(queue.name, ()):
+            if (bound is not None and taken >= bound) or when > state.now:
+                break  # the rest of the line is not due yet either
+            run = stored(name)
+            if name in state.busy or run is None or run.spec.cancel:
+                continue
+            found.append(run)
+            taken += 1
+    return found
+
+
+def admission_inputs(state: PoolState) -> AdmissionInputs:
+    """The pool, its queues at their effective priorities, the runs admission counts and the
+    grant history start rates read."""
+    pool_view, queues = views(state)
     # Slot holders count against limits; new and Scheduled runs compete, except those whose
     # cancellation is requested or that the late policy ends (the lifecycle step cancels them; they
     # must not take a slot meanwhile).

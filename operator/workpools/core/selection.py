@@ -16,7 +16,7 @@ from workpools.api.states import StateType
 from workpools.core.slots import Slots, active_slots_by_queue, pool_slots
 from workpools.core.snapshot import PoolView, QueueView, RunView
 
-__all__ = ["LATE_AFTER", "admission_order", "late", "overdue", "scheduled_runs", "scheduled_time"]
+__all__ = ["LATE_AFTER", "Place", "admission_order", "late", "overdue", "place", "scheduled_runs", "scheduled_time"]
 
 LATE_AFTER = timedelta(seconds=15)
 """How far past `scheduledTime` a Scheduled run shows `stateName: Late` (Prefect's default)."""
@@ -86,6 +86,16 @@ def scheduled_time(run: FlowRun) -> datetime:
     given = run.status.scheduled_time or run.spec.scheduled_time or run.metadata.creation_timestamp
     assert given is not None, "the API server sets creationTimestamp on every object"
     return given
+
+
+Place = tuple[datetime, datetime, str]
+"""A waiting run's place in its queue's line: scheduled time, creation, name (the order within a queue)."""
+
+
+def place(run: FlowRun) -> Place:
+    created = run.metadata.creation_timestamp
+    assert created is not None, "the API server sets creationTimestamp on every object"
+    return (scheduled_time(run), created, run.metadata.name)
 
 
 def overdue(scheduled_time: datetime, now: datetime, after: timedelta = LATE_AFTER) -> bool:

@@ -2,8 +2,9 @@
 
 Aspects: nothing runs before `enable()`, and what was woken before runs then; one pass at a time
 per pool while different pools run side by side; wakes during a pass coalesce into exactly one
-more round; a failing pass is retried with a delay that doubles up to the cap and starts over
-after a success; `stop()` cancels running passes and pending retries.
+more round, and a wake during a pass also calls `between` soon, once per burst; a failing pass
+is retried with a delay that doubles up to the cap and starts over after a success; `stop()`
+cancels running passes and pending retries.
 """
 
 from __future__ import annotations
@@ -96,6 +97,31 @@ def test_one_pass_at_a_time_per_pool_while_pools_run_side_by_side() -> None:
         await settle()
         assert Counter(reconcile.passes) == {A: 2, B: 2}
         assert reconcile.most_at_once == {A: 1, B: 1}
+
+    run(scenario)
+
+
+def test_a_wake_during_a_pass_calls_between_soon_once_per_burst_and_never_outside_a_pass() -> None:
+    async def scenario() -> None:
+        reconcile, between = Reconciler(hold=True), []
+        wakeups = Wakeups(reconcile, between=between.append)
+        wakeups.enable()
+        wakeups.wake(A)  # starts a pass: nothing runs between
+        await settle()
+        assert between == []
+        for _ in range(3):
+            wakeups.wake(A)  # A is in its pass
+        assert between == []  # made on the loop, after the wakes
+        await settle()
+        assert between == [A]  # the burst is one call
+        wakeups.wake(A)
+        await settle()
+        assert between == [A, A]
+        reconcile.released.set()
+        await settle()
+        wakeups.wake(B)  # outside any pass of B: a pass, nothing between
+        await settle()
+        assert between == [A, A]
 
     run(scenario)
 

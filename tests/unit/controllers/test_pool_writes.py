@@ -7,7 +7,8 @@ unknown outcome holds its slot until read back; a refused one is forgotten and t
 bookkeeping lane (a waiting run's hold is written once, after a delay, and never for a run granted
 first; a status is written at most once per interval, the latest one); a worker is deleted for its
 TTL only on the version judged; the pool's worker counts are written after the Worker phases they
-count have landed.
+count have landed; a pass woken before the next full one is due only grants, from the heads of
+the queues' lines.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from tests.unit.core.run_support import DEFAULT_QUEUE, flowrun, merge, wkr, wp, 
 from workpools.api.base import Resource, to_json
 from workpools.api.meta import API_VERSION, ObjectKey
 from workpools.api.states import StateType
+from workpools.cache import wakeups
 from workpools.cache.store import Store
-from workpools.cache.wakeups import Wakeups
+from workpools.cache.wakeups import Pacing, Wakeups
 from workpools.client import errors
 from workpools.client.events import event_name
 from workpools.client.resources import WORKERS
@@ -60,6 +62,13 @@ class ScriptedTransport:
 
     async def delete(self, rt: ResourceType, namespace: str, name: str, **options: Any) -> None:
         await self._call("delete", name, options)
+
+
+@pytest.fixture(autouse=True)
+def every_pass_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cases call passes directly, one after the other, each to decide everything; pacing has a
+    case of its own."""
+    monkeypatch.setattr(wakeups, "FULL_PASS_GAP_MAX", 0.0)
 
 
 def runtime(transport: ScriptedTransport) -> Runtime:
@@ -250,6 +259,33 @@ def test_a_waiting_run_gets_one_hold_write_after_the_delay(monkeypatch: pytest.M
     holds = [o["patch"]["status"] for verb, n, o in transport.calls if verb == "patch" and n == "b"]
     assert len(holds) == 1
     assert [c["reason"] for c in holds[0]["conditions"]] == ["PoolLimitReached"]
+
+
+def test_a_pass_before_the_next_full_one_is_due_only_grants_and_the_full_one_follows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(wakeups, "FULL_PASS_GAP_MAX", 1.0)
+    monkeypatch.setattr(writers, "HOLD_DELAY", 0.05)
+    rt, transport = echoing()
+    two_runs_behind_a_limit_of_one(rt)
+    woken: list[ObjectKey] = []
+    rt.pacing = Pacing(woken.append)
+
+    async def scenario() -> None:
+        rt.pacing.full_done(POOL, 0.05)  # a full pass just took 50 ms: the next one in 150 ms
+        await pools.reconcile_pool(rt, POOL)
+        await asyncio.sleep(0.1)
+        assert granted(transport) == ["a"]
+        assert [(verb, name) for verb, name, _ in transport.calls] == [("patch", "a")]  # no hold, no status
+        await asyncio.sleep(0.1)
+        assert woken == [POOL]  # the full pass is due
+        await pools.reconcile_pool(rt, POOL)
+        await asyncio.sleep(0.2)
+        await rt.stop_writers()
+
+    asyncio.run(scenario())
+    written = {(o["kind"], name) for verb, name, o in transport.calls if verb == "patch"}
+    assert {("FlowRun", "b"), ("WorkQueue", DEFAULT_QUEUE), ("WorkPool", "p")} <= written
 
 
 def test_a_queues_status_is_written_at_most_once_per_interval(monkeypatch: pytest.MonkeyPatch) -> None:
