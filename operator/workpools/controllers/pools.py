@@ -29,6 +29,7 @@ from workpools.controllers.writers import write_status
 from workpools.core import liveness, runs, ttl
 from workpools.core.deadlines import next_deadline
 from workpools.core.plan import PoolPlan, plan_pool
+from workpools.core.selection import Place
 from workpools.core.snapshot import PoolState
 from workpools.core.statuses import Event, EventType
 
@@ -58,7 +59,8 @@ async def reconcile_pool(rt: Runtime, key: ObjectKey) -> None:
     for change in runs.lifecycle_changes(_state(rt, key, silent)):
         rt.run_writer.launch(key, change)
     await _breathe()
-    for change in runs.admission_changes(_state(rt, key, silent)):
+    state = _state(rt, key, silent)
+    for change in runs.admission_changes(state, _lines(rt, key, state)):
         if change.granted_to is not None:
             rt.run_writer.launch(key, change)
         else:
@@ -82,7 +84,7 @@ def _grant_line_heads(rt: Runtime, key: ObjectKey) -> bool:
     holders = _state(rt, key, holders_only=True)
     if not runs.heads_suffice(holders):
         return False
-    lines = {queue.metadata.name: rt.store.lines.line(key, queue.metadata.name) for queue in holders.queues}
+    lines = _lines(rt, key, holders)
     heads = runs.line_heads(holders, lines, lambda name: rt.store.runs.by_key.get(ObjectKey(key.namespace, name)))
     if heads:
         state = dataclasses.replace(holders, runs=[*holders.runs, *heads])
@@ -90,6 +92,11 @@ def _grant_line_heads(rt: Runtime, key: ObjectKey) -> bool:
             if change.granted_to is not None:
                 rt.run_writer.launch(key, change)
     return True
+
+
+def _lines(rt: Runtime, key: ObjectKey, state: PoolState) -> dict[str, list[Place]]:
+    """The pool's queue lines (cache/lines.py), by queue name."""
+    return {queue.metadata.name: rt.store.lines.line(key, queue.metadata.name) for queue in state.queues}
 
 
 def grant_between(rt: Runtime, key: ObjectKey) -> None:

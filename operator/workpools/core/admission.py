@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from workpools.api.flowcontrol import KeyLimit
@@ -62,6 +62,10 @@ class Hold:
 class Admission:
     grants: list[Grant]
     holds: list[Hold]
+    behind: dict[str, tuple[HoldReason, str]] = field(default_factory=dict)
+    """Per queue open to admission, why a ready run of it waits that the pass was not given: one
+    behind the heads of its line (core/runs.line_heads), judged against the room as the pass
+    leaves it, as every hold is."""
 
 
 def admit(
@@ -97,9 +101,10 @@ def admit(
     # unchanged pool gives the same reasons (and writes nothing).
     # Whether a worker has room for a queue is the same for every run still waiting in it (the
     # pass's grants are all charged by now): asked once per queue, not once per run.
-    served = {q: done.served(q) for q in {r.queue for r in done.waiting}}
+    served = {q.name: done.served(q.name) for q in queues if not q.paused}
     holds += [_why_waiting(run, done.queues[run.queue], done.pool, served=served[run.queue]) for run in done.waiting]
-    return Admission(done.grants, holds)
+    behind = {name: waits_behind(name, done.queues[name], done.pool, served=up) for name, up in served.items()}
+    return Admission(done.grants, holds, behind)
 
 
 @dataclass(slots=True)
@@ -271,7 +276,10 @@ class Room:
         )
 
     def limit_hold(self, run: RunView) -> Hold:
-        return Hold(run, self.full_reason, f"{self.scope} has no open slot (limit {self.limit.describe()})")
+        return Hold(run, *self.limit_reason())
+
+    def limit_reason(self) -> tuple[HoldReason, str]:
+        return self.full_reason, f"{self.scope} has no open slot (limit {self.limit.describe()})"
 
     def next_start(self) -> datetime.datetime | None:
         """When the start rate next allows a grant (None: no rate)."""
@@ -336,8 +344,22 @@ def rules_holding(run: RunView, queue: Room, pool: Room, *, served: bool) -> Ite
         yield pool.limit_hold(run)
 
 
+def waits_behind(queue_name: str, queue: Room, pool: Room, *, served: bool) -> tuple[HoldReason, str]:
+    """Why the ready runs of a queue behind the heads a pass looked at wait: `_why_waiting` where no
+    per-key limit or start rate applies (core/runs.heads_suffice and line_heads see to that)."""
+    if queue.full():
+        return queue.limit_reason()
+    if not served:
+        return no_worker(queue_name)
+    return pool.limit_reason()
+
+
 def no_worker_hold(run: RunView) -> Hold:
-    return Hold(run, HoldReason.NO_ONLINE_WORKER, f"no online worker with room serves queue {run.queue}")
+    return Hold(run, *no_worker(run.queue))
+
+
+def no_worker(queue: str) -> tuple[HoldReason, str]:
+    return HoldReason.NO_ONLINE_WORKER, f"no online worker with room serves queue {queue}"
 
 
 def pool_gate(pool_name: str, pool: PoolView | None) -> tuple[HoldReason, str] | None:

@@ -27,7 +27,7 @@ from workpools.core.liveness import TICK
 from workpools.core.selection import scheduled_time
 from workpools.core.snapshot import PoolState
 
-__all__ = ["LATE_CANCELLED", "SKIPPED_TO_LATEST", "Verdict", "moments", "policy_of", "verdicts"]
+__all__ = ["LATE_CANCELLED", "SKIPPED_TO_LATEST", "Verdict", "moments", "policy_of", "too_late", "verdicts"]
 
 LATE_CANCELLED = "LateCancelled"
 SKIPPED_TO_LATEST = "SkippedToLatest"
@@ -76,14 +76,10 @@ def verdicts(state: PoolState) -> dict[str, Verdict]:
         policy = known[run.metadata.name]
         if policy is None or not _waiting(run):
             continue
-        when = scheduled_time(run)
-        after = policy.after_seconds if policy.action is LateAction.CANCEL else None
-        if after is not None and now - when > datetime.timedelta(seconds=after):
-            found[run.metadata.name] = Verdict(
-                LATE_CANCELLED,
-                f"still waiting more than latePolicy.afterSeconds ({after}s) past its scheduled time {timestamp(when)}",
-            )
+        if (verdict := too_late(run, policy, now)) is not None:
+            found[run.metadata.name] = verdict
             continue
+        when = scheduled_time(run)
         schedule = run.metadata.labels.get(SCHEDULE_LABEL)
         if policy.skip_to_latest and schedule and when <= now:
             due_of_schedule[schedule].append(run)
@@ -100,6 +96,19 @@ def verdicts(state: PoolState) -> dict[str, Verdict]:
                     "(latePolicy.skipToLatest)",
                 )
     return found
+
+
+def too_late(run: FlowRun, policy: LatePolicy | None, now: datetime.datetime) -> Verdict | None:
+    """Whether `policy` cancels this waiting run for waiting past its afterSeconds (the run's own
+    rule: skipToLatest, which compares runs, is `verdicts`')."""
+    after = policy.after_seconds if policy is not None and policy.action is LateAction.CANCEL else None
+    when = scheduled_time(run)
+    if after is None or now - when <= datetime.timedelta(seconds=after):
+        return None
+    return Verdict(
+        LATE_CANCELLED,
+        f"still waiting more than latePolicy.afterSeconds ({after}s) past its scheduled time {timestamp(when)}",
+    )
 
 
 def _recency(run: FlowRun) -> tuple[datetime.datetime, datetime.datetime, str]:

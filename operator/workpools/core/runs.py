@@ -13,13 +13,14 @@ worker writes the same status, and a decision taken on a version that has moved 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from workpools.api.base import timestamp, to_json
+from workpools.api.base import LatePolicy, timestamp, to_json
 from workpools.api.conditions import Condition, ConditionType, Reason
 from workpools.api.flowrun import FlowRun, queue_of
 from workpools.api.states import SLOT_HOLDING, TERMINAL, StateType
@@ -367,13 +368,14 @@ def line_heads(
         if queue.paused:
             continue
         bound = admission.line_heads(pool, queue, len(state.runs), holders_in[queue.name], state.now)
+        policy = late.policy_of(queue.name, state)
         taken = 0
         for when, _, name in lines.get(queue.name, ()):
             if (bound is not None and taken >= bound) or when > state.now:
                 break  # the rest of the line is not due yet either
             run = stored(name)
-            if name in state.busy or run is None or run.spec.cancel:
-                continue
+            if name in state.busy or run is None or run.spec.cancel or late.too_late(run, policy, state.now):
+                continue  # never admitted (the lifecycle step cancels a run too late)
             found.append(run)
             taken += 1
     return found
@@ -403,24 +405,73 @@ def admission_inputs(state: PoolState) -> AdmissionInputs:
     return AdmissionInputs(pool_view, queues, [run_view(r, state.name) for r in live], history, by_name)
 
 
-def admission_changes(state: PoolState) -> list[RunChange]:
+def admission_changes(state: PoolState, lines: Mapping[str, Sequence[Place]] | None = None) -> list[RunChange]:
     """Grants (new or Scheduled → Pending, bound to a worker) and, for the other runs, what they
-    wait as: Scheduled (when new), Late (once overdue) and the reason, each run in one write."""
-    now = state.now
+    wait as: Scheduled (when new), Late (once overdue) and the reason, each run in one write.
+
+    With the pool's queue `lines` (by queue name, in admission order: cache/lines.py), where heads
+    suffice (`heads_suffice`), only the heads of the lines are admitted one by one; every other
+    waiting run waits at a gate or for its queue's reason behind them (`Admission.behind`): a
+    waiting run costs a comparison, not a place in a sort.
+    """
+    if lines is not None and heads_suffice(state):
+        return _admission_by_heads(state, lines)
     inputs = admission_inputs(state)
     if not any(r.state is S.SCHEDULED for r in inputs.runs):
         return []  # nothing waits: no grant, no hold, and no worker to judge (1,000 of them cost a pass 10 ms)
+    return _changes(state, inputs.live, _admit(state, inputs))
+
+
+def _admission_by_heads(state: PoolState, lines: Mapping[str, Sequence[Place]]) -> list[RunChange]:
+    now, by_name = state.now, {r.metadata.name: r for r in state.runs}
+    holders = [r for r in state.runs if r.status.state in SLOT_HOLDING]
+    heads = line_heads(dataclasses.replace(state, runs=holders), lines, by_name.get)
+    at_heads = dataclasses.replace(state, runs=[*holders, *heads])
+    inputs = admission_inputs(at_heads)
+    decided = _admit(at_heads, inputs)
+    changes = _changes(at_heads, inputs.live, decided)
+    looked_at = {r.metadata.name for r in heads}
+    closed = admission.pool_gate(state.name, inputs.pool)
+    queues = {q.name: q for q in inputs.queues}
+    policies: dict[str, LatePolicy | None] = {}
+    for run in state.runs:
+        name = run.metadata.name
+        if run.status.state not in (None, S.SCHEDULED) or name in looked_at or name in state.busy or run.spec.cancel:
+            continue
+        queue = queue_of(run)
+        if queue not in policies:
+            policies[queue] = late.policy_of(queue, state)
+        if late.too_late(run, policies[queue], now) is not None:
+            continue  # the lifecycle step cancels it
+        view = queues.get(queue)
+        if closed is not None:
+            reason, message = closed
+        elif view is None or view.paused or scheduled_time(run) > now:
+            gate = next(admission.gates(run_view(run, state.name), view, state.name, now))
+            reason, message = gate.reason, gate.message
+        else:
+            reason, message = decided.behind[queue]
+        if (change := _hold(run, reason, message, now)) is not None:
+            changes.append(change)
+    return changes
+
+
+def _admit(state: PoolState, inputs: AdmissionInputs) -> admission.Admission:
     judgement = liveness.judge(state)
-    by_name = inputs.live
-    decided = admission.admit(
+    return admission.admit(
         state.name,
         inputs.pool,
         inputs.queues,
         inputs.runs,
         [worker_view(w, judgement) for w in state.workers],
-        now=now,
+        now=state.now,
         history=inputs.history,
     )
+
+
+def _changes(state: PoolState, by_name: Mapping[str, FlowRun], decided: admission.Admission) -> list[RunChange]:
+    """The writes of an admission: each grant, and each hold that changes what its run says."""
+    now = state.now
     # The worker's identity goes onto the run in the grant write itself: the worker-restriction
     # policy lets only that identity move the run (manifests/policy/).
     identities = {w.metadata.name: w.spec.identity for w in state.workers}
@@ -447,17 +498,21 @@ def admission_changes(state: PoolState) -> list[RunChange]:
             )
         )
     for hold in decided.holds:
-        run = by_name[hold.run.name]
-        conditions = _admitted(run, False, Reason(hold.reason.value), hold.message, now)
-        patch: dict[str, Any] = {"conditions": conditions} if conditions is not None else {}
-        if run.status.state is None:  # Scheduled and its first hold reason in one write
-            patch = {**_stamp(run, now), **patch}
-        elif run.status.state_name not in ("Late", "AwaitingRetry") and _scheduled_name(run, now) == "Late":
-            # Like Prefect's late-runs service, a retry keeps its name: AwaitingRetry says more.
-            patch = {"stateName": "Late", **patch}  # with the reason, if that changed too: one write
-        if patch:
-            changes.append(RunChange(run, patch))
+        if (change := _hold(by_name[hold.run.name], hold.reason, hold.message, now)) is not None:
+            changes.append(change)
     return changes
+
+
+def _hold(run: FlowRun, reason: admission.HoldReason, message: str, now: datetime.datetime) -> RunChange | None:
+    """A waiting run's write: its reason, Scheduled when new, Late once overdue; None if it says all that."""
+    conditions = _admitted(run, False, Reason(reason.value), message, now)
+    patch: dict[str, Any] = {"conditions": conditions} if conditions is not None else {}
+    if run.status.state is None:  # Scheduled and its first hold reason in one write
+        patch = {**_stamp(run, now), **patch}
+    elif run.status.state_name not in ("Late", "AwaitingRetry") and _scheduled_name(run, now) == "Late":
+        # Like Prefect's late-runs service, a retry keeps its name: AwaitingRetry says more.
+        patch = {"stateName": "Late", **patch}  # with the reason, if that changed too: one write
+    return RunChange(run, patch) if patch else None
 
 
 def _granted_history(state: PoolState, live: Collection[str], *, rated: bool) -> list[RunView]:

@@ -112,6 +112,7 @@ def flowrun(
     generation: int = 1,
     ended: datetime | None = None,
     cancelling_since: datetime | None = None,
+    labels: dict[str, str] | None = None,
 ) -> FlowRun:
     """A FlowRun. `scheduled` is status.scheduledTime (defaulted to `created` once started, as the
     operator writes it); `spec_scheduled` is spec.scheduledTime; `state=None` is a new run;
@@ -144,6 +145,7 @@ def flowrun(
                 "generation": generation,
                 "resourceVersion": "1",
                 "creationTimestamp": timestamp(created),
+                "labels": labels or {},
             },
             "spec": spec,
             "status": status,

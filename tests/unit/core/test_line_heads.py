@@ -1,6 +1,7 @@
-"""A grant pass decides on the heads of the queues' lines only (core/runs.line_heads): it must
-grant exactly what a pass over every run of the pool grants, or a freed slot would go to another
-run than the one whose turn it is."""
+"""Admission over the heads of the queues' lines (core/runs.line_heads): a grant pass must grant
+exactly what a pass over every run of the pool grants, or a freed slot would go to another run
+than the one whose turn it is; a full pass given the lines must write exactly what it writes
+without them (grants, and every waiting run's reason, Scheduled stamp and Late mark)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tests.builders import T0
-from tests.unit.core.run_support import S, flowrun, pool_state, wkr, wp, wq
+from tests.unit.core.run_support import S, condition, flowrun, pool_state, wkr, wp, wq
 from workpools.api.flowrun import FlowRun, queue_of
 from workpools.api.states import SLOT_HOLDING
 from workpools.core import runs
@@ -20,13 +21,20 @@ from workpools.core.selection import Place, place
 from workpools.core.snapshot import PoolState
 
 QUEUES = ["q0", "q1", "q2"]
+WAITING = condition("Admitted", False, "PoolLimitReached", "pool p has no open slot (limit 2)", T0)
 limits = st.one_of(st.none(), st.integers(0, 4))
 
 
 @st.composite
 def pools(draw: st.DrawFn) -> PoolState:
     queues = [
-        wq(name, concurrencyLimit=draw(limits), priority=draw(st.integers(1, 3)), paused=draw(st.booleans()))
+        wq(
+            name,
+            concurrencyLimit=draw(limits),
+            priority=draw(st.integers(1, 3)),
+            paused=draw(st.integers(0, 4)) == 0,
+            **draw(st.sampled_from([{}, {}, {"concurrencyLimitPerKey": [{"label": "team", "limit": 1}]}])),
+        )
         for name in QUEUES[: draw(st.integers(1, 3))]
     ]
     names = [q.metadata.name for q in queues]
@@ -48,10 +56,17 @@ def pools(draw: st.DrawFn) -> PoolState:
                 worker=draw(st.sampled_from([w.metadata.name for w in workers])) if holding and workers else None,
                 acquired=T0 if holding else None,
                 cancel=draw(st.booleans()) and not holding and draw(st.booleans()),
+                labels={"team": draw(st.sampled_from(["a", "b"]))},
+                conditions=draw(st.sampled_from([(), [WAITING]])),
             )
         )
-    pool = wp(concurrencyLimit=draw(limits), paused=draw(st.integers(0, 9)) == 0)
+    late = draw(st.sampled_from([{}, {}, {"latePolicy": {"action": "Cancel", "afterSeconds": 30}}]))
+    pool = wp(concurrencyLimit=draw(limits), paused=draw(st.integers(0, 9)) == 0, **late)
     return pool_state(runs=flowruns, workers=workers, pool=pool, queues=queues, now=T0 + timedelta(seconds=5))
+
+
+def changes(state: PoolState, lines: dict[str, list[Place]] | None = None) -> dict[str, object]:
+    return {c.run.metadata.name: (c.patch, c.granted_to) for c in runs.admission_changes(state, lines)}
 
 
 def grants(state: PoolState) -> list[tuple[str, str | None]]:
@@ -74,6 +89,13 @@ def test_a_grant_pass_over_the_line_heads_grants_what_a_pass_over_every_run_does
     holders = replace(state, runs=[r for r in state.runs if r.status.state in SLOT_HOLDING])
     heads = runs.line_heads(holders, lines_of(list(state.runs)), by_name.get)
     assert grants(replace(holders, runs=[*holders.runs, *heads])) == grants(state)
+
+
+@settings(max_examples=400, deadline=None)
+@given(pools(), st.sampled_from([5, 20, 60]))
+def test_a_full_pass_given_the_lines_writes_what_it_writes_without_them(state: PoolState, seconds: int) -> None:
+    state = replace(state, now=T0 + timedelta(seconds=seconds))  # also past Late (15 s) and afterSeconds (30 s)
+    assert changes(state, lines_of(list(state.runs))) == changes(state)
 
 
 def test_heads_are_cut_to_the_open_slots_of_the_pool_and_the_queue() -> None:
