@@ -35,6 +35,7 @@ class Wakeups:
         self._reconcile = reconcile
         self._between = between
         self._between_due: set[ObjectKey] = set()
+        self._retrying: set[ObjectKey] = set()
         self._first_retry = first_retry
         self._max_retry = max_retry
         self._dirty: set[ObjectKey] = set()
@@ -72,28 +73,34 @@ class Wakeups:
                     failures += 1
                     logger.exception("reconciling pool %s failed; retrying in %.0fs", pool, delay)
                     self._dirty.add(pool)
-                    await asyncio.sleep(delay)
+                    self._retrying.add(pool)  # nothing between: the failing pass decides first
+                    try:
+                        await asyncio.sleep(delay)
+                    finally:
+                        self._retrying.discard(pool)
         finally:
             self._tasks.pop(pool, None)
 
     def _run_between(self, pool: ObjectKey) -> None:
         self._between_due.discard(pool)
-        if self._between is None or pool not in self._tasks:
-            return  # the pass ended meanwhile: the round it goes once more decides it
+        if self._between is None or not self.enabled or pool not in self._tasks or pool in self._retrying:
+            return  # the pass ended meanwhile (the round it goes once more decides), or failed, or we stop
         try:
             self._between(pool)
         except Exception:
             logger.exception("deciding pool %s between the steps of its pass failed", pool)
 
     async def stop(self) -> None:
+        self.enabled = False  # what settles meanwhile starts no pass
         for task in list(self._tasks.values()):
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
 
 
 FULL_PASS_SHARE = 0.25
-"""While wake-ups come faster, a pool's full passes take about this share of its time at most:
-after a full pass of d seconds the next one waits d × (1 / share − 1); grant passes run between."""
+"""While wake-ups come faster, a pool's full passes take about this share of the loop at most:
+after a full pass that spent d seconds deciding, the next one waits d × (1 / share − 1); grant
+passes run between."""
 
 FULL_PASS_GAP_MAX = 1.0
 """Seconds a full pass waits at most after the last one (its bookkeeping is a second late at worst)."""
@@ -114,17 +121,19 @@ class Pacing:
         self._timers: dict[ObjectKey, asyncio.TimerHandle] = {}
 
     def full_due(self, pool: ObjectKey) -> bool:
-        """Whether this pass may be a full one; if not, the pool is woken when it may."""
-        loop = asyncio.get_running_loop()
+        """Whether this pass may be a full one."""
         due = self._next_full.get(pool)
-        if due is None or loop.time() >= due:
-            return True
+        return due is None or asyncio.get_running_loop().time() >= due
+
+    def defer(self, pool: ObjectKey) -> None:
+        """A pass ran that was not the full one: wake the pool when its full pass is due."""
+        loop = asyncio.get_running_loop()
         if pool not in self._timers:
+            due = self._next_full.get(pool, loop.time())
             self._timers[pool] = loop.call_at(due, self._fire, pool)
-        return False
 
     def full_done(self, pool: ObjectKey, seconds: float) -> None:
-        """A full pass of `pool` took `seconds`."""
+        """A full pass of `pool` spent `seconds` deciding (its awaits left out)."""
         gap = min(FULL_PASS_GAP_MAX, seconds * (1 / FULL_PASS_SHARE - 1))
         self._next_full[pool] = asyncio.get_running_loop().time() + gap
 

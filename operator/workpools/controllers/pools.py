@@ -42,39 +42,60 @@ async def reconcile_pool(rt: Runtime, key: ObjectKey) -> None:
     First, the outcome of earlier writes that is still unknown is read back. Then either a grant
     pass (open slots filled from the heads of the queues' lines, `_grant_line_heads`), when the
     pool's next full pass is not due yet (cache/wakeups.Pacing), or a full pass: silent workers
-    are read directly, then three steps, each deciding on the store with the previous step's
+    are read directly, then four steps, each deciding on the store with the previous step's
     writes in flight (controllers/writers.py): (1) run lifecycle (recover, cancel, retry),
     (2) admission: grants go out at once, counted as made while on the wire, and the reasons runs
     wait go to the bookkeeping lane, (3) statuses of the pool, its queues and workers, and their
-    events. A pass never waits for a run write: the next one decides with it in flight, and its
-    outcome wakes the pool again when it changes anything.
+    events, (4) deletion of finished runs past their TTL. A pass never waits for a run write: the
+    next one decides with it in flight, and its outcome wakes the pool again when it changes
+    anything.
     """
     await _read_back_unsure_runs(rt, key)
     if not rt.pacing.full_due(key) and _grant_line_heads(rt, key):
+        rt.pacing.defer(key)
         return
-    started = time.monotonic()
+    deciding = _Stopwatch()
     silent = await _read_silent_workers(rt, key)
     # Between the steps the loop breathes: a freed slot is refilled then (`grant_between`), not
     # after the whole pass; each step decides on the state as it finds it.
-    for change in runs.lifecycle_changes(_state(rt, key, silent)):
-        rt.run_writer.launch(key, change)
-    await _breathe()
-    state = _state(rt, key, silent)
-    for change in runs.admission_changes(state, _lines(rt, key, state)):
-        if change.granted_to is not None:
+    with deciding:
+        for change in runs.lifecycle_changes(_state(rt, key, silent)):
             rt.run_writer.launch(key, change)
-        else:
-            rt.lane.submit_hold(change.run, key, change.patch)
     await _breathe()
-    await _reconcile_statuses(rt, key, _state(rt, key, silent))
+    with deciding:
+        state = _state(rt, key, silent)
+        for change in runs.admission_changes(state, _lines(rt, key, state)):
+            if change.granted_to is not None:
+                rt.run_writer.launch(key, change)
+            else:
+                rt.lane.submit_hold(change.run, key, change.patch)
+    await _breathe()
+    with deciding:
+        state = _state(rt, key, silent)
+        plan = _plan_statuses(rt, key, state)
+    await _write_statuses(rt, key, state, plan)
     await _breathe()
     await _delete_finished_runs(rt, key, silent)
-    # Decided on the pool as this pass leaves it (runs deleted, the deletion budget spent).
-    if (deadline := next_deadline(_state(rt, key, silent))) is not None:
-        rt.deadlines[key] = deadline
-    else:
-        rt.deadlines.pop(key, None)
-    rt.pacing.full_done(key, time.monotonic() - started)
+    with deciding:  # on the pool as this pass leaves it (runs deleted, the deletion budget spent)
+        if (deadline := next_deadline(_state(rt, key, silent))) is not None:
+            rt.deadlines[key] = deadline
+        else:
+            rt.deadlines.pop(key, None)
+    rt.pacing.full_done(key, deciding.seconds)
+
+
+class _Stopwatch:
+    """Seconds spent inside its `with` blocks: what a pass spends deciding, its awaits left out."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._started = 0.0
+
+    def __enter__(self) -> None:
+        self._started = time.perf_counter()
+
+    def __exit__(self, *_: object) -> None:
+        self.seconds += time.perf_counter() - self._started
 
 
 def _grant_line_heads(rt: Runtime, key: ObjectKey) -> bool:
@@ -109,12 +130,17 @@ async def _breathe() -> None:
     await asyncio.sleep(BREATHER_SECONDS)
 
 
-async def _reconcile_statuses(rt: Runtime, key: ObjectKey, state: PoolState) -> None:
-    """The pool's, queues' and workers' statuses as the plan says (core/plan.py), and their events."""
-    pool = state.pool
+def _plan_statuses(rt: Runtime, key: ObjectKey, state: PoolState) -> PoolPlan:
+    """The pool's, queues' and workers' statuses and their events (core/plan.py), with what changed since the last."""
     changes, deletions = rt.store.take_news(key)
     plan = plan_pool(state, changes=changes, deletions=deletions)
     metrics.record_statuses(key, state, plan.pool_status, plan.queue_statuses)
+    return plan
+
+
+async def _write_statuses(rt: Runtime, key: ObjectKey, state: PoolState, plan: PoolPlan) -> None:
+    """Make the pool's, queues' and workers' statuses what `plan` says, and post its events."""
+    pool = state.pool
     if pool is not None and plan.create_default_queue:
         await _create_default_queue(rt, pool, recreated=pool.status.default_queue is not None)
     for worker in state.workers:

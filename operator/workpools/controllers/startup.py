@@ -141,8 +141,8 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         watch.cancel()
     runtime: Runtime | None = getattr(memo, "runtime", None)
     if runtime is not None:
-        await runtime.wakeups.stop()
         runtime.pacing.stop()
+        await runtime.wakeups.stop()
         if runtime.schedule_wakeups is not None:
             await runtime.schedule_wakeups.stop()
         await runtime.stop_writers()

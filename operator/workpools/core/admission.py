@@ -174,8 +174,13 @@ def admission_pass(  # noqa: PLR0917 -- admit's own arguments, in its order
     return Pass(grants, waiting, pool_room, queue_room, workers, assigned)
 
 
-def line_heads(
-    pool: PoolView, queue: QueueView, pool_holders: int, queue_holders: int, now: datetime.datetime
+def heads_bound(  # noqa: PLR0917 -- the counts of one queue, each named by its variable
+    pool: PoolView,
+    queue: QueueView,
+    pool_holders: int,
+    queue_holders: int,
+    worker_room: int | None,
+    now: datetime.datetime,
 ) -> int | None:
     """How many of a queue's first ready runs one pass can grant at most (None: no bound).
 
@@ -183,7 +188,8 @@ def line_heads(
     runs are granted in their order until the first one that finds none, which stops those behind
     it too; only a per-key limit holds some runs and not the ones behind them (no bound then). A
     pass over the first this many ready runs of each queue's line therefore grants exactly what a
-    pass over all of them would, at a cost that does not grow with the backlog.
+    pass over all of them would. `worker_room`: what the workers that may take the queue's runs
+    still take (None: one of them has no limit).
     """
     if pool.flow.per_key or queue.flow.per_key:
         return None
@@ -194,7 +200,7 @@ def line_heads(
             (queue_holders, queue.concurrency_limit, queue.flow.limit_schedule),
         )
     ]
-    return min((b for b in bounds if b is not None), default=None)
+    return min((b for b in (*bounds, worker_room) if b is not None), default=None)
 
 
 @dataclass(slots=True)
@@ -393,9 +399,20 @@ def gates(run: RunView, queue: QueueView | None, pool_name: str, now: datetime.d
 def pick_worker(workers: Sequence[WorkerView], queue: str, assigned: Counter[str]) -> WorkerView | None:
     """Like the scheduler picking a node: an Online, non-draining worker serving the queue with
     room under its own limit; the least loaded first (then by name, for determinism)."""
-    fits = [
-        w
-        for w in workers
-        if w.online and not w.draining and w.serves(queue) and (w.limit is None or assigned[w.name] < w.limit)
-    ]
+    fits = [w for w in workers if _takes(w, queue) and (w.limit is None or assigned[w.name] < w.limit)]
     return min(fits, key=lambda w: (assigned[w.name], w.name), default=None)
+
+
+def worker_room(workers: Sequence[WorkerView], queue: str, assigned: Counter[str]) -> int | None:
+    """How many more of `queue`'s runs its workers take (None: one without a limit takes any number)."""
+    room = 0
+    for worker in workers:
+        if _takes(worker, queue):
+            if worker.limit is None:
+                return None
+            room += max(0, worker.limit - assigned[worker.name])
+    return room
+
+
+def _takes(worker: WorkerView, queue: str) -> bool:
+    return worker.online and not worker.draining and worker.serves(queue)

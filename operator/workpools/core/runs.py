@@ -357,21 +357,27 @@ def line_heads(
     state: PoolState, lines: Mapping[str, Sequence[Place]], stored: Callable[[str], FlowRun | None]
 ) -> list[FlowRun]:
     """The runs a grant pass decides on: per queue, the first ready runs of its line (`lines`, by
-    queue name, in admission order), as many as `admission.line_heads` allows. `state.runs` are the
+    queue name, in admission order), as many as `admission.heads_bound` allows. `state.runs` are the
     pool's slot holders (grants in flight counted as made); `stored` finds a run by name."""
     pool, queues = views(state)
     if pool is None or pool.paused:
         return []
     holders_in = Counter(queue_of(r) for r in state.runs)
+    assigned = Counter(r.status.worker for r in state.runs if r.status.worker)
+    judgement = liveness.judge(state)
+    workers = [worker_view(w, judgement) for w in state.workers]
     found: list[FlowRun] = []
     for queue in queues:
         if queue.paused:
             continue
-        bound = admission.line_heads(pool, queue, len(state.runs), holders_in[queue.name], state.now)
+        room = admission.worker_room(workers, queue.name, assigned)
+        bound = admission.heads_bound(pool, queue, len(state.runs), holders_in[queue.name], room, state.now)
         policy = late.policy_of(queue.name, state)
         taken = 0
         for when, _, name in lines.get(queue.name, ()):
-            if (bound is not None and taken >= bound) or when > state.now:
+            if bound is not None and taken >= bound:
+                break
+            if when > state.now:
                 break  # the rest of the line is not due yet either
             run = stored(name)
             if name in state.busy or run is None or run.spec.cancel or late.too_late(run, policy, state.now):
@@ -423,6 +429,8 @@ def admission_changes(state: PoolState, lines: Mapping[str, Sequence[Place]] | N
 
 
 def _admission_by_heads(state: PoolState, lines: Mapping[str, Sequence[Place]]) -> list[RunChange]:
+    if not any(lines.values()):
+        return []  # nothing waits: no grant, no hold, and no worker to judge
     now, by_name = state.now, {r.metadata.name: r for r in state.runs}
     holders = [r for r in state.runs if r.status.state in SLOT_HOLDING]
     heads = line_heads(dataclasses.replace(state, runs=holders), lines, by_name.get)

@@ -109,6 +109,18 @@ def test_heads_are_cut_to_the_open_slots_of_the_pool_and_the_queue() -> None:
     assert [r.metadata.name for r in heads] == ["r0", "r1", "r2"]  # the pool's 3 open slots
 
 
+def test_without_pool_or_queue_limits_heads_are_cut_to_what_the_workers_take() -> None:
+    waiting = [flowrun(f"r{i}", queue="q0") for i in range(10)]
+    holding = [flowrun("h", queue="q0", state=S.RUNNING, worker="w1", acquired=T0)]
+    workers = [wkr("w1", limit=2), wkr("w2", limit=1), wkr("other", limit=5, queues=["q1"])]
+    state = pool_state(runs=holding, workers=workers, queues=[wq("q0"), wq("q1")])
+    by_name = {r.metadata.name: r for r in waiting}
+    heads = runs.line_heads(state, lines_of(waiting), by_name.get)
+    assert [r.metadata.name for r in heads] == ["r0", "r1"]  # w1 takes one more, w2 one
+    unlimited = pool_state(runs=holding, workers=[*workers, wkr("w3")], queues=[wq("q0"), wq("q1")])
+    assert len(runs.line_heads(unlimited, lines_of(waiting), by_name.get)) == 10
+
+
 def test_a_start_rate_or_skip_to_latest_needs_a_pass_over_every_run() -> None:
     assert runs.heads_suffice(pool_state())
     assert not runs.heads_suffice(pool_state(pool=wp(startRate={"perMinute": 6})))
