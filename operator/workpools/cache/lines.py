@@ -36,13 +36,26 @@ class Lines:
 
     def __init__(self) -> None:
         self._pools: dict[ObjectKey, PoolLines] = {}
+        self._opened: set[ObjectKey] = set()
 
     def update(self, old: FlowRun | None, new: FlowRun | None) -> None:
         """`old` (as stored until now, or None) is replaced by `new` (or deleted: None)."""
         if old is not None:
             self._leave(old)
+            if old.status.state in SLOT_HOLDING and (new is None or new.status.state not in SLOT_HOLDING):
+                self._opened.add(_pool_of(old))  # a slot freed
         if new is not None:
             self._join(new)
+            if waiting(new) and (old is None or not waiting(old)):
+                self._opened.add(_pool_of(new))  # a run joined a line
+
+    def opened(self, pool: ObjectKey) -> bool:
+        """Whether a slot was freed or a run joined a line of `pool` since the last call: what can
+        let a grant pass grant when nothing else changed (a grant landing, a run starting cannot)."""
+        if pool in self._opened:
+            self._opened.discard(pool)
+            return True
+        return False
 
     def line(self, pool: ObjectKey, queue: str) -> list[Place]:
         """The places of `queue`'s waiting runs, first first (do not modify)."""

@@ -121,8 +121,10 @@ def _lines(rt: Runtime, key: ObjectKey, state: PoolState) -> dict[str, list[Plac
 
 
 def grant_between(rt: Runtime, key: ObjectKey) -> None:
-    """A grant pass while the pool's pass waits (on the API server, or breathing between steps)."""
-    if not rt.store.unsure.get(key):  # an unknown outcome is read back first, by the pass
+    """A grant pass while the pool's pass waits (on the API server, or breathing between steps),
+    if a slot was freed or a run joined a line meanwhile: any other change waits for the next pass
+    (a thousand grants landing during a pass are a thousand wake-ups, and grant nothing)."""
+    if rt.store.lines.opened(key) and not rt.store.unsure.get(key):  # an unknown outcome is read back first
         _grant_line_heads(rt, key)
 
 
@@ -262,7 +264,9 @@ def _state(
     of the lines), read from the store's index instead of a walk over every run.
     """
     store, lane = rt.store, rt.lane
-    busy = rt.run_writer.skip(key)
+    # A full pass is woken when a busy run it skipped settles; a grant pass needs no such wake-up
+    # (the full pass that follows it decides the run): a thousand grants landing woke a thousand.
+    busy = frozenset(rt.run_writer.busy(key)) if holders_only else rt.run_writer.skip(key)
     in_flight, finished = _holders(rt, key) if holders_only else _runs(rt, key, busy)
     pool = store.pools.get(key)
     planned_workers = lane.planned_in(WORKERS, key.namespace)

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import itertools
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -362,29 +363,40 @@ def line_heads(
     pool, queues = views(state)
     if pool is None or pool.paused:
         return []
+    ready = {
+        q.name: _ready(lines.get(q.name, ()), state, stored, late.policy_of(q.name, state))
+        for q in queues
+        if not q.paused
+    }
+    firsts = {name: next(runs, None) for name, runs in ready.items()}
+    if not any(firsts.values()):
+        return []  # nothing ready (say, every run in line has its grant on the wire): no room to count
     holders_in = Counter(queue_of(r) for r in state.runs)
     assigned = Counter(r.status.worker for r in state.runs if r.status.worker)
     judgement = liveness.judge(state)
     workers = [worker_view(w, judgement) for w in state.workers]
     found: list[FlowRun] = []
     for queue in queues:
-        if queue.paused:
-            continue
-        room = admission.worker_room(workers, queue.name, assigned)
+        first = firsts.get(queue.name)
+        room = admission.worker_room(workers, queue.name, assigned) if first is not None else 0
         bound = admission.heads_bound(pool, queue, len(state.runs), holders_in[queue.name], room, state.now)
-        policy = late.policy_of(queue.name, state)
-        taken = 0
-        for when, _, name in lines.get(queue.name, ()):
-            if bound is not None and taken >= bound:
-                break
-            if when > state.now:
-                break  # the rest of the line is not due yet either
-            run = stored(name)
-            if name in state.busy or run is None or run.spec.cancel or late.too_late(run, policy, state.now):
-                continue  # never admitted (the lifecycle step cancels a run too late)
-            found.append(run)
-            taken += 1
+        if first is not None and bound != 0:
+            found += [first, *itertools.islice(ready[queue.name], None if bound is None else bound - 1)]
     return found
+
+
+def _ready(
+    line: Sequence[Place], state: PoolState, stored: Callable[[str], FlowRun | None], policy: LatePolicy | None
+) -> Iterator[FlowRun]:
+    """The runs of a queue's line that may be admitted now, in order: due, not busy, not cancelled,
+    and not too late (the lifecycle step cancels those)."""
+    for when, _, name in line:
+        if when > state.now:
+            return  # the rest of the line is not due yet either
+        run = stored(name)
+        if name in state.busy or run is None or run.spec.cancel or late.too_late(run, policy, state.now):
+            continue
+        yield run
 
 
 def admission_inputs(state: PoolState) -> AdmissionInputs:

@@ -74,3 +74,16 @@ def test_the_lines_and_holders_are_what_a_walk_over_the_stored_runs_says(script:
             assert store.lines.line(pool, queue) == sorted(lines[queue])
         holding = {r.metadata.name for r in store.runs.of(pool) if r.status.state in SLOT_HOLDING}
         assert store.lines.holding(pool) == holding
+
+
+def test_a_freed_slot_or_a_run_joining_a_line_is_an_opening_once() -> None:
+    store, pool = Store(clock=lambda: T0), ObjectKey("ns", "p")
+    assert not store.lines.opened(pool)
+    store.put(body("a", 1, "p", None, None, 0))  # a new run joins the line
+    assert store.lines.opened(pool)
+    assert not store.lines.opened(pool)  # taken
+    store.put(body("a", 2, "p", None, "Pending", 0))  # granted: no opening
+    store.put(body("a", 3, "p", None, "Running", 0))  # started: none either
+    assert not store.lines.opened(pool)
+    store.put(body("a", 4, "p", None, "Completed", 0))  # its slot freed
+    assert store.lines.opened(pool)
