@@ -107,8 +107,9 @@ FULL_PASS_GAP_MAX = 1.0
 
 
 class Pacing:
-    """When each pool's next full pass may run; a wake-up before that runs a grant pass, and the
-    full pass follows when due (a timer wakes the pool then).
+    """When each pool's next full pass may run; a wake-up before that runs a grant pass (where the
+    heads of the lines suffice: controllers/pools.py), and the full pass follows when due (a timer
+    wakes the pool then).
 
     A full pass decides everything (lifecycle, reasons, statuses, deadlines) over every run of the
     pool; a grant pass only fills open slots from the heads of the queues' lines. At 10,000 runs
