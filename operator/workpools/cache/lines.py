@@ -14,13 +14,8 @@ from dataclasses import dataclass, field
 
 from workpools.api.flowrun import FlowRun, queue_of
 from workpools.api.meta import ObjectKey
-from workpools.api.states import SLOT_HOLDING, StateType
-from workpools.core.selection import Place, place
-
-
-def waiting(run: FlowRun) -> bool:
-    """New or Scheduled: in its queue's line (cancellation or a late verdict aside, admission's to judge)."""
-    return run.status.state in (None, StateType.SCHEDULED)
+from workpools.api.states import SLOT_HOLDING
+from workpools.core.selection import Place, in_line, place
 
 
 @dataclass
@@ -46,7 +41,7 @@ class Lines:
                 self._opened.add(_pool_of(old))  # a slot freed
         if new is not None:
             self._join(new)
-            if waiting(new) and (old is None or not waiting(old)):
+            if in_line(new) and (old is None or not in_line(old)):
                 self._opened.add(_pool_of(new))  # a run joined a line
 
     def opened(self, pool: ObjectKey) -> bool:
@@ -69,7 +64,7 @@ class Lines:
 
     def _join(self, run: FlowRun) -> None:
         key = _pool_of(run)
-        if waiting(run):
+        if in_line(run):
             bisect.insort(self._pools.setdefault(key, PoolLines()).queues[queue_of(run)], place(run))
         elif run.status.state in SLOT_HOLDING:
             self._pools.setdefault(key, PoolLines()).holding.add(run.metadata.name)
@@ -79,7 +74,7 @@ class Lines:
         lines = self._pools.get(key)
         if lines is None:
             return
-        if waiting(run):
+        if in_line(run):
             queue = queue_of(run)
             line = lines.queues.get(queue)
             if line is not None:

@@ -19,7 +19,7 @@ from workpools.api.workpool import WorkPoolSpec
 from workpools.api.workqueue import WorkQueueSpec
 from workpools.core import flowcontrol, late, liveness, runs, ttl
 from workpools.core.runs import cancelling_deadline
-from workpools.core.selection import LATE_AFTER, scheduled_time
+from workpools.core.selection import LATE_AFTER, in_line, scheduled_time
 from workpools.core.snapshot import PoolState
 
 TICK = liveness.TICK
@@ -49,7 +49,7 @@ def _moments(state: PoolState) -> Iterator[datetime.datetime]:
             continue
         when = scheduled_time(run)
         yield when + LATE_AFTER + TICK  # → Late (a Pending run requeued after this is Late at once)
-        if run.status.state in (None, StateType.SCHEDULED):
+        if in_line(run):
             yield when + TICK  # NotYetScheduled → admissible
         elif timeout is not None and run.status.slot is not None:
             yield run.status.slot.acquired_at + datetime.timedelta(seconds=timeout) + TICK
@@ -79,4 +79,4 @@ def _flow_control_moments(state: PoolState) -> Iterator[datetime.datetime]:
 
 
 def _due(run: FlowRun, now: datetime.datetime) -> bool:
-    return run.status.state in (None, StateType.SCHEDULED) and scheduled_time(run) <= now
+    return in_line(run) and scheduled_time(run) <= now

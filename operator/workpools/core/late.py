@@ -22,9 +22,8 @@ from dataclasses import dataclass
 from workpools.api.base import LateAction, LatePolicy, timestamp
 from workpools.api.flowrun import FlowRun, queue_of
 from workpools.api.meta import SCHEDULE_LABEL
-from workpools.api.states import StateType
 from workpools.core.liveness import TICK
-from workpools.core.selection import scheduled_time
+from workpools.core.selection import in_line, scheduled_time
 from workpools.core.snapshot import PoolState
 
 __all__ = ["LATE_CANCELLED", "SKIPPED_TO_LATEST", "Verdict", "moments", "policy_of", "too_late", "verdicts"]
@@ -41,7 +40,7 @@ class Verdict:
 
 
 def _waiting(run: FlowRun) -> bool:
-    return run.status.state in (None, StateType.SCHEDULED) and not run.spec.cancel
+    return in_line(run) and not run.spec.cancel
 
 
 def policy_of(queue: str, state: PoolState) -> LatePolicy | None:

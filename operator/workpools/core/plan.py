@@ -21,12 +21,11 @@ from workpools.api.conditions import Condition, ConditionType, Reason
 from workpools.api.flowrun import queue_of
 from workpools.api.meta import default_queue_name
 from workpools.api.phases import QueuePhase, WorkerPhase
-from workpools.api.states import StateType
 from workpools.api.worker import Worker, WorkerStatus
 from workpools.api.workpool import WorkerCounts, WorkPool, WorkPoolSpec, WorkPoolStatus
 from workpools.api.workqueue import WorkQueue, WorkQueueSpec, WorkQueueStatus
 from workpools.core import flowcontrol, liveness, priorities, slots, templates
-from workpools.core.selection import overdue, scheduled_time
+from workpools.core.selection import in_line, overdue, scheduled_time
 from workpools.core.snapshot import PoolState
 from workpools.core.statuses import (
     Event,
@@ -174,7 +173,7 @@ def _reclaim_suspended(conditions: Sequence[Condition]) -> bool:
 
 def _plan_queues(plan: PoolPlan, state: PoolState, online: Sequence[Worker]) -> None:
     active_by_queue = Counter(queue_of(r) for r in state.holders)
-    waiting_runs = [r for r in state.runs if r.status.state in (None, StateType.SCHEDULED)]
+    waiting_runs = [r for r in state.runs if in_line(r)]
     waiting = Counter(queue_of(r) for r in waiting_runs)
     late = Counter(queue_of(r) for r in waiting_runs if overdue(scheduled_time(r), state.now))
     effective, requests = queue_priorities(state.queues, state.now)

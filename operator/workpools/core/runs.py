@@ -30,7 +30,7 @@ from workpools.api.workpool import WorkPoolSpec
 from workpools.api.workqueue import WorkQueueSpec
 from workpools.core import admission, late, liveness, retries
 from workpools.core.plan import queue_priorities
-from workpools.core.selection import Place, overdue, scheduled_time
+from workpools.core.selection import Place, in_line, overdue, scheduled_time
 from workpools.core.snapshot import FlowControl, PoolState, PoolView, QueueView, RunView, WorkerView
 from workpools.core.statuses import Event, EventType, set_condition
 
@@ -411,12 +411,7 @@ def admission_inputs(state: PoolState) -> AdmissionInputs:
         r
         for r in state.runs
         if r.status.state in SLOT_HOLDING
-        or (
-            r.status.state in (None, S.SCHEDULED)
-            and not r.spec.cancel
-            and r.metadata.name not in too_late
-            and r.metadata.name not in state.busy
-        )
+        or (in_line(r) and not r.spec.cancel and r.metadata.name not in too_late and r.metadata.name not in state.busy)
     ]
     by_name = {r.metadata.name: r for r in live}
     history = _granted_history(state, by_name.keys(), rated=any(v.flow.start_rate for v in (pool_view, *queues) if v))
@@ -456,7 +451,7 @@ def _admission_by_heads(state: PoolState, lines: Mapping[str, Sequence[Place]]) 
     policies: dict[str, LatePolicy | None] = {}
     for run in state.runs:
         name = run.metadata.name
-        if run.status.state not in (None, S.SCHEDULED) or name in looked_at or name in state.busy or run.spec.cancel:
+        if not in_line(run) or name in looked_at or name in state.busy or run.spec.cancel:
             continue
         queue = queue_of(run)
         if queue not in policies:

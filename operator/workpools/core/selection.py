@@ -16,7 +16,17 @@ from workpools.api.states import StateType
 from workpools.core.slots import Slots, active_slots_by_queue, pool_slots
 from workpools.core.snapshot import PoolView, QueueView, RunView
 
-__all__ = ["LATE_AFTER", "Place", "admission_order", "late", "overdue", "place", "scheduled_runs", "scheduled_time"]
+__all__ = [
+    "LATE_AFTER",
+    "Place",
+    "admission_order",
+    "in_line",
+    "late",
+    "overdue",
+    "place",
+    "scheduled_runs",
+    "scheduled_time",
+]
 
 LATE_AFTER = timedelta(seconds=15)
 """How far past `scheduledTime` a Scheduled run shows `stateName: Late` (Prefect's default)."""
@@ -86,6 +96,11 @@ def scheduled_time(run: FlowRun) -> datetime:
     given = run.status.scheduled_time or run.spec.scheduled_time or run.metadata.creation_timestamp
     assert given is not None, "the API server sets creationTimestamp on every object"
     return given
+
+
+def in_line(run: FlowRun) -> bool:
+    """New or Scheduled: in its queue's line, not admitted yet (whether it may be is admission's to say)."""
+    return run.status.state in (None, StateType.SCHEDULED)
 
 
 Place = tuple[datetime, datetime, str]

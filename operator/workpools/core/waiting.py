@@ -44,7 +44,7 @@ from workpools.api.flowrun import FlowRun
 from workpools.api.states import StateType
 from workpools.core import admission, late, liveness, runs
 from workpools.core.admission import Hold, HoldReason
-from workpools.core.selection import admission_order
+from workpools.core.selection import admission_order, in_line
 from workpools.core.snapshot import PoolState, PoolView, QueueView, RunView, WorkerView
 
 __all__ = [
@@ -256,7 +256,7 @@ def _holding(hold: Hold, done: admission.Pass, workers: Sequence[WorkerView]) ->
 
 def _ending(run: FlowRun, state: PoolState) -> list[Holding]:
     """What the lifecycle step does to the run instead of admitting it (core/runs.py)."""
-    if run.status.state not in (None, StateType.SCHEDULED):
+    if not in_line(run):
         return []
     if run.spec.cancel:
         return [

@@ -15,9 +15,8 @@ from workpools.api.base import timestamp
 from workpools.api.flowrun import queue_of
 from workpools.api.meta import ObjectKey
 from workpools.api.states import SLOT_HOLDING
-from workpools.cache.lines import waiting
 from workpools.cache.store import Store
-from workpools.core.selection import place
+from workpools.core.selection import in_line, place
 
 NAMES = ["a", "b", "c", "d"]
 STATES = [None, "Scheduled", "Pending", "Running", "Completed", "Crashed"]
@@ -68,7 +67,7 @@ def test_the_lines_and_holders_are_what_a_walk_over_the_stored_runs_says(script:
     for pool in (ObjectKey("ns", "p"), ObjectKey("ns", "other")):
         lines: defaultdict[str, list[Any]] = defaultdict(list)
         for run in store.runs.of(pool):
-            if waiting(run):
+            if in_line(run):
                 lines[queue_of(run)].append(place(run))
         for queue in ("p-default", "other-default", "q1"):
             assert store.lines.line(pool, queue) == sorted(lines[queue])
