@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import time
 from collections.abc import Sequence
@@ -105,13 +104,11 @@ def _grant_line_heads(rt: Runtime, key: ObjectKey) -> bool:
     holders = _state(rt, key, holders_only=True)
     if not runs.heads_suffice(holders):
         return False
-    lines = _lines(rt, key, holders)
-    heads = runs.line_heads(holders, lines, lambda name: rt.store.runs.by_key.get(ObjectKey(key.namespace, name)))
-    if heads:
-        state = dataclasses.replace(holders, runs=[*holders.runs, *heads])
-        for change in runs.admission_changes(state):
-            if change.granted_to is not None:
-                rt.run_writer.launch(key, change)
+    stored = rt.store.runs.by_key
+    for grant in runs.grants_at_heads(
+        holders, _lines(rt, key, holders), lambda n: stored.get(ObjectKey(key.namespace, n))
+    ):
+        rt.run_writer.launch(key, grant)
     return True
 
 

@@ -385,6 +385,18 @@ def line_heads(
     return found
 
 
+def grants_at_heads(
+    state: PoolState, lines: Mapping[str, Sequence[Place]], stored: Callable[[str], FlowRun | None]
+) -> list[RunChange]:
+    """A grant pass: the grants admission makes over the pool's slot holders (`state.runs`) and the
+    heads of its lines, and nothing else (the full pass that follows gives the reasons)."""
+    heads = line_heads(state, lines, stored)
+    if not heads:
+        return []
+    changes = admission_changes(dataclasses.replace(state, runs=[*state.runs, *heads]))
+    return [change for change in changes if change.granted_to is not None]
+
+
 def _ready(
     line: Sequence[Place], state: PoolState, stored: Callable[[str], FlowRun | None], policy: LatePolicy | None
 ) -> Iterator[FlowRun]:

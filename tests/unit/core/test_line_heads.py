@@ -87,8 +87,9 @@ def lines_of(flowruns: list[FlowRun]) -> dict[str, list[Place]]:
 def test_a_grant_pass_over_the_line_heads_grants_what_a_pass_over_every_run_does(state: PoolState) -> None:
     by_name = {r.metadata.name: r for r in state.runs}
     holders = replace(state, runs=[r for r in state.runs if r.status.state in SLOT_HOLDING])
-    heads = runs.line_heads(holders, lines_of(list(state.runs)), by_name.get)
-    assert grants(replace(holders, runs=[*holders.runs, *heads])) == grants(state)
+    at_heads = runs.grants_at_heads(holders, lines_of(list(state.runs)), by_name.get)
+    assert [(c.run.metadata.name, c.granted_to) for c in at_heads] == grants(state)
+    assert [c.patch for c in at_heads] == [c.patch for c in runs.admission_changes(state) if c.granted_to]
 
 
 @settings(max_examples=400, deadline=None)
