@@ -198,11 +198,19 @@ def test_an_operator_killed_in_the_middle_of_a_catch_up_leaves_no_duplicate_and_
 
     second = operators()
     second.start()
-    runs = wait_for(
-        lambda: (r := runs_of(installed, namespace, "s")) and len(r) >= CAP and r,
-        timeout=60,
-        what="the catch-up finished",
-    )
+
+    def settled() -> list[dict[str, Any]] | None:
+        # The catch-up is done when the status names the newest run as the last scheduled and counts
+        # every run active. Runs and status are read together: a minute boundary passing during the
+        # catch-up adds one more run, and a snapshot of the runs taken before it would wait for a
+        # time the status has passed.
+        runs = runs_of(installed, namespace, "s")
+        status = installed.get("fs", "s", namespace).get("status", {})
+        newest = max(scheduled_minutes(runs)).strftime("%Y-%m-%dT%H:%M:%SZ") if runs else None
+        done = len(runs) >= CAP and status.get("lastScheduleTime") == newest
+        return runs if done and status.get("activeCount") == len(runs) else None
+
+    runs = wait_for(settled, timeout=60, what="the catch-up finished and counted in the status")
     times = scheduled_minutes(runs)
     names = [r["metadata"]["name"] for r in runs]
     assert len(names) == len(set(names))
@@ -211,15 +219,6 @@ def test_an_operator_killed_in_the_middle_of_a_catch_up_leaves_no_duplicate_and_
     # The cap holds: the oldest run is no older than CAP minutes before the kill (a minute boundary
     # passing during the test may add the new minute's run, never an older one).
     assert len(runs) <= CAP + 2
-    status = wait_for(
-        lambda: (
-            (s := installed.get("fs", "s", namespace)["status"]).get("lastScheduleTime")
-            == max(times).strftime("%Y-%m-%dT%H:%M:%SZ")
-            and s
-        ),
-        what="lastScheduleTime",
-    )
-    assert status["activeCount"] == len(runs)
     creates = [e for e in installed.events(namespace, "s") if e["reason"] == "SuccessfulCreate"]
     assert len(creates) <= len(runs)  # one per run at most (a create whose event was lost with the kill: none)
 
