@@ -1,4 +1,4 @@
-"""Exactness under faults (issue 10): the eight scenarios, each on a fresh control plane with 204
+"""Exactness under faults (issue 10): the scenarios (a)–(i), each on a fresh control plane with 204
 runs over 2 pools × 3 queues, six real worker processes and the operator, every client behind
 its own Toxiproxy proxy.
 
@@ -14,6 +14,10 @@ Scenario (a) adds flow control (issue 14): pool alpha admits at most 2 runs per 
 once (a per-key limit, checked like the others, in processes and in etcd), and pool beta's limit
 drops from 3 to 2 for 40 s of every minute (a time window: no more than 2 of its processes execute
 once the window has been open for `WINDOW_GRACE` seconds).
+
+Scenario (i) delays the operator's requests on their way to the API server past its write timeout:
+a write it gave up on lands seconds later, after the read-back (which then sends it again on the
+same version; see controllers/writers.py).
 """
 
 from __future__ import annotations
@@ -213,6 +217,23 @@ def test_h_operator_killed_twice_under_latency_stalls_and_resets(tmp_path: Path,
                 downtimes.append(f"{landed} with {chaos.terminal()} runs ended, back in {back:.1f}s")
             hold(chaos, 10, share=0.6)
         chaos.fault(f"on the operator: {TOXICS}; SIGKILLed twice: {'; '.join(downtimes)}")
+        chaos.healed()
+        verdict = conclude(chaos, report)
+    verdict.check()
+
+
+def test_i_operator_writes_delayed_past_their_timeout(tmp_path: Path, report: Report) -> None:
+    # A request the operator gave up on (its write timeout is 5 s) still reaches the API server and
+    # lands seconds later, after a read-back has shown the run unchanged: a slot handed to another
+    # run on the strength of that read would be held twice once the late grant lands.
+    label = "(i) operator requests delayed 6–7 s on 20 % of its connections: writes land after their timeout"
+    with Chaos.up(tmp_path, label, seed=19) as chaos:
+        proxy = chaos.proxy("operator")
+        proxy.add("late", "latency", stream="upstream", latency=7000, jitter=500, toxicity=0.5)
+        with rerolling(proxy, "late", every=10.0):  # longer than the delay: a re-draw would cut it short
+            chaos.burst()
+            hold(chaos, 90, share=0.8)
+        chaos.fault("on the operator: requests delayed 6–7 s (upstream) on 20 % of connections, re-drawn every 10 s")
         chaos.healed()
         verdict = conclude(chaos, report)
     verdict.check()

@@ -626,7 +626,7 @@ def _operator_needs() -> dict[Grant, Reason]:
         )
     needs[Grant("cluster", GROUP, "flowruns", "get")] = Reason(
         "a run whose status write failed ambiguously is read back before the pool is decided again",
-        "controllers/pools.py",
+        "controllers/writers.py",
         ("await rt.transport.get(FLOWRUNS, pool.namespace, name)",),
     )
     needs[Grant("cluster", GROUP, "workers", "get")] = Reason(

@@ -101,9 +101,6 @@ class Store:
     runs: Members[FlowRun] = field(default_factory=Members)
     changes: defaultdict[ObjectKey, list[SpecChange]] = field(default_factory=lambda: defaultdict(list))
     deletions: defaultdict[ObjectKey, list[WorkPool | WorkQueue]] = field(default_factory=lambda: defaultdict(list))
-    unsure: defaultdict[ObjectKey, set[str]] = field(default_factory=lambda: defaultdict(set))
-    """Per pool, runs whose last write by us has an unknown outcome (a timeout, a 5xx): they must
-    be read back before the pool is decided again, or a slot could be handed out twice."""
     sightings: defaultdict[ObjectKey, dict[str, Sighting]] = field(default_factory=lambda: defaultdict(dict))
     """Per pool and worker name, what we saw of its heartbeat and when (core/liveness.py). Kept
     after a Worker is deleted while runs are still bound to it."""

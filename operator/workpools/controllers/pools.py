@@ -49,7 +49,7 @@ async def reconcile_pool(rt: Runtime, key: ObjectKey) -> None:
     next one decides with it in flight, and its outcome wakes the pool again when it changes
     anything.
     """
-    await _read_back_unsure_runs(rt, key)
+    await rt.run_writer.read_back(key)
     if not rt.pacing.full_due(key) and _grant_line_heads(rt, key):
         rt.pacing.defer(key)
         return
@@ -121,7 +121,7 @@ def grant_between(rt: Runtime, key: ObjectKey) -> None:
     """A grant pass while the pool's pass waits (on the API server, or breathing between steps),
     if a slot was freed or a run joined a line meanwhile: any other change waits for the next pass
     (a thousand grants landing during a pass are a thousand wake-ups, and grant nothing)."""
-    if rt.store.lines.opened(key) and not rt.store.unsure.get(key):  # an unknown outcome is read back first
+    if rt.store.lines.opened(key) and not rt.run_writer.unknown(key):  # an unknown outcome is read back first
         _grant_line_heads(rt, key)
 
 
@@ -198,28 +198,6 @@ async def _write_worker_statuses(
     outcomes = await asyncio.gather(*writes, return_exceptions=True)  # a pass never ends with its writes in flight
     _raise_first(outcomes)
     return {stale for stale in outcomes if isinstance(stale, tuple)}
-
-
-async def _read_back_unsure_runs(rt: Runtime, pool: ObjectKey) -> None:
-    """Learn the outcome of writes that failed ambiguously; until then this pool is not decided."""
-    gate = asyncio.Semaphore(READS_IN_FLIGHT)
-
-    async def read_back(name: str) -> None:
-        async with gate:
-            try:
-                body = await rt.transport.get(FLOWRUNS, pool.namespace, name)
-            except errors.NotFound:
-                rt.store.remove({"kind": "FlowRun", "metadata": {"namespace": pool.namespace, "name": name}})
-            else:
-                rt.store.put(body)
-        rt.store.unsure[pool].discard(name)
-        rt.run_writer.settle(pool, name)  # no longer assumed: the read shows what happened
-
-    names = sorted(rt.store.unsure.get(pool, ()))
-    outcomes = await asyncio.gather(*(read_back(name) for name in names), return_exceptions=True)
-    if not rt.store.unsure.get(pool, True):
-        rt.store.unsure.pop(pool, None)
-    _raise_first(outcomes)  # a read that failed leaves its run unsure: no decision on this pool yet
 
 
 async def _read_silent_workers(rt: Runtime, pool: ObjectKey) -> frozenset[str]:

@@ -6,7 +6,10 @@ wire its run is *busy*: no pass decides anything else about it, and a grant coun
 (*assumed*, Kueue's scheduler pattern) against the pool, its queue and its worker, so the next
 pass may hand out the next slot without exceeding a limit. The outcome settles it: landed, the
 store takes the response; refused (Conflict, NotFound), the assumption is dropped and the pool
-decided again; unknown (a timeout, a reset), it stays assumed until a read shows what happened.
+decided again; unknown (a timeout, a reset), it stays assumed until it is read back
+(`RunWriter.read_back`). A read that still shows the version the write was decided on does not
+settle it: the request may yet land (delayed on the way), so it is sent again on that same
+version, and at most one of the two can land.
 
 Everything else the operator writes is bookkeeping, and goes through `StatusLane`: status-only
 patches (a waiting run's Scheduled stamp, Late mark and hold reason; pool, queue and worker
@@ -56,6 +59,9 @@ HOLD_DELAY = 1.0
 STATUS_EVERY = 1.0
 """Seconds between two bookkeeping writes of one object: a drain writes a pool's counts once a second, not per grant."""
 
+READS_IN_FLIGHT = 16
+"""Read-backs of one pool on the wire at once."""
+
 RETRY_FIRST, RETRY_MAX = 1.0, 16.0
 """Backoff of a bookkeeping write that failed (doubling): never a retry storm."""
 
@@ -75,9 +81,16 @@ class RunWriter:
         self._tasks: set[asyncio.Task[None]] = set()
         self._skipped: defaultdict[ObjectKey, set[str]] = defaultdict(set)
         """Per pool, busy runs a pass decided nothing about: their settling wakes the pool again."""
+        self._unknown: defaultdict[ObjectKey, dict[str, runs.RunChange]] = defaultdict(dict)
+        """Per pool, busy runs whose write has an unknown outcome (a timeout, a reset), with that
+        write: they are read back before the pool is decided again."""
 
     def busy(self, pool: ObjectKey) -> Collection[str]:
         return self._busy.get(pool, {}).keys()
+
+    def unknown(self, pool: ObjectKey) -> Collection[str]:
+        """The pool's runs whose write has an unknown outcome: to be read back first."""
+        return self._unknown.get(pool, {}).keys()
 
     def skip(self, pool: ObjectKey) -> frozenset[str]:
         """The pool's busy runs, for a pass that will decide nothing about them (it is woken once they settle)."""
@@ -118,11 +131,12 @@ class RunWriter:
 
     def settle(self, pool: ObjectKey, name: str) -> None:
         """The outcome of the run's write is known (or read back): decide about it again."""
-        busy = self._busy.get(pool)
-        if busy is not None:
-            busy.pop(name, None)
-            if not busy:
-                del self._busy[pool]
+        for pending in (self._busy, self._unknown):
+            of_pool = pending.get(pool)
+            if of_pool is not None:
+                of_pool.pop(name, None)
+                if not of_pool:
+                    del pending[pool]
         skipped = self._skipped.get(pool)
         if skipped is not None and name in skipped:
             skipped.discard(name)
@@ -131,43 +145,92 @@ class RunWriter:
             self._rt.wakeups.wake(pool)  # a pass ran without it: decide about it now
 
     async def _write(self, pool: ObjectKey, change: runs.RunChange) -> None:
-        rt, meta = self._rt, change.run.metadata
+        rt, name = self._rt, change.run.metadata.name
         try:
-            async with self._gate:
-                updated = await rt.transport.patch(
-                    FLOWRUNS,
-                    meta.namespace or "",
-                    meta.name,
-                    {"status": change.patch},
-                    status=True,
-                    field_manager=FIELD_MANAGER,
-                    resource_version=meta.resource_version,
-                )
+            updated = await self._send(change)
         except (errors.Conflict, errors.NotFound):
-            self.settle(pool, meta.name)  # it moved on, or is gone: decided again on what it is now
+            self.settle(pool, name)  # it moved on, or is gone: decided again on what it is now
             rt.wakeups.wake(pool)
             return
         except asyncio.CancelledError:
             raise
         except Exception as error:
-            # It may have landed: it stays busy (a grant stays assumed) until read back.
-            rt.store.unsure[pool].add(meta.name)
-            logger.warning("write of run %s has an unknown outcome (%s); reading it back", meta.name, error)
+            # It may have landed, or may yet: it stays busy (a grant stays assumed) until read back.
+            self._unknown[pool][name] = change
+            logger.warning("write of run %s has an unknown outcome (%s); reading it back", name, error)
             rt.wakeups.wake(pool)
             return
-        self.settle(pool, meta.name)
+        await self._landed(pool, change, updated)
+
+    async def _send(self, change: runs.RunChange) -> dict[str, Any]:
+        """The write, on the version it was decided on (so at most one send of it can ever land)."""
+        meta = change.run.metadata
+        async with self._gate:
+            updated: dict[str, Any] = await self._rt.transport.patch(
+                FLOWRUNS,
+                meta.namespace or "",
+                meta.name,
+                {"status": change.patch},
+                status=True,
+                field_manager=FIELD_MANAGER,
+                resource_version=meta.resource_version,
+            )
+        return updated
+
+    async def _landed(self, pool: ObjectKey, change: runs.RunChange, updated: dict[str, Any]) -> None:
+        rt, run = self._rt, change.run
+        self.settle(pool, run.metadata.name)
         rt.store.put(updated)
         # A landed grant changes no decision (it was counted as made), unless the run changed again
         # meanwhile (its watch events woke nothing while it was busy).
         if change.granted_to is None or _changed_since(rt, updated):
             rt.wakeups.wake(pool)
         if change.granted_to is not None:
-            admissible = max(selection.scheduled_time(change.run), meta.creation_timestamp or rt.clock())
-            metrics.record_grant(pool, queue_of(change.run), admissible, rt.clock())
+            admissible = max(selection.scheduled_time(run), run.metadata.creation_timestamp or rt.clock())
+            metrics.record_grant(pool, queue_of(run), admissible, rt.clock())
         if change.reclaim is not None:
             metrics.record_reclaim(pool, change.reclaim)
         if change.event is not None:
-            await post_event(rt, change.run, change.event)
+            await post_event(rt, run, change.event)
+
+    async def read_back(self, pool: ObjectKey) -> None:
+        """Learn the outcome of the pool's writes that failed ambiguously; raises if one is still
+        unknown (then the pool is not decided: the pass fails and is retried)."""
+        unknown = self._unknown.get(pool)
+        if not unknown:
+            return
+        gate = asyncio.Semaphore(READS_IN_FLIGHT)
+
+        async def resolve(name: str, change: runs.RunChange) -> None:
+            async with gate:
+                await self._resolve(pool, name, change)
+
+        outcomes = await asyncio.gather(*(resolve(*item) for item in list(unknown.items())), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+    async def _resolve(self, pool: ObjectKey, name: str, change: runs.RunChange) -> None:
+        rt, decided_on = self._rt, change.run.metadata.resource_version
+        while True:
+            try:
+                body = await rt.transport.get(FLOWRUNS, pool.namespace, name)
+            except errors.NotFound:
+                rt.store.remove({"kind": "FlowRun", "metadata": {"namespace": pool.namespace, "name": name}})
+                break
+            if body["metadata"]["resourceVersion"] != decided_on:
+                rt.store.put(body)  # it landed, or it never can (its version is gone): the read is the truth
+                break
+            # Not landed yet, but the request may still be on its way: sent again on the same
+            # version, so that one of the two lands now or neither ever can.
+            logger.info("write of run %s not landed when read back; sending it again on version %s", name, decided_on)
+            try:
+                updated = await self._send(change)
+            except (errors.Conflict, errors.NotFound):
+                continue  # moved on meanwhile (the first send landed, or another change): read what it is
+            await self._landed(pool, change, updated)
+            return
+        self.settle(pool, name)  # no longer assumed: the read shows what happened
 
     async def drain(self) -> None:
         """Wait until no run write is on the wire."""

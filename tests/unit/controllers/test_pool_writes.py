@@ -3,12 +3,12 @@ the API server: only the order and outcome of writes are under test here, so eac
 what the case needs (the integration tests run the same code against a real API server).
 
 Aspects: assume, then write (a grant on the wire counts against the next pass's limits; one of
-unknown outcome holds its slot until read back; a refused one is forgotten and the pool woken); the
-bookkeeping lane (a waiting run's hold is written once, after a delay, and never for a run granted
-first; a status is written at most once per interval, the latest one); a worker is deleted for its
-TTL only on the version judged; the pool's worker counts are written after the Worker phases they
-count have landed; a pass woken before the next full one is due only grants, from the heads of
-the queues' lines.
+unknown outcome holds its slot until read back, and is sent again if the read shows it not landed;
+a refused one is forgotten and the pool woken); the bookkeeping lane (a waiting run's hold is
+written once, after a delay, and never for a run granted first; a status is written at most once
+per interval, the latest one); a worker is deleted for its TTL only on the version judged; the
+pool's worker counts are written after the Worker phases they count have landed; a pass woken
+before the next full one is due only grants, from the heads of the queues' lines.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -162,35 +162,119 @@ def test_a_grant_on_the_wire_counts_against_the_limit_of_the_next_pass() -> None
     assert {r.metadata.name: r.status.worker for r in rt.store.runs.of(POOL)} == {"a": "w", "b": None}
 
 
-def test_a_grant_of_unknown_outcome_holds_its_slot_until_read_back() -> None:
-    # "a"'s grant is reset on the wire: it may have landed. It stays counted until a read shows it
-    # did not, and only then is the slot handed out again (here: to "a" once more).
-    async def patch(name: str, options: dict[str, Any]) -> dict[str, Any]:
-        if granted(transport).count(name) == 1 and options["patch"]["status"].get("state") == "Pending":
-            raise errors.Unavailable("connection reset by peer", kind="FlowRun", name=name)
-        return as_patched(rt, options["kind"], name, options["patch"])
+def unknown_then(get: Answer, resend: Answer | None = None) -> tuple[Runtime, ScriptedTransport]:
+    """Two runs behind a limit of one; "a"'s first grant is reset on the wire (it may have landed,
+    or may yet), the read-back answers `get`, a grant sent again answers `resend` (default: lands)."""
 
-    async def get(name: str, options: dict[str, Any]) -> dict[str, Any]:
-        run = next(r for r in rt.store.runs.of(POOL) if r.metadata.name == name)
-        return {"apiVersion": API_VERSION, "kind": "FlowRun", **to_json(run, as_read=True)}  # it had not landed
+    async def patch(name: str, options: dict[str, Any]) -> dict[str, Any]:
+        if options["patch"]["status"].get("state") == "Pending":
+            if granted(transport).count(name) == 1:
+                raise errors.Unavailable("connection reset by peer", kind="FlowRun", name=name)
+            if resend is not None:
+                return cast(dict[str, Any], await resend(name, options))
+        return as_patched(rt, options["kind"], name, options["patch"])
 
     transport = ScriptedTransport(patch=patch, get=get, create=events)
     rt = runtime(transport)
     two_runs_behind_a_limit_of_one(rt)
+    return rt, transport
+
+
+def as_stored(rt: Runtime, name: str) -> dict[str, Any]:
+    run = next(r for r in rt.store.runs.of(POOL) if r.metadata.name == name)
+    return {"apiVersion": API_VERSION, "kind": "FlowRun", **to_json(run, as_read=True)}
+
+
+def two_passes(rt: Runtime) -> None:
+    """A pass, its writes answered, then the next pass and its writes."""
+
+    async def scenario() -> None:
+        for _ in range(2):
+            await pools.reconcile_pool(rt, POOL)
+            await rt.run_writer.drain()
+        await rt.stop_writers()
+
+    asyncio.run(scenario())
+
+
+def test_a_grant_of_unknown_outcome_holds_its_slot_and_is_sent_again_when_the_read_shows_it_not_landed() -> None:
+    # "a"'s grant may still be on its way when the read shows "a" unchanged. Handing the slot to
+    # anyone else then ("c", now first in line) would put two runs in it once that request lands;
+    # the grant is sent again on the same version instead: one of the two lands, or neither can.
+    async def get(name: str, options: dict[str, Any]) -> dict[str, Any]:
+        return as_stored(rt, name)  # not landed (yet): the version the grant was decided on
+
+    rt, transport = unknown_then(get)
 
     async def scenario() -> None:
         await pools.reconcile_pool(rt, POOL)
         await rt.run_writer.drain()
-        assert rt.store.unsure[POOL] == {"a"}
+        assert set(rt.run_writer.unknown(POOL)) == {"a"}
         assert [r.status.worker for r in pools._state(rt, POOL).runs if r.metadata.name == "a"] == ["w"]  # assumed
-        await pools.reconcile_pool(rt, POOL)  # reads "a" back first, then decides
+        stored(rt, flowrun("c", created=T0 - timedelta(seconds=3)))  # ahead of "a" in the line
+        await pools.reconcile_pool(rt, POOL)  # reads "a" back, sends its grant again, then decides
         await rt.run_writer.drain()
         await rt.stop_writers()
 
     asyncio.run(scenario())
     assert [verb for verb, name, _ in transport.calls if name == "a"][:3] == ["patch", "get", "patch"]
     assert granted(transport) == ["a", "a"]
+    assert {r.metadata.name: r.status.worker for r in rt.store.runs.of(POOL)} == {"a": "w", "b": None, "c": None}
+    assert not rt.run_writer.unknown(POOL)
+    assert not rt.run_writer.busy(POOL)
+
+
+def test_a_grant_of_unknown_outcome_read_back_on_another_version_is_settled_by_the_read() -> None:
+    # Either it landed (the read shows it) or its version is gone and it never can: the read is the
+    # truth, and nothing is sent again. Here it had landed.
+    async def get(name: str, options: dict[str, Any]) -> dict[str, Any]:
+        return landed(name)
+
+    rt, transport = unknown_then(get)
+
+    two_passes(rt)
+    assert [verb for verb, name, _ in transport.calls if name == "a"] == ["patch", "get"]
+    assert granted(transport) == ["a"]
     assert {r.metadata.name: r.status.worker for r in rt.store.runs.of(POOL)} == {"a": "w", "b": None}
+
+
+def test_a_grant_sent_again_and_refused_is_read_again() -> None:
+    # The version moved between the read and the second send (here: the first send landed in
+    # between): the second send is refused, and a second read settles it.
+    reads = 0
+
+    async def get(name: str, options: dict[str, Any]) -> dict[str, Any]:
+        nonlocal reads
+        reads += 1
+        return as_stored(rt, name) if reads == 1 else landed(name)
+
+    async def resend(name: str, options: dict[str, Any]) -> dict[str, Any]:
+        raise errors.Conflict("the object has been modified", kind="FlowRun", name=name)
+
+    rt, transport = unknown_then(get, resend)
+
+    two_passes(rt)
+    assert [verb for verb, name, _ in transport.calls if name == "a"] == ["patch", "get", "patch", "get"]
+    assert {r.metadata.name: r.status.worker for r in rt.store.runs.of(POOL)} == {"a": "w", "b": None}
+    assert not rt.run_writer.unknown(POOL)
+
+
+def test_a_pool_with_a_write_still_unknown_is_not_decided() -> None:
+    async def get(name: str, options: dict[str, Any]) -> dict[str, Any]:
+        raise errors.Unavailable("connection refused", kind="FlowRun", name=name)
+
+    rt, transport = unknown_then(get)
+
+    async def scenario() -> None:
+        await pools.reconcile_pool(rt, POOL)
+        await rt.run_writer.drain()
+        with pytest.raises(errors.Unavailable):
+            await pools.reconcile_pool(rt, POOL)
+        await rt.stop_writers()
+
+    asyncio.run(scenario())
+    assert set(rt.run_writer.unknown(POOL)) == {"a"}
+    assert granted(transport) == ["a"]
 
 
 def test_a_refused_grant_is_forgotten_and_the_pool_decided_again() -> None:
@@ -214,7 +298,7 @@ def test_a_refused_grant_is_forgotten_and_the_pool_decided_again() -> None:
     asyncio.run(scenario())
     assert POOL in woken
     assert not rt.run_writer.busy(POOL)
-    assert not rt.store.unsure.get(POOL)
+    assert not rt.run_writer.unknown(POOL)
 
 
 def test_a_run_granted_before_its_hold_was_sent_costs_one_write(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -324,19 +408,6 @@ def flowrun_body(name: str) -> dict[str, Any]:
     run = flowrun(name, created=T0 - timedelta(seconds=1))
     run.metadata.uid, run.metadata.resource_version = f"uid-{name}", "1"
     return {"apiVersion": API_VERSION, "kind": "FlowRun", **to_json(run, as_read=True)}
-
-
-def test_a_write_with_unknown_outcome_is_read_back_before_the_pool_is_decided() -> None:
-    async def get(name: str, options: dict[str, Any]) -> dict[str, Any]:
-        return landed(name)  # it had landed after all
-
-    transport = ScriptedTransport(get=get)
-    rt = runtime(transport)
-    rt.store.unsure[POOL].add("reset")
-    asyncio.run(pools._read_back_unsure_runs(rt, POOL))
-    assert [call[:2] for call in transport.calls] == [("get", "reset")]
-    assert [r.status.state for r in rt.store.runs.of(POOL)] == ["Pending"]
-    assert not rt.store.unsure.get(POOL)
 
 
 def test_an_expired_worker_is_deleted_only_in_the_version_judged() -> None:
