@@ -138,6 +138,12 @@ class Pacing:
         gap = min(FULL_PASS_GAP_MAX, seconds * (1 / FULL_PASS_SHARE - 1))
         self._next_full[pool] = asyncio.get_running_loop().time() + gap
 
+    def forget(self, pool: ObjectKey) -> None:
+        """A pool that is gone: no timer, no entry (a pool of that name created again starts afresh)."""
+        self._next_full.pop(pool, None)
+        if (timer := self._timers.pop(pool, None)) is not None:
+            timer.cancel()
+
     def _fire(self, pool: ObjectKey) -> None:
         self._timers.pop(pool, None)
         self._wake(pool)

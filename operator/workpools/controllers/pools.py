@@ -80,7 +80,10 @@ async def reconcile_pool(rt: Runtime, key: ObjectKey) -> None:
             rt.deadlines[key] = deadline
         else:
             rt.deadlines.pop(key, None)
-    rt.pacing.full_done(key, deciding.seconds)
+    if rt.store.pools.get(key) is None and not rt.store.runs.of(key):
+        rt.pacing.forget(key)  # gone with its runs: nothing left to pace
+    else:
+        rt.pacing.full_done(key, deciding.seconds)
 
 
 class _Stopwatch:

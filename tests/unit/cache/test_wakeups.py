@@ -4,7 +4,8 @@ Aspects: nothing runs before `enable()`, and what was woken before runs then; on
 per pool while different pools run side by side; wakes during a pass coalesce into exactly one
 more round, and a wake during a pass also calls `between` soon, once per burst; a failing pass
 is retried with a delay that doubles up to the cap and starts over after a success; `stop()`
-cancels running passes and pending retries.
+cancels running passes and pending retries. Pacing: a deferred full pass wakes its pool when
+due, and a pool that is gone is forgotten.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable, Coroutine, Iterable
 import pytest
 
 from workpools.api.meta import ObjectKey
-from workpools.cache.wakeups import Wakeups
+from workpools.cache.wakeups import Pacing, Wakeups
 
 A, B = ObjectKey("ns", "a"), ObjectKey("ns", "b")
 real_sleep = asyncio.sleep  # the retry test replaces asyncio.sleep; the tests' own yielding must not count
@@ -232,3 +233,22 @@ def test_stop_cancels_running_passes_and_pending_retries() -> None:
         assert reconcile.passes == [A, B]
 
     run(scenario)
+
+
+def test_pacing_defers_a_full_pass_to_its_due_time_and_forgets_a_pool_that_is_gone() -> None:
+    woken: list[ObjectKey] = []
+    pacing = Pacing(woken.append)
+
+    async def scenario() -> None:
+        pacing.full_done(A, 0.01)  # 10 ms deciding: the next full pass 30 ms later
+        pacing.full_done(B, 0.01)
+        assert not pacing.full_due(A)
+        pacing.defer(A)
+        pacing.defer(B)
+        pacing.forget(B)  # gone: its timer cancelled, its entry dropped
+        assert pacing.full_due(B)
+        await real_sleep(0.06)
+        assert pacing.full_due(A)
+
+    asyncio.run(scenario())
+    assert woken == [A]
