@@ -5,6 +5,7 @@
     .venv/bin/python -m benchmarks.admission --runs 1000 --profile   # a diagnostic run under cProfile
     .venv/bin/python -m benchmarks.admission --shape fill --runs 10000
     .venv/bin/python -m benchmarks.admission --shape refill --runs 2000 --isolation --burst 10000
+    .venv/bin/python -m benchmarks.admission --shape fill --runs 10000 --restart
 
 Starts a local control plane (unless KUBECONFIG is set), installs manifests/ and runs the operator
 as its ServiceAccount, scoped to the benchmark's namespace. Then:
@@ -36,6 +37,11 @@ as its ServiceAccount, scoped to the benchmark's namespace. Then:
   with the earliest unpaired completion before it (FIFO), both as the watch delivered them: the
   latency from a freed slot to its refill. `--isolation` adds a second pool without workers that
   receives `--burst` runs at the resume, and still times the first pool's refills only.
+
+`--restart` (fill, refill): once every run is Late, the operator is stopped (SIGTERM), the pool
+resumed while it is down, and the operator started again: the clock starts when its process does,
+so "first Pending" is a restart's time to its first grant with N runs to read and decide, and the
+memory figures are of a process that read N runs at start-up.
 
 Figures go to `benchmarks/results/admission-<N>.md` (drain) or `admission-<shape>-<N>.md` (and
 `.json` beside it) with the command, commit, machine and date. It measures; it asserts nothing.
@@ -151,10 +157,16 @@ class Settings:
     command: str
     isolation: bool = False
     burst: int = 0
+    restart: bool = False
 
     @property
     def kind(self) -> Shape:
         return SHAPES[self.shape]
+
+    @property
+    def clock(self) -> str:
+        """What starts the clock."""
+        return "operator restart" if self.restart else self.kind.clock
 
     def queue_names(self, pool_name: str) -> list[str]:
         return [f"{pool_name}-q{i + 1}" for i in range(self.queues)]
@@ -377,23 +389,17 @@ async def workload(
             wait_for, lambda: _all_online(kubectl, namespace, len(specs)), timeout=60, what="every worker Online"
         )
         if shape.paused_start:
-            created = await create_runs(admin, namespace, bodies, settings.rate)
-            log(f"created {settings.runs} runs in the paused pool; waiting for every one to be Late")
-            # Late comes 15 s after creation: waiting for it keeps those writes out of the window.
-            queued = (settings.runs, Counter({"scheduled": settings.runs, "late": settings.runs}))
-            await asyncio.to_thread(
-                wait_for,
-                lambda: (recorder.late(), _status_totals(kubectl, namespace, pools)),
-                equals=queued,
-                timeout=settings.deadline,
-                what="every run Late in the paused pool",
+            created = await create_queued(
+                admin, kubectl, namespace, bodies, settings=settings, recorder=recorder, pools=pools
             )
+        restarted = await restart_with_pool_resumed(operator, admin, namespace, sampler) if settings.restart else None
         first = await asyncio.to_thread(snapshot, cluster, sampler)
         beats_before = sum(w.log.beats for w in fleet)
-        started = time.monotonic()
+        started = restarted or time.monotonic()
         burst: asyncio.Task[dict[str, float]] | None = None
         if shape.paused_start:
-            await admin.patch(WORKPOOLS, namespace, MEASURED_POOL, {"spec": {"paused": False}})
+            if restarted is None:
+                await admin.patch(WORKPOOLS, namespace, MEASURED_POOL, {"spec": {"paused": False}})
             if settings.isolation:
                 burst_bodies = [run(f"burst-{i:05d}", BURST_POOL) for i in range(settings.burst)]
                 burst = asyncio.create_task(create_runs(admin, namespace, burst_bodies), name="burst")
@@ -441,6 +447,45 @@ async def workload(
         "worker errors": [e for w in fleet for e in w.log.errors],
         "operator log": operator.log_path,
     }
+
+
+async def create_queued(
+    admin: Transport,
+    kubectl: Any,
+    namespace: str,
+    bodies: Sequence[dict[str, Any]],
+    *,
+    settings: Settings,
+    recorder: Recorder,
+    pools: Collection[str],
+) -> dict[str, float]:
+    """A paused start: the runs created in the paused pool, and every one Late before the clock starts."""
+    created = await create_runs(admin, namespace, bodies, settings.rate)
+    log(f"created {settings.runs} runs in the paused pool; waiting for every one to be Late")
+    # Late comes 15 s after creation: waiting for it keeps those writes out of the window.
+    queued = (settings.runs, Counter({"scheduled": settings.runs, "late": settings.runs}))
+    await asyncio.to_thread(
+        wait_for,
+        lambda: (recorder.late(), _status_totals(kubectl, namespace, pools)),
+        equals=queued,
+        timeout=settings.deadline,
+        what="every run Late in the paused pool",
+    )
+    return created
+
+
+async def restart_with_pool_resumed(
+    operator: OperatorProcess, admin: Transport, namespace: str, sampler: Sampler
+) -> float:
+    """`--restart`: stop the operator, resume the pool while it is down, start it again; when it started."""
+    operator.stop(signal.SIGTERM)
+    await admin.patch(WORKPOOLS, namespace, MEASURED_POOL, {"spec": {"paused": False}})
+    started = time.monotonic()
+    operator.start(wait=False)
+    assert operator.process is not None
+    sampler.pids["operator"] = operator.process.pid
+    log("operator restarted with the pool resumed")
+    return started
 
 
 def _all_online(kubectl: Any, namespace: str, count: int) -> bool:
@@ -515,7 +560,7 @@ def figures(result: dict[str, Any], settings: Settings, ceiling_figures: dict[st
         "runs": settings.runs,
         "granted": len(pendings),
         **shaped(result, settings, times, pendings, ceiling_figures),
-        f"grant timeline (seconds after the {settings.kind.clock} at which 10%, 20%, … of runs were Pending)": [
+        f"grant timeline (seconds after the {settings.clock} at which 10%, 20%, … of runs were Pending)": [
             round(pendings[min(len(pendings) - 1, (k * len(pendings)) // 10)] - result["started"], 1)
             for k in range(1, 11)
         ],
@@ -552,11 +597,11 @@ def drain_figures(
 def fill_figures(
     result: dict[str, Any], settings: Settings, times: list[RunTimes], pendings: list[float], ceiling: dict[str, Any]
 ) -> dict[str, Any]:
-    span = pendings[-1] - result["started"]
+    span, clock = pendings[-1] - result["started"], settings.clock
     return {
-        "resume → first Pending seconds": round(pendings[0] - result["started"], 2),
-        "resume → last Pending seconds": round(span, 2),
-        "grants per second (all runs / resume → last grant)": round(len(pendings) / span, 1),
+        f"{clock} → first Pending seconds": round(pendings[0] - result["started"], 2),
+        f"{clock} → last Pending seconds": round(span, 2),
+        f"grants per second (all runs / {clock} → last grant)": round(len(pendings) / span, 1),
         **against_ceiling(ceiling, {"grants/s": len(pendings) / span}),
     }
 
@@ -572,7 +617,7 @@ def refill_figures(
     held = [t.completed - t.pending for t in times if t.completed is not None and t.pending is not None]
     figures_ = {
         "completed": len(freed),
-        "resume → last Completed seconds": round(result["finished"] - result["started"], 1),
+        f"{settings.clock} → last Completed seconds": round(result["finished"] - result["started"], 1),
         f"refill grants (after the first {first_grants})": len(refills),
         "refill grants with no earlier freed slot to pair with": unpaired,
         "freed slot → refill latency ms (Completed event → Pending event, FIFO)": measured,
@@ -752,9 +797,10 @@ def describe(settings: Settings) -> str:
         + (f"at {settings.rate}/s" if settings.rate else f"as fast as one client can ({CREATES_IN_FLIGHT} in flight)")
     )
     if shape.paused_start:
-        text += (
-            " while the pool was paused (not measured); the clock starts when every run is Late (Scheduled, "
-            + "`PoolPaused`) and the harness PATCHes `spec.paused: false`"
+        text += " while the pool was paused (not measured); the clock starts when every run is Late (Scheduled, " + (
+            "`PoolPaused`), the operator was stopped, the pool resumed, and the operator started again"
+            if settings.restart
+            else "`PoolPaused`) and the harness PATCHes `spec.paused: false`"
         )
     if settings.isolation:
         text += (
@@ -849,6 +895,9 @@ def parse(argv: Sequence[str]) -> Settings:
     )
     parser.add_argument("--isolation", action="store_true", help="refill: a second pool receives --burst runs")
     parser.add_argument("--burst", type=int, default=10_000, help="--isolation: runs in the second pool")
+    parser.add_argument(
+        "--restart", action="store_true", help="fill, refill: the clock starts at an operator restart (see above)"
+    )
     parser.add_argument("--ceiling-seconds", type=float, default=10.0)
     parser.add_argument("--deadline", type=float, default=None, help="seconds for every run to complete")
     parser.add_argument("--profile", action="store_true", help="run the operator under cProfile (a diagnostic run)")
@@ -862,10 +911,13 @@ def parse(argv: Sequence[str]) -> Settings:
         parser.error(f"--shape {args.shape} measures one pool: --pools 1")
     if args.isolation and args.shape != "refill":
         parser.error("--isolation is a refill option")
+    if args.restart and not SHAPES[args.shape].paused_start:
+        parser.error("--restart needs a shape with a paused start (fill, refill)")
     if args.shape == "refill" and limit(args.pool_limit) is None:
         parser.error("--shape refill needs a --pool-limit to refill behind")
     name = "admission" if args.shape == "drain" else f"admission-{args.shape}"
-    suffix = ("-isolation" if args.isolation else "") + ("-profiled" if args.profile else "")
+    suffix = "".join(f"-{flag}" for flag in ("isolation", "restart", "profile") if getattr(args, flag))
+    suffix = suffix.replace("-profile", "-profiled")
     return Settings(
         shape=args.shape,
         runs=args.runs,
@@ -884,6 +936,7 @@ def parse(argv: Sequence[str]) -> Settings:
         command=" ".join([".venv/bin/python -m benchmarks.admission", *argv]),
         isolation=args.isolation,
         burst=args.burst if args.isolation else 0,
+        restart=args.restart,
     )
 
 
