@@ -3,6 +3,7 @@
     .venv/bin/python -m benchmarks.admission --runs 1000
     .venv/bin/python -m benchmarks.admission --runs 10000
     .venv/bin/python -m benchmarks.admission --runs 1000 --profile   # a diagnostic run under cProfile
+    .venv/bin/python -m benchmarks.admission --shape fill --runs 10000 --tracemalloc   # where memory goes
     .venv/bin/python -m benchmarks.admission --shape fill --runs 10000
     .venv/bin/python -m benchmarks.admission --shape refill --runs 2000 --isolation --burst 10000
     .venv/bin/python -m benchmarks.admission --shape fill --runs 10000 --restart
@@ -73,10 +74,12 @@ from benchmarks.harness import (
     limits,
     log,
     machine,
+    memory_summary,
     profile_operator,
     profile_summary,
     record_run,
     source_digest,
+    trace_operator_memory,
     utc_now,
     work_directory,
 )
@@ -152,6 +155,7 @@ class Settings:
     ceiling_seconds: float
     deadline: float
     profile: bool
+    tracemalloc: bool
     output: Path
     keep: bool
     command: str
@@ -783,7 +787,7 @@ def report(figures_: dict[str, Any], context: dict[str, Any], settings: Settings
         lines.append(f"| {mode} | {row['patches']:,} | {row['per second']} | {latency} | {failures} |")
     lines += ["", f"Operator log: {cell(figures_['operator log'])} (warnings and errors)"]
     if profile:
-        lines += ["", "## Operator profile (cProfile; figures above include its overhead)", "", profile]
+        lines += ["", "(The figures above include the overhead of the profilers below.)", "", profile]
     return "\n".join(lines) + "\n"
 
 
@@ -837,6 +841,7 @@ async def measure(settings: Settings, workdir: Path) -> tuple[dict[str, Any], di
         kubectl("create", "namespace", namespace)
         workers_kubeconfig = worker_kubeconfig(kubectl, namespace, workdir / "worker.kubeconfig")
         profile_path = profile_operator(workdir) if settings.profile else None
+        memory_path = trace_operator_memory(workdir) if settings.tracemalloc else None
         operator = OperatorProcess(operator_kubeconfig, workdir / "operator.log", (namespace,))
         operator.start()
         try:
@@ -858,8 +863,12 @@ async def measure(settings: Settings, workdir: Path) -> tuple[dict[str, Any], di
                 await asyncio.gather(sampling, return_exceptions=True)
         finally:
             operator.stop(signal.SIGTERM)
-        profile = profile_summary(profile_path) if profile_path and profile_path.exists() else None
-        return figures(result, settings, context["ceiling"]), context, profile
+        diagnostics = []  # each figure above includes the profilers' overhead
+        if profile_path and profile_path.exists():
+            diagnostics.append(f"## Operator profile (cProfile)\n\n{profile_summary(profile_path)}")
+        if memory_path and memory_path.exists():
+            diagnostics.append(f"## Operator memory (tracemalloc)\n\n{memory_summary(memory_path)}")
+        return figures(result, settings, context["ceiling"]), context, "\n\n".join(diagnostics) or None
     finally:
         cluster.stop()
 
@@ -901,6 +910,9 @@ def parse(argv: Sequence[str]) -> Settings:
     parser.add_argument("--ceiling-seconds", type=float, default=10.0)
     parser.add_argument("--deadline", type=float, default=None, help="seconds for every run to complete")
     parser.add_argument("--profile", action="store_true", help="run the operator under cProfile (a diagnostic run)")
+    parser.add_argument(
+        "--tracemalloc", action="store_true", help="trace the operator's allocations; top 10 at its exit (diagnostic)"
+    )
     parser.add_argument("--output", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, profile)")
     args = parser.parse_args(argv)
@@ -916,7 +928,7 @@ def parse(argv: Sequence[str]) -> Settings:
     if args.shape == "refill" and limit(args.pool_limit) is None:
         parser.error("--shape refill needs a --pool-limit to refill behind")
     name = "admission" if args.shape == "drain" else f"admission-{args.shape}"
-    suffix = "".join(f"-{flag}" for flag in ("isolation", "restart", "profile") if getattr(args, flag))
+    suffix = "".join(f"-{flag}" for flag in ("isolation", "restart", "profile", "tracemalloc") if getattr(args, flag))
     suffix = suffix.replace("-profile", "-profiled")
     return Settings(
         shape=args.shape,
@@ -931,6 +943,7 @@ def parse(argv: Sequence[str]) -> Settings:
         ceiling_seconds=args.ceiling_seconds,
         deadline=args.deadline or 300 + 0.5 * args.runs,
         profile=args.profile,
+        tracemalloc=args.tracemalloc,
         output=args.output or RESULTS / f"{name}-{args.runs}{suffix}.md",
         keep=args.keep,
         command=" ".join([".venv/bin/python -m benchmarks.admission", *argv]),

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -333,9 +334,10 @@ def changed_fields(before: dict[str, Any], after: dict[str, Any], prefix: str = 
 
 
 PROFILER = """\
-# Written by a benchmark run with --profile (benchmarks/harness.py): profiles the process that
-# imports it (the operator), dumping the stats at a normal exit (SIGTERM makes kopf return).
-import atexit, cProfile, os
+# Written by a benchmark run with --profile or --tracemalloc (benchmarks/harness.py): profiles the
+# process that imports it (the operator): cProfile's stats at a normal exit (SIGTERM makes kopf
+# return), tracemalloc's snapshot of the peak.
+import atexit, cProfile, os, tracemalloc
 
 _path = os.environ.get("WORKPOOLS_BENCH_PROFILE")
 if _path:
@@ -347,18 +349,76 @@ if _path:
         _profile.dump_stats(_path)
 
     atexit.register(_dump)
+
+_memory_path = os.environ.get("WORKPOOLS_BENCH_TRACEMALLOC")
+if _memory_path:
+    import threading, time
+
+    tracemalloc.start()
+
+    def _snapshot_the_peak() -> None:
+        # At exit the operator's state may be freed already: a snapshot is dumped instead whenever
+        # the traced total has grown by 5 % (checked every 5 s), so the last one is of the peak.
+        highest = 0
+        while True:
+            time.sleep(5)
+            if (current := tracemalloc.get_traced_memory()[0]) > highest * 1.05:
+                highest = current
+                tracemalloc.take_snapshot().dump(_memory_path)
+
+    threading.Thread(target=_snapshot_the_peak, name="tracemalloc", daemon=True).start()
 """
 
 
-def profile_operator(workdir: Path) -> Path:
-    """Make the next `python -m workpools` started from here run under cProfile (a `sitecustomize`
-    on PYTHONPATH), so the operator starts exactly as the tests start it; returns the dump's path."""
+def _profiled(workdir: Path, variable: str, dump: str) -> Path:
+    """Make the next `python -m workpools` started from here import the profiler above (a
+    `sitecustomize` on PYTHONPATH), so the operator starts exactly as the tests start it, and
+    have it dump to `workdir/dump`; returns the dump's path."""
     directory = workdir / "profiler"
     directory.mkdir(exist_ok=True)
     (directory / "sitecustomize.py").write_text(PROFILER)
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(directory), os.environ.get("PYTHONPATH")]))
-    os.environ["WORKPOOLS_BENCH_PROFILE"] = str(workdir / "operator.prof")
-    return workdir / "operator.prof"
+    if str(directory) not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(directory), os.environ.get("PYTHONPATH")]))
+    os.environ[variable] = str(workdir / dump)
+    return workdir / dump
+
+
+def profile_operator(workdir: Path) -> Path:
+    """The operator under cProfile; returns the stats dump's path."""
+    return _profiled(workdir, "WORKPOOLS_BENCH_PROFILE", "operator.prof")
+
+
+def trace_operator_memory(workdir: Path) -> Path:
+    """The operator under tracemalloc (one frame per allocation); returns the path of the snapshot
+    of its peak."""
+    return _profiled(workdir, "WORKPOOLS_BENCH_TRACEMALLOC", "operator.tracemalloc")
+
+
+def memory_summary(path: Path, top: int = 10) -> str:
+    """Where the operator's memory was at its peak: traced total, then the top lines and files."""
+    snapshot = tracemalloc.Snapshot.load(str(path)).filter_traces(
+        [tracemalloc.Filter(False, tracemalloc.__file__), tracemalloc.Filter(False, "<frozen importlib._bootstrap*")]
+    )
+    total = sum(stat.size for stat in snapshot.statistics("filename"))
+    out = [
+        f"traced at the peak: {total / 1024 / 1024:.1f} MiB (Python allocations only; RSS adds the interpreter, "
+        "C libraries and fragmentation)"
+    ]
+    for group in ("lineno", "filename"):
+        out.append(f"\n### top {top} by {group}\n\n| MiB | blocks | where |\n|---|---|---|")
+        for stat in snapshot.statistics(group)[:top]:
+            frame = stat.traceback[0]
+            where = f"{_short(frame.filename)}:{frame.lineno}" if group == "lineno" else _short(frame.filename)
+            out.append(f"| {stat.size / 1024 / 1024:.1f} | {stat.count:,} | `{where}` |")
+    return "\n".join(out)
+
+
+def _short(filename: str) -> str:
+    """A file as the reader knows it: from its package (site-packages, the repo or the stdlib) on."""
+    for marker in ("site-packages/", f"{ROOT}/", f"lib/python{sys.version_info[0]}.{sys.version_info[1]}/"):
+        if marker in filename:
+            return filename.split(marker, 1)[1]
+    return filename
 
 
 def profile_summary(path: Path, top: int = 30) -> str:
