@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import os
 import socket
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import aiohttp
 import kopf
 
 import workpools.controllers  # noqa: F401  (importing registers the handlers)
@@ -31,6 +34,12 @@ LEADER_ELECTION_ENV = "WORKPOOLS_LEADER_ELECTION"
 LEASE_NAME = "workpools-operator"
 LEASE_ENV = "WORKPOOLS_LEASE_NAME"
 """Lease name override: instances sharded by namespace each elect their own leader."""
+
+AGAIN_FIRST, AGAIN_MAX, AGAIN_RESET = 1.0, 30.0, 60.0
+"""Pause before kopf is started again after a response cut mid-body: doubling from the first to the
+most, back to the first after a run that lasted the reset's seconds."""
+
+logger = logging.getLogger(__name__)
 
 
 def main() -> None:
@@ -53,7 +62,30 @@ def main() -> None:
         asyncio.run(lead(operate))
         # Leadership ended (or was never safe to keep): exit, so the pod restarts as a follower.
         raise SystemExit(1)
-    asyncio.run(operate())
+    operate_until_done(operate)
+
+
+def operate_until_done(operate: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run the operator; start it again, after a pause, if it stopped on a response cut off mid-body.
+
+    kopf retries a request that fails, but not a response body that breaks off while it is read
+    (its API discovery at start-up, `kopf._cogs.clients.api.get`): the error ends `kopf.operator`.
+    Starting again in-process is what a pod restart would do (everything is read afresh, as after
+    any restart), without a crash in the pod's history for one reset connection.
+    """
+    pause = AGAIN_FIRST
+    while True:
+        began = time.monotonic()
+        try:
+            asyncio.run(operate())
+        except aiohttp.ClientPayloadError as error:
+            if time.monotonic() - began >= AGAIN_RESET:
+                pause = AGAIN_FIRST
+            logger.warning("stopped on a response cut off mid-body (%s); starting again in %.0fs", error, pause)
+            time.sleep(pause)
+            pause = min(AGAIN_MAX, 2 * pause)
+        else:
+            return
 
 
 async def lead(operate: Callable[[], Coroutine[Any, Any, None]]) -> None:
