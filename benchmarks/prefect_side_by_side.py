@@ -26,8 +26,9 @@ the slot), "possible" from the PENDING send to the COMPLETED answer. A definite 
 the limit is a violation.
 
 Figures go to `benchmarks/results/prefect-side-by-side-<N>.md` (and `.json` beside it) with the
-command, the Prefect version, commit and machine, and, when `results/admission-<N>.json` exists,
-our recorded figures for the same N beside Prefect's. It measures; it asserts nothing.
+command, the Prefect version, commit and machine, and, when `results/admission-<N>.json` (drain) and
+`results/admission-refill-<N>.json` exist, our recorded figures for the same N beside Prefect's.
+It measures; it asserts nothing.
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ class Settings:
     prefect_version: str
     output: Path
     ours: Path
+    ours_refill: Path
     keep: bool
     command: str
 
@@ -456,24 +458,32 @@ SUMMARY = (
 )
 
 
-def ours(path: Path) -> dict[str, Any] | None:
-    """Our recorded admission run for the same N (benchmarks.admission), if there is one."""
-    if not path.exists():
-        return None
-    recorded = json.loads(path.read_text())
-    fig = recorded["figures"]
-    return {
-        "file": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path),
-        "commit": recorded["context"]["commit"],
-        "date": recorded["context"]["date"],
-        "grants per second (all runs / start → last first PENDING)": fig[
-            "grants per second (all runs / first create → last grant)"
-        ],
-        "grants per second (steady: 10th → 90th percentile grant)": fig[
-            "grants per second (steady: 10th → 90th percentile grant)"
-        ],
-        "latency creation → PENDING ms": fig["latency creation → Pending ms"],
-    }
+def ours(drain: Path, refill: Path) -> dict[str, Any] | None:
+    """Our recorded admission runs for the same N (benchmarks.admission drain and refill), if any."""
+    figures: dict[str, Any] = {}
+    sources = []
+    for path in (drain, refill):
+        if not path.exists():
+            continue
+        recorded = json.loads(path.read_text())
+        fig = recorded["figures"]
+        shown = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+        sources.append(f"`{shown}` (commit `{recorded['context']['commit'][:7]}`, {recorded['context']['date']})")
+        if path == drain:
+            figures |= {
+                "grants per second (all runs / start → last first PENDING)": fig[
+                    "grants per second (all runs / first create → last grant)"
+                ],
+                "grants per second (steady: 10th → 90th percentile grant)": fig[
+                    "grants per second (steady: 10th → 90th percentile grant)"
+                ],
+                "latency creation → PENDING ms": fig["latency creation → Pending ms"],
+            }
+        else:
+            figures["refill latency: completion that freed the slot → next PENDING ms"] = fig[
+                "freed slot → refill latency ms (Completed event → Pending event, FIFO)"
+            ]
+    return {"sources": sources, **figures} if sources else None
 
 
 def report(results: dict[str, dict[str, Any]], context: dict[str, Any], settings: Settings) -> str:
@@ -500,7 +510,7 @@ def report(results: dict[str, dict[str, Any]], context: dict[str, Any], settings
         "",
         "## Summary",
         "",
-        "| figure | " + " | ".join(labels) + (" | workpool-operator (drain) |" if context["ours"] else " |"),
+        "| figure | " + " | ".join(labels) + (" | workpool-operator |" if context["ours"] else " |"),
         "|---|" + "---|" * (len(labels) + (1 if context["ours"] else 0)),
     ]
     for key in SUMMARY:
@@ -509,8 +519,7 @@ def report(results: dict[str, dict[str, Any]], context: dict[str, Any], settings
             row.append(cell(context["ours"].get(key, "—")))
         lines.append(f"| {key} | " + " | ".join(row) + " |")
     if context["ours"]:
-        mine = context["ours"]
-        lines += ["", f"workpool-operator: `{mine['file']}` (commit `{mine['commit'][:7]}`, {mine['date']})."]
+        lines += ["", "workpool-operator: " + "; ".join(context["ours"]["sources"]) + "."]
     for label, figures_ in results.items():
         lines += ["", f"## {label}", "", "| figure | value |", "|---|---|"]
         for key, value in figures_.items():
@@ -541,7 +550,7 @@ async def measure(settings: Settings, workdir: Path) -> tuple[dict[str, dict[str
         "prefect": settings.prefect_version,
         "prefect virtualenv": str(venv),
         "machine": machine(),
-        "ours": ours(settings.ours),
+        "ours": ours(settings.ours, settings.ours_refill),
     }
     results = {}
     for workload in settings.workloads:
@@ -573,7 +582,10 @@ def parse(argv: Sequence[str]) -> Settings:
     )
     parser.add_argument("--prefect-version", default=PREFECT_VERSION)
     parser.add_argument("--output", type=Path, default=None)
-    parser.add_argument("--ours", type=Path, default=None, help="our admission JSON (results/admission-<N>.json)")
+    parser.add_argument("--ours", type=Path, default=None, help="our drain JSON (results/admission-<N>.json)")
+    parser.add_argument(
+        "--ours-refill", type=Path, default=None, help="our refill JSON (results/admission-refill-<N>.json)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory (server logs, event logs)")
     args = parser.parse_args(argv)
     return Settings(
@@ -590,6 +602,7 @@ def parse(argv: Sequence[str]) -> Settings:
         prefect_version=args.prefect_version,
         output=args.output or RESULTS / f"prefect-side-by-side-{args.runs}.md",
         ours=args.ours or RESULTS / f"admission-{args.runs}.json",
+        ours_refill=args.ours_refill or RESULTS / f"admission-refill-{args.runs}.json",
         keep=args.keep,
         command=" ".join([".venv/bin/python -m benchmarks.prefect_side_by_side", *argv]),
     )
