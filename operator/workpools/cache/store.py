@@ -57,13 +57,11 @@ class Members(Generic[M]):
     by_pool: dict[ObjectKey, dict[ObjectKey, M]] = field(default_factory=lambda: defaultdict(dict))
 
     def put(self, obj: M) -> set[ObjectKey]:
-        """Store `obj`; returns the pools whose membership or content changed."""
+        """Store `obj` (newer than the stored version: `Store.put` checks); returns the pools it touches."""
         key = ObjectKey(obj.metadata.namespace or "", obj.metadata.name)
         pool = ObjectKey(key.namespace, obj.spec.work_pool)
         touched = {pool}
         old = self.by_key.get(key)
-        if old is not None and not_newer(obj.metadata.resource_version, old.metadata.resource_version):
-            return set()
         if old is not None and old.spec.work_pool != obj.spec.work_pool:
             touched |= self.remove(key)
         self.by_key[key] = obj
@@ -118,18 +116,20 @@ class Store:
         A body of an object already deleted (e.g. the response of a write that raced with the
         deletion) is ignored: a deleted object never comes back, not even for a moment.
         """
-        kind, key = body["kind"], key_of(body)
-        if body["metadata"].get("uid") in self.tombstones:
+        kind, key, meta = body["kind"], key_of(body), body["metadata"]
+        if meta.get("uid") in self.tombstones:
             return set()
+        stored: dict[ObjectKey, Any] = self.pools if kind == "WorkPool" else self._members(kind).by_key
+        previous = stored.get(key)
+        if previous is not None and not_newer(meta.get("resourceVersion"), previous.metadata.resource_version):
+            return set()  # checked before parsing: every write of ours comes back once more on the watch
         if kind == "WorkPool":
-            pool, old = WorkPool.model_validate(body), self.pools.get(key)
-            if old is not None and not_newer(pool.metadata.resource_version, old.metadata.resource_version):
-                return set()
+            pool = WorkPool.model_validate(body)
             self.pools[key] = pool
-            self._note_change(key, old, pool)
+            self._note_change(key, previous, pool)
             return {key}
         members: Members[Any] = self._members(kind)
-        obj, previous = _MODELS[kind].model_validate(body), members.by_key.get(key)
+        obj = _MODELS[kind].model_validate(body)
         touched = members.put(obj)
         if isinstance(obj, FlowRun) and touched:
             self.lines.update(previous, obj)

@@ -197,6 +197,81 @@ def two_passes(rt: Runtime) -> None:
     asyncio.run(scenario())
 
 
+def test_a_pass_that_grants_many_runs_keeps_a_bounded_number_of_writes_on_the_wire(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A 10,000-run fill decides 10,000 grants in one pass: they wait in the writer's outbox, and
+    # only RUN_WRITES_IN_FLIGHT are on the wire (a task each) at any moment; every one is sent.
+    monkeypatch.setattr(writers, "RUN_WRITES_IN_FLIGHT", 3)
+    on_the_wire, most = 0, 0
+
+    async def patch(name: str, options: dict[str, Any]) -> dict[str, Any]:
+        nonlocal on_the_wire, most
+        run = options["kind"] == "FlowRun"
+        on_the_wire += run
+        most = max(most, on_the_wire)
+        await asyncio.sleep(0.001)
+        on_the_wire -= run
+        return as_patched(rt, options["kind"], name, options["patch"])
+
+    transport = ScriptedTransport(patch=patch, create=events)
+    rt = runtime(transport)
+    pool = wp()
+    pool.status.default_queue = DEFAULT_QUEUE
+    names = [f"r{i:02d}" for i in range(20)]
+    stored(rt, pool, wq(), wkr("w"), *(flowrun(n, created=T0 - timedelta(seconds=30 - i)) for i, n in enumerate(names)))
+
+    async def scenario() -> None:
+        await pools.reconcile_pool(rt, POOL)
+        assert sum(t.get_name() == "run writes" for t in asyncio.all_tasks()) == 3  # not a task per grant
+        await rt.run_writer.drain()
+        await rt.stop_writers()
+
+    asyncio.run(scenario())
+    assert most == 3
+    assert granted(transport) == names  # first decided, first sent
+    assert all(r.status.worker == "w" for r in rt.store.runs.of(POOL))
+
+
+@pytest.mark.parametrize("changed_meanwhile", [False, True])
+def test_a_grant_that_lands_as_assumed_wakes_no_pass_and_is_left_to_the_next_full_one(
+    monkeypatch: pytest.MonkeyPatch, changed_meanwhile: bool
+) -> None:
+    # The pass that skipped "a" (its grant on the wire) counted it as granted: its landing as
+    # assumed changes no decision, and a pass per landed grant of a 10,000-run fill was most of the
+    # operator's CPU. A run that changed again meanwhile (its watch events woke nothing while busy)
+    # is decided at once.
+    pass_over = asyncio.Event()
+
+    async def patch(name: str, options: dict[str, Any]) -> dict[str, Any]:
+        if options["kind"] == "FlowRun":
+            await pass_over.wait()
+        answer = as_patched(rt, options["kind"], name, options["patch"])
+        if changed_meanwhile and options["kind"] == "FlowRun":
+            newer = merge(answer, {"metadata": {"resourceVersion": "9"}, "spec": {"cancel": True}})
+            rt.store.put(newer)  # the user's change, seen on the watch before the answer
+        return answer
+
+    transport = ScriptedTransport(patch=patch, create=events)
+    rt = runtime(transport)
+    two_runs_behind_a_limit_of_one(rt)
+    woken: list[ObjectKey] = []
+    paced: list[ObjectKey] = []
+    monkeypatch.setattr(rt.wakeups, "wake", lambda *pools: woken.extend(pools))
+    rt.pacing = Pacing(paced.append)
+
+    async def scenario() -> None:
+        await pools.reconcile_pool(rt, POOL)  # grants "a"; its statuses step skips "a", on the wire
+        pass_over.set()
+        await rt.run_writer.drain()
+        await asyncio.sleep(0.01)  # the pacing timer, if one was set
+        await rt.stop_writers()
+
+    asyncio.run(scenario())
+    assert granted(transport) == ["a"]
+    assert (set(woken), paced) == (({POOL}, []) if changed_meanwhile else (set(), [POOL]))
+
+
 def test_a_grant_of_unknown_outcome_holds_its_slot_and_is_sent_again_when_the_read_shows_it_not_landed() -> None:
     # "a"'s grant may still be on its way when the read shows "a" unchanged. Handing the slot to
     # anyone else then ("c", now first in line) would put two runs in it once that request lands;
