@@ -51,6 +51,14 @@ def policy_of(queue: str, state: PoolState) -> LatePolicy | None:
     return state.pool.spec.late_policy if state.pool is not None else None
 
 
+def _in_force(state: PoolState) -> bool:
+    """Whether the pool exists and it or one of its queues has a late policy (else no run is looked at)."""
+    pool = state.pool
+    return pool is not None and (
+        pool.spec.late_policy is not None or any(q.spec.late_policy is not None for q in state.queues)
+    )
+
+
 def _policies(state: PoolState) -> dict[str, LatePolicy | None]:
     """Per run name, its policy (worked out once per queue)."""
     by_queue: dict[str, LatePolicy | None] = {}
@@ -65,7 +73,7 @@ def _policies(state: PoolState) -> dict[str, LatePolicy | None]:
 
 def verdicts(state: PoolState) -> dict[str, Verdict]:
     """Per run name, why a waiting run is to be cancelled now (runs of a deleted pool: none)."""
-    if state.pool is None:
+    if not _in_force(state):
         return {}
     known, now = _policies(state), state.now
     found: dict[str, Verdict] = {}
@@ -118,7 +126,7 @@ def _recency(run: FlowRun) -> tuple[datetime.datetime, datetime.datetime, str]:
 def moments(state: PoolState) -> Iterator[datetime.datetime]:
     """When a waiting run passes its afterSeconds (a newer schedule run coming due is a moment of
     its own already: core/deadlines.py wakes the pool when a run becomes due)."""
-    if state.pool is None:
+    if not _in_force(state):
         return
     known = _policies(state)
     for run in state.runs:
