@@ -304,8 +304,8 @@ class StatusLane:
     def __init__(self, rt: Runtime) -> None:
         self._rt = rt
         self._gate = asyncio.Semaphore(LANE_IN_FLIGHT)
-        self._pending: dict[tuple[str, ObjectKey], _Bookkeeping] = {}
-        self._sending: dict[tuple[str, ObjectKey], _Bookkeeping] = {}
+        self._pending = _Entries()
+        self._sending = _Entries()
         self._queue: list[tuple[float, int, tuple[str, ObjectKey]]] = []
         self._order = itertools.count()
         self._sent_at: dict[tuple[str, ObjectKey], float] = {}
@@ -353,14 +353,12 @@ class StatusLane:
 
     def planned_in(self, resource: ResourceType, namespace: str) -> dict[str, Any]:
         """`planned` of every object of `resource` in `namespace` that has a write here, by name: one
-        walk over this lane's few entries, not a lookup per object (a pool's 1,000 workers, per step)."""
+        walk over this lane's entries of that kind, not a lookup per object (a pool's 1,000 workers,
+        per step), nor over the runs' holds (10,000 of them while a paused pool fills)."""
         found: dict[str, Any] = {}
         for entries in (self._sending, self._pending):  # pending last: it wins, as in `planned`
-            found.update(
-                (k.name, e.planned)
-                for (kind, k), e in entries.items()
-                if kind == resource.kind and k.namespace == namespace
-            )
+            of_kind = entries.of_kind(resource.kind)
+            found.update((k.name, e.planned) for k, e in of_kind.items() if k.namespace == namespace)
         return found
 
     def _submit(self, key: tuple[str, ObjectKey], entry: _Bookkeeping) -> None:
@@ -456,6 +454,31 @@ class StatusLane:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class _Entries:
+    """The lane's entries by (kind, object), kept per kind: `planned_in` walks one kind's only."""
+
+    def __init__(self) -> None:
+        self._by_kind: defaultdict[str, dict[ObjectKey, _Bookkeeping]] = defaultdict(dict)
+
+    def of_kind(self, kind: str) -> dict[ObjectKey, _Bookkeeping]:
+        return self._by_kind.get(kind, {})
+
+    def get(self, key: tuple[str, ObjectKey]) -> _Bookkeeping | None:
+        return self.of_kind(key[0]).get(key[1])
+
+    def pop(self, key: tuple[str, ObjectKey], default: None = None) -> _Bookkeeping | None:
+        return self.of_kind(key[0]).pop(key[1], default)
+
+    def __setitem__(self, key: tuple[str, ObjectKey], entry: _Bookkeeping) -> None:
+        self._by_kind[key[0]][key[1]] = entry
+
+    def __delitem__(self, key: tuple[str, ObjectKey]) -> None:
+        del self._by_kind[key[0]][key[1]]
+
+    def __contains__(self, key: tuple[str, ObjectKey]) -> bool:
+        return key[1] in self.of_kind(key[0])
 
 
 def _delta(obj: Resource, status: Any) -> dict[str, Any]:
