@@ -598,11 +598,11 @@ def _operator_needs() -> dict[Grant, Reason]:
     for kind in KINDS:
         needs[Grant("cluster", GROUP, kind, "watch")] = (
             Reason(
-                "Workers are watched by the operator's own watch (fleet-rate heartbeats); the events feed the store",
+                "Workers and runs are watched by the operator's own watch (events at work rate); they feed the store",
                 "controllers/feeders.py",
-                ("rt.transport.watch(WORKERS, namespace)",),
+                ("DIRECTLY_WATCHED = (WORKERS, FLOWRUNS)", "rt.transport.watch(resource, namespace)"),
             )
-            if kind == "workers"
+            if kind in ("workers", "flowruns")
             else Reason(
                 "kopf watches the other kinds; the events feed the store", "controllers/feeders.py", (
                     f'@kopf.on.event(GROUP, VERSION, "{kind}")',

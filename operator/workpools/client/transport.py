@@ -97,6 +97,9 @@ WATCH_EVENT_MAX = 4 * 1024 * 1024
 """Bytes one watch event may take. aiohttp refuses a line over 512 KiB by default, and an object
 may be up to etcd's 1.5 MiB request limit (a pool's large job template): well above both."""
 
+WATCH_LIST_PAGE = 500
+"""Objects per page of the LIST a watch starts from (a continue token keeps the pages one snapshot)."""
+
 WATCH_RETRY = (0.5, 10.0)
 """A broken watch is resumed after this backoff (first, most seconds), doubling in between."""
 
@@ -324,11 +327,11 @@ class Transport:
     ) -> AsyncIterator[tuple[str, Body]]:
         """Every matching object now, then every change, forever: ("ADDED" | "MODIFIED" | "DELETED", body).
 
-        A LIST gives the starting point and its resourceVersion; the WATCH continues from there and
-        is resumed where it stopped, also after a broken connection or a restarted API server (with
-        a growing pause, `WATCH_RETRY`). When the server has compacted that far ("410 Gone") the
-        LIST is taken again and every object is yielded again as ADDED, so consumers must be
-        idempotent. Only a refusal (403, 404, ...) ends it, as a `WorkpoolsError`. `namespace`
+        A LIST (in pages) gives the starting point and its resourceVersion; the WATCH continues from
+        there and is resumed where it stopped, also after a broken connection or a restarted API
+        server (with a growing pause, `WATCH_RETRY`). When the server has compacted that far ("410
+        Gone") the LIST is taken again and every object is yielded again as ADDED, so consumers
+        must be idempotent. Only a refusal (403, 404, ...) ends it, as a `WorkpoolsError`. `namespace`
         None watches every namespace.
         """
         selectors = {"fieldSelector": field_selector, "labelSelector": label_selector}
@@ -338,13 +341,16 @@ class Transport:
         pause = WATCH_RETRY[0]
         while True:
             try:
-                if version is None:
-                    listed = cast(
-                        Body, await self._json("GET", rt, namespace, query=selectors, request_timeout=READ_TIMEOUT)
-                    )
+                token: str | None = None
+                while version is None:  # page by page: 10,000 runs in one answer are tens of MB at once
+                    query = {**selectors, "limit": WATCH_LIST_PAGE, "continue": token}
+                    answer = await self._json("GET", rt, namespace, query=query, request_timeout=READ_TIMEOUT)
+                    listed = cast(Body, answer)
                     for item in listed.get("items", []):
                         yield "ADDED", {"apiVersion": rt.api_version, "kind": rt.kind, **item}
-                    version = listed["metadata"]["resourceVersion"]
+                    token = listed["metadata"].get("continue") or None
+                    if token is None:  # every page is of the first one's snapshot: the watch goes on from it
+                        version = listed["metadata"]["resourceVersion"]
                 query = {
                     **selectors,
                     "watch": True,

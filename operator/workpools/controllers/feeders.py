@@ -1,10 +1,12 @@
 """Watch handlers: every event of our kinds updates the store and wakes the affected pools.
 
-Pools, queues, runs and schedules come through kopf's low-level `on.event` handlers, so kopf
-keeps no state on user objects (no finalizers, no annotations): the operator stays invisible to
-GitOps diffs. Workers are watched directly (`watch_workers`): their heartbeats arrive at fleet
-rate (5,000 workers every 30 s is 167 events/s), and kopf's machinery per event (a queue and
-task per object, handler invocation) cost several times what the store does with one.
+Pools, queues and schedules come through kopf's low-level `on.event` handlers, so kopf keeps no
+state on user objects (no finalizers, no annotations): the operator stays invisible to GitOps
+diffs. Workers and runs are watched directly (`watch_directly`): they are the kinds that change
+at the rate of the work (5,000 workers heartbeating every 30 s is 167 events/s; every grant and
+every state a worker writes is an event of a run), and kopf's machinery per event (a queue and a
+task per object, handler invocation) cost several times what the store does with one: 2–3 ms of
+CPU per run event in a profiled 10,000-run fill, the largest single share of the operator's.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import kopf
 
 from workpools.api.meta import GROUP, VERSION
 from workpools.client import errors
-from workpools.client.resources import WORKERS
+from workpools.client.resources import FLOWRUNS, WORKERS
+from workpools.client.transport import ResourceType
 from workpools.controllers.runtime import Runtime
 
 logger = logging.getLogger(__name__)
@@ -56,33 +59,32 @@ async def workqueue_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
     feed(memo.runtime, event)
 
 
-@kopf.on.event(GROUP, VERSION, "flowruns")
-async def flowrun_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
-    feed(memo.runtime, event)
-
-
 @kopf.on.event(GROUP, VERSION, "flowschedules")
 async def flowschedule_event(event: kopf.RawEvent, memo: Any, **_: Any) -> None:
     feed(memo.runtime, event)
 
 
-async def watch_workers(rt: Runtime, namespace: str | None) -> None:
-    """Feed every Worker event of `namespace` (None: all) into the store, for as long as the operator runs.
+DIRECTLY_WATCHED = (WORKERS, FLOWRUNS)
+"""The kinds `watch_directly` feeds, kopf's machinery left out."""
+
+
+async def watch_directly(rt: Runtime, resource: ResourceType, namespace: str | None) -> None:
+    """Feed every event of `resource` in `namespace` (None: all) into the store, for as long as the operator runs.
 
     The transport resumes a broken watch itself; a refusal is logged and the watch tried again
     later, and an event the store cannot take is logged and skipped, as kopf does for the other
-    kinds: a dead task here would leave the operator blind to heartbeats, and every worker would
-    look silent.
+    kinds: a dead task here would leave the operator blind to heartbeats (every worker would look
+    silent) or to runs (a freed slot never refilled).
     """
     scope = namespace or "all namespaces"
     while True:
         try:
-            async for kind, body in rt.transport.watch(WORKERS, namespace):
+            async for kind, body in rt.transport.watch(resource, namespace):
                 try:
                     feed_body(rt, body, deleted=kind == "DELETED")
                 except Exception:
                     name = body.get("metadata", {}).get("name")
-                    logger.exception("could not take in a %s event of Worker %s in %s", kind, name, scope)
+                    logger.exception("could not take in a %s event of %s %s in %s", kind, resource.kind, name, scope)
         except errors.WorkpoolsError as error:
-            logger.error("watching workers in %s was refused: %s", scope, error)
+            logger.error("watching %s in %s was refused: %s", resource.plural, scope, error)
             await asyncio.sleep(REFUSED_WATCH_PAUSE)

@@ -17,7 +17,7 @@ from workpools.client.resources import FLOWRUNS, FLOWSCHEDULES, WORKERS, WORKPOO
 from workpools.client.transport import Transport
 from workpools.controllers import metrics
 from workpools.controllers.events import FIELD_MANAGER
-from workpools.controllers.feeders import feed_body, watch_workers
+from workpools.controllers.feeders import DIRECTLY_WATCHED, feed_body, watch_directly
 from workpools.controllers.pools import backlog_snapshots, grant_between, reconcile_pool
 from workpools.controllers.runtime import Runtime, deletion_budget
 from workpools.controllers.schedules import reconcile_schedule
@@ -97,8 +97,12 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     runtime.wakeups.enable()
     runtime.schedule_wakeups.enable()
     memo.timers = asyncio.create_task(run_timers(runtime), name="timers")
-    memo.worker_watches = [
-        asyncio.create_task(watch_workers(runtime, namespace), name=f"workers in {namespace or 'all namespaces'}")
+    memo.direct_watches = [
+        asyncio.create_task(
+            watch_directly(runtime, resource, namespace),
+            name=f"{resource.plural} in {namespace or 'all namespaces'}",
+        )
+        for resource in DIRECTLY_WATCHED
         for namespace in scope.list_namespaces()
     ]
 
@@ -137,7 +141,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     timers: asyncio.Task[None] | None = getattr(memo, "timers", None)
     if timers is not None:
         timers.cancel()
-    for watch in getattr(memo, "worker_watches", []):
+    for watch in getattr(memo, "direct_watches", []):
         watch.cancel()
     runtime: Runtime | None = getattr(memo, "runtime", None)
     if runtime is not None:

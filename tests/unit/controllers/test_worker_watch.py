@@ -21,6 +21,7 @@ from workpools.api.meta import API_VERSION, ObjectKey
 from workpools.cache.store import Store
 from workpools.cache.wakeups import Wakeups
 from workpools.client import errors
+from workpools.client.resources import WORKERS
 from workpools.client.transport import ResourceType
 from workpools.controllers import feeders
 from workpools.controllers.runtime import Runtime
@@ -55,7 +56,7 @@ async def watched(transport: ScriptedWatch, seconds: float) -> Runtime:
         return None
 
     rt = Runtime(transport=transport, store=Store(clock=lambda: T0), wakeups=Wakeups(reconcile))  # type: ignore[arg-type]
-    task = asyncio.create_task(feeders.watch_workers(rt, "ns"))
+    task = asyncio.create_task(feeders.watch_directly(rt, WORKERS, "ns"))
     await asyncio.sleep(seconds)
     task.cancel()
     return rt
