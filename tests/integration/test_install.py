@@ -600,7 +600,7 @@ def _operator_needs() -> dict[Grant, Reason]:
             Reason(
                 "Workers and runs are watched by the operator's own watch (events at work rate); they feed the store",
                 "controllers/feeders.py",
-                ("DIRECTLY_WATCHED = (WORKERS, FLOWRUNS)", "rt.transport.watch(resource, namespace)"),
+                ("DIRECTLY_WATCHED = (WORKERS, FLOWRUNS)", "rt.transport.watch(resource, namespace, on_listed"),
             )
             if kind in ("workers", "flowruns")
             else Reason(
@@ -609,13 +609,21 @@ def _operator_needs() -> dict[Grant, Reason]:
                 ),
             )
         )  # fmt: skip
-        needs[Grant("cluster", GROUP, kind, "list")] = Reason(
-            "the store is primed with a paginated LIST of every kind before any pass (kopf also LISTs)",
-            "controllers/startup.py",
-            (
-                "for resource in (WORKPOOLS, WORKQUEUES, WORKERS, FLOWRUNS, FLOWSCHEDULES):",
-                "rt.transport.list_all(resource, namespace)",
-            ),
+        needs[Grant("cluster", GROUP, kind, "list")] = (
+            Reason(
+                "the operator's own watch starts with a paginated LIST, which primes the store before any pass",
+                "controllers/startup.py",
+                ("watch_directly(rt, resource, namespace, done)", "await asyncio.gather(*(done.wait()"),
+            )
+            if kind in ("workers", "flowruns")
+            else Reason(
+                "the store is primed with a paginated LIST of every kind before any pass (kopf also LISTs)",
+                "controllers/startup.py",
+                (
+                    "for resource in (WORKPOOLS, WORKQUEUES, FLOWSCHEDULES):",
+                    "rt.transport.list_all(resource, namespace)",
+                ),
+            )
         )
         needs[Grant("cluster", GROUP, f"{kind}/status", "patch")] = Reason(
             "every status is written through the status subresource, as a merge patch",

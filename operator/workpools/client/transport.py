@@ -324,6 +324,7 @@ class Transport:
         field_selector: str | None = None,
         label_selector: str | None = None,
         server_timeout: int = 290,
+        on_listed: Callable[[], None] | None = None,
     ) -> AsyncIterator[tuple[str, Body]]:
         """Every matching object now, then every change, forever: ("ADDED" | "MODIFIED" | "DELETED", body).
 
@@ -332,7 +333,8 @@ class Transport:
         server (with a growing pause, `WATCH_RETRY`). When the server has compacted that far ("410
         Gone") the LIST is taken again and every object is yielded again as ADDED, so consumers
         must be idempotent. Only a refusal (403, 404, ...) ends it, as a `WorkpoolsError`. `namespace`
-        None watches every namespace.
+        None watches every namespace. `on_listed` is called each time every object of a LIST has
+        been yielded (the consumer has the whole picture: an informer's "synced").
         """
         selectors = {"fieldSelector": field_selector, "labelSelector": label_selector}
         # The server ends a watch after `server_timeout`; one still open well after that is stalled.
@@ -351,6 +353,8 @@ class Transport:
                     token = listed["metadata"].get("continue") or None
                     if token is None:  # every page is of the first one's snapshot: the watch goes on from it
                         version = listed["metadata"]["resourceVersion"]
+                        if on_listed is not None:
+                            on_listed()
                 query = {
                     **selectors,
                     "watch": True,

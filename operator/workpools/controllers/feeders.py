@@ -68,18 +68,22 @@ DIRECTLY_WATCHED = (WORKERS, FLOWRUNS)
 """The kinds `watch_directly` feeds, kopf's machinery left out."""
 
 
-async def watch_directly(rt: Runtime, resource: ResourceType, namespace: str | None) -> None:
+async def watch_directly(
+    rt: Runtime, resource: ResourceType, namespace: str | None, listed: asyncio.Event | None = None
+) -> None:
     """Feed every event of `resource` in `namespace` (None: all) into the store, for as long as the operator runs.
+
+    Its first LIST primes the store with the kind (`listed` is set once it has been taken in).
 
     The transport resumes a broken watch itself; a refusal is logged and the watch tried again
     later, and an event the store cannot take is logged and skipped, as kopf does for the other
     kinds: a dead task here would leave the operator blind to heartbeats (every worker would look
     silent) or to runs (a freed slot never refilled).
     """
-    scope = namespace or "all namespaces"
+    scope, on_listed = namespace or "all namespaces", None if listed is None else listed.set
     while True:
         try:
-            async for kind, body in rt.transport.watch(resource, namespace):
+            async for kind, body in rt.transport.watch(resource, namespace, on_listed=on_listed):
                 try:
                     feed_body(rt, body, deleted=kind == "DELETED")
                 except Exception:

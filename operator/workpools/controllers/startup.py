@@ -13,7 +13,7 @@ from workpools.api.meta import ObjectKey
 from workpools.cache.store import Store
 from workpools.cache.wakeups import Wakeups
 from workpools.client import errors
-from workpools.client.resources import FLOWRUNS, FLOWSCHEDULES, WORKERS, WORKPOOLS, WORKQUEUES
+from workpools.client.resources import FLOWSCHEDULES, WORKPOOLS, WORKQUEUES
 from workpools.client.transport import Transport
 from workpools.controllers import metrics
 from workpools.controllers.events import FIELD_MANAGER
@@ -91,29 +91,50 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     runtime.schedule_wakeups = Wakeups(reconcile_flow_schedule)
     memo.runtime = runtime
     scope = Scope.from_environment()
-    await prime(runtime, scope)
+    memo.direct_watches = await prime(runtime, scope)
     # Only once primed: a store half listed (waiting runs seen, their pool's slot holders not yet) would overstate it.
     metrics.backlog.attach(asyncio.get_running_loop(), lambda: backlog_snapshots(runtime))
     runtime.wakeups.enable()
     runtime.schedule_wakeups.enable()
     memo.timers = asyncio.create_task(run_timers(runtime), name="timers")
-    memo.direct_watches = [
-        asyncio.create_task(
-            watch_directly(runtime, resource, namespace),
-            name=f"{resource.plural} in {namespace or 'all namespaces'}",
-        )
-        for resource in DIRECTLY_WATCHED
-        for namespace in scope.list_namespaces()
-    ]
 
 
-async def prime(rt: Runtime, scope: Scope) -> None:
-    """Fill the store with a full LIST of every kind before any pool is reconciled.
+async def prime(rt: Runtime, scope: Scope) -> list[asyncio.Task[None]]:
+    """Fill the store with a full LIST of every kind before any pool is reconciled; returns the
+    watches of the directly watched kinds, started here.
 
     Without it a pool could be reconciled before its queues were seen, and the operator would
-    act on half a picture (e.g. re-create a default queue that exists).
+    act on half a picture (e.g. re-create a default queue that exists). Workers and runs are
+    listed by their own watch's first LIST, waited for here (an informer's "synced"): one LIST of
+    10,000 runs at a restart, not a second one racing the first pass.
     """
-    for resource in (WORKPOOLS, WORKQUEUES, WORKERS, FLOWRUNS, FLOWSCHEDULES):
+    watches, listed = [], []
+    for resource in DIRECTLY_WATCHED:
+        for namespace in scope.list_namespaces():
+            listed.append(done := asyncio.Event())
+            name = f"{resource.plural} in {namespace or 'all namespaces'}"
+            watches.append(asyncio.create_task(watch_directly(rt, resource, namespace, done), name=name))
+    try:
+        await _list_kopf_kinds(rt, scope)
+        await asyncio.gather(*(done.wait() for done in listed))
+    except BaseException:
+        for watch in watches:
+            watch.cancel()
+        raise
+    logger.info(
+        "store primed: %d pools, %d queues, %d workers, %d runs, %d schedules",
+        len(rt.store.pools),
+        len(rt.store.queues.by_key),
+        len(rt.store.workers.by_key),
+        len(rt.store.runs.by_key),
+        len(rt.schedules.schedules),
+    )
+    return watches
+
+
+async def _list_kopf_kinds(rt: Runtime, scope: Scope) -> None:
+    """A full LIST of each kind kopf watches, into the store."""
+    for resource in (WORKPOOLS, WORKQUEUES, FLOWSCHEDULES):
         for namespace in scope.list_namespaces():
             for pause in PRIME_RETRIES:  # a broken connection must not cost kopf's 60 s startup retry
                 try:
@@ -125,14 +146,6 @@ async def prime(rt: Runtime, scope: Scope) -> None:
                     await asyncio.sleep(pause)
             else:
                 raise errors.Unavailable(f"could not list {resource.plural} to prime the store", kind=resource.kind)
-    logger.info(
-        "store primed: %d pools, %d queues, %d workers, %d runs, %d schedules",
-        len(rt.store.pools),
-        len(rt.store.queues.by_key),
-        len(rt.store.workers.by_key),
-        len(rt.store.runs.by_key),
-        len(rt.schedules.schedules),
-    )
 
 
 @kopf.on.cleanup()

@@ -9,7 +9,7 @@ the watch (the operator would go blind to heartbeats); a refused watch is tried 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -40,23 +40,33 @@ class ScriptedWatch:
         self.scripts = list(scripts)
         self.calls = 0
 
-    async def watch(self, rt: ResourceType, namespace: str | None) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    async def watch(
+        self, rt: ResourceType, namespace: str | None, *, on_listed: Callable[[], None] | None = None
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """A script's ADDED events are its LIST: `on_listed` is called after the last of them."""
         self.calls += 1
         if not self.scripts:
             await asyncio.Event().wait()  # no more scripts: a quiet watch
         events, error = self.scripts.pop(0)
-        for event in events:
-            yield event
+        listing = True
+        for kind, obj in events:
+            if listing and kind != "ADDED":
+                listing = False
+                if on_listed is not None:
+                    on_listed()
+            yield kind, obj
+        if listing and error is None and on_listed is not None:
+            on_listed()
         if error is not None:
             raise error
 
 
-async def watched(transport: ScriptedWatch, seconds: float) -> Runtime:
+async def watched(transport: ScriptedWatch, seconds: float, listed: asyncio.Event | None = None) -> Runtime:
     async def reconcile(pool: ObjectKey) -> None:
         return None
 
     rt = Runtime(transport=transport, store=Store(clock=lambda: T0), wakeups=Wakeups(reconcile))  # type: ignore[arg-type]
-    task = asyncio.create_task(feeders.watch_directly(rt, WORKERS, "ns"))
+    task = asyncio.create_task(feeders.watch_directly(rt, WORKERS, "ns", listed))
     await asyncio.sleep(seconds)
     task.cancel()
     return rt
@@ -82,3 +92,33 @@ def test_a_refused_watch_is_tried_again(monkeypatch: pytest.MonkeyPatch) -> None
     rt = asyncio.run(watched(transport, 0.1))
     assert transport.calls >= 2
     assert [key.name for key in rt.store.workers.by_key] == ["w1"]
+
+
+def test_the_end_of_the_first_list_is_signalled_once_the_store_has_every_listed_object(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The operator's start waits for it (controllers/startup.prime): no pass decides on half a LIST.
+    monkeypatch.setattr(feeders, "REFUSED_WATCH_PAUSE", 0.01)
+    refused = errors.Forbidden("workers is forbidden", kind="Worker", namespace="ns")
+    listing = [("ADDED", body("w1")), ("ADDED", body("w2")), ("MODIFIED", body("w1", "2"))]
+    transport = ScriptedWatch(([], refused), (listing, None))
+
+    async def reconcile(pool: ObjectKey) -> None:
+        return None
+
+    rt = Runtime(transport=transport, store=Store(clock=lambda: T0), wakeups=Wakeups(reconcile))  # type: ignore[arg-type]
+    seen: list[list[tuple[str, str | None]]] = []
+
+    class Listed(asyncio.Event):
+        def set(self) -> None:
+            seen.append([(key.name, w.metadata.resource_version) for key, w in sorted(rt.store.workers.by_key.items())])
+            super().set()
+
+    async def scenario() -> None:
+        listed = Listed()
+        task = asyncio.create_task(feeders.watch_directly(rt, WORKERS, "ns", listed))
+        await asyncio.wait_for(listed.wait(), 1)
+        task.cancel()
+
+    asyncio.run(scenario())
+    assert seen == [[("w1", "1"), ("w2", "1")]]  # once, with the whole LIST and nothing after it
