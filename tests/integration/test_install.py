@@ -585,6 +585,35 @@ class Reason:
         return ROOT / self.file if self.file.startswith("manifests/") else PACKAGE / self.file
 
 
+def _watch_reasons(kind: str) -> dict[str, Reason]:
+    """Why the operator watches and lists `kind`: its own watch for workers and runs, kopf's for the rest."""
+    if kind in ("workers", "flowruns"):
+        return {
+            "watch": Reason(
+                "Workers and runs are watched by the operator's own watch (events at work rate); they feed the store",
+                "controllers/feeders.py",
+                ("DIRECTLY_WATCHED = (WORKERS, FLOWRUNS)", "rt.transport.watch(resource, namespace, on_listed"),
+            ),
+            "list": Reason(
+                "the operator's own watch starts with a paginated LIST, which primes the store before any pass",
+                "controllers/startup.py",
+                ("watch_directly(rt, resource, namespace, done)", "await asyncio.gather(*(done.wait()"),
+            ),
+        }
+    return {
+        "watch": Reason(
+            "kopf watches the other kinds; the events feed the store",
+            "controllers/feeders.py",
+            (f'@kopf.on.event(GROUP, VERSION, "{kind}")',),
+        ),
+        "list": Reason(
+            "the store is primed with a paginated LIST of every kind before any pass (kopf also LISTs)",
+            "controllers/startup.py",
+            ("for resource in (WORKPOOLS, WORKQUEUES, FLOWSCHEDULES):", "rt.transport.list_all(resource, namespace)"),
+        ),
+    }
+
+
 def _operator_needs() -> dict[Grant, Reason]:
     needs: dict[Grant, Reason] = {}
     status_writes = {
@@ -596,35 +625,8 @@ def _operator_needs() -> dict[Grant, Reason]:
         "flowschedules": ("controllers/schedules.py", "rt.transport.patch(FLOWSCHEDULES,"),
     }
     for kind in KINDS:
-        needs[Grant("cluster", GROUP, kind, "watch")] = (
-            Reason(
-                "Workers and runs are watched by the operator's own watch (events at work rate); they feed the store",
-                "controllers/feeders.py",
-                ("DIRECTLY_WATCHED = (WORKERS, FLOWRUNS)", "rt.transport.watch(resource, namespace, on_listed"),
-            )
-            if kind in ("workers", "flowruns")
-            else Reason(
-                "kopf watches the other kinds; the events feed the store", "controllers/feeders.py", (
-                    f'@kopf.on.event(GROUP, VERSION, "{kind}")',
-                ),
-            )
-        )  # fmt: skip
-        needs[Grant("cluster", GROUP, kind, "list")] = (
-            Reason(
-                "the operator's own watch starts with a paginated LIST, which primes the store before any pass",
-                "controllers/startup.py",
-                ("watch_directly(rt, resource, namespace, done)", "await asyncio.gather(*(done.wait()"),
-            )
-            if kind in ("workers", "flowruns")
-            else Reason(
-                "the store is primed with a paginated LIST of every kind before any pass (kopf also LISTs)",
-                "controllers/startup.py",
-                (
-                    "for resource in (WORKPOOLS, WORKQUEUES, FLOWSCHEDULES):",
-                    "rt.transport.list_all(resource, namespace)",
-                ),
-            )
-        )
+        for verb, reason in _watch_reasons(kind).items():
+            needs[Grant("cluster", GROUP, kind, verb)] = reason
         needs[Grant("cluster", GROUP, f"{kind}/status", "patch")] = Reason(
             "every status is written through the status subresource, as a merge patch",
             status_writes[kind][0],
