@@ -1,9 +1,11 @@
-"""The operator's own Worker watch (controllers/feeders.py), with a scripted watch in place of the
-API server: only what it does with each event is under test here (the integration tests run it
-against a real API server).
+"""The operator's own watch of Workers and runs (controllers/feeders.watch_directly), with a
+scripted watch in place of the API server: only what it does with each event is under test here
+(the integration tests run it against a real API server). The cases use Workers; runs take the
+same path.
 
 Aspects: every event reaches the store; an event the store cannot take is skipped, not the end of
-the watch (the operator would go blind to heartbeats); a refused watch is tried again.
+the watch (the operator would go blind to heartbeats or freed slots); a refused watch is tried
+again; the end of its first LIST is signalled once the store holds all of it (the start waits).
 """
 
 from __future__ import annotations
