@@ -41,7 +41,11 @@ def test_metrics_follow_slots_queues_workers_admissions_and_reclaims(
     got = wait_for(
         lambda: (m := samples(operator, namespace)).get(("workpools_scheduled_runs", Q)) == 1 and m, what="the gauges"
     )
-    pool_status = installed.get("wp", "p", namespace)["status"]
+    # The gauges follow each pass; the pool's status counts are written at most every few seconds.
+    pool_status = wait_for(
+        lambda: (s := installed.get("wp", "p", namespace)["status"])["slots"]["active"] == 2 and s,
+        what="the pool's status counts",
+    )
     assert got["workpools_pool_slots_active", P] == pool_status["slots"]["active"] == 2
     assert got["workpools_pool_slots_limit", P] == 2
     assert got["workpools_pool_slots_open", P] == 0

@@ -7,13 +7,14 @@ a pass over an unchanged pool makes no API call at all.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import time
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from workpools.api.flowrun import FlowRun
+from workpools.api.flowrun import FlowRun, queue_of
 from workpools.api.meta import API_VERSION, ObjectKey, default_queue_name
 from workpools.api.phases import WorkerPhase
 from workpools.api.worker import Worker, WorkerStatus
@@ -24,11 +25,11 @@ from workpools.client.resources import FLOWRUNS, WORKERS, WORKPOOLS, WORKQUEUES
 from workpools.controllers import metrics
 from workpools.controllers.events import FIELD_MANAGER, post_event
 from workpools.controllers.runtime import Runtime
-from workpools.controllers.writers import write_status
+from workpools.controllers.writers import hold_delay, write_status
 from workpools.core import liveness, runs, ttl
 from workpools.core.deadlines import next_deadline
 from workpools.core.plan import PoolPlan, plan_pool
-from workpools.core.selection import Place
+from workpools.core.selection import Place, place, scheduled_time
 from workpools.core.snapshot import PoolState
 from workpools.core.statuses import Event, EventType
 
@@ -63,11 +64,12 @@ async def reconcile_pool(rt: Runtime, key: ObjectKey) -> None:
     await _breathe()
     with deciding:
         state = _state(rt, key, silent)
-        for change in runs.admission_changes(state, _lines(rt, key, state)):
+        lines = _lines(rt, key, state)
+        for change in runs.admission_changes(state, lines):
             if change.granted_to is not None:
                 rt.run_writer.launch(key, change)
             else:
-                rt.lane.submit_hold(change.run, key, change.patch)
+                rt.lane.submit_hold(change.run, key, change.patch, _hold_delay(rt, key, lines, change.run))
     await _breathe()
     with deciding:
         state = _state(rt, key, silent)
@@ -118,6 +120,15 @@ def _grant_line_heads(rt: Runtime, key: ObjectKey) -> bool:
 def _lines(rt: Runtime, key: ObjectKey, state: PoolState) -> dict[str, list[Place]]:
     """The pool's queue lines (cache/lines.py), by queue name."""
     return {queue.metadata.name: rt.store.lines.line(key, queue.metadata.name) for queue in state.queues}
+
+
+def _hold_delay(rt: Runtime, key: ObjectKey, lines: dict[str, list[Place]], run: FlowRun) -> float:
+    """How long the waiting run's hold write waits (`writers.hold_delay`): by its place in its
+    queue's line and that queue's recent grant rate."""
+    queue = queue_of(run)
+    ahead = bisect.bisect_left(lines.get(queue, []), place(run))
+    until_scheduled = (scheduled_time(run) - rt.clock()).total_seconds()
+    return hold_delay(ahead, rt.run_writer.grant_rate(key, queue), until_scheduled)
 
 
 def grant_between(rt: Runtime, key: ObjectKey) -> None:

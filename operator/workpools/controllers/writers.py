@@ -15,8 +15,9 @@ version, and at most one of the two can land.
 Everything else the operator writes is bookkeeping, and goes through `StatusLane`: status-only
 patches (a waiting run's Scheduled stamp, Late mark and hold reason; pool, queue and worker
 statuses), coalesced per object (only the latest is sent), each object at most once per
-`STATUS_EVERY`, a few at a time. A run's hold waits `HOLD_DELAY` first: a run granted meanwhile
-needs no such write at all, so a run admitted within that time costs one write in all.
+`STATUS_EVERY` (`COUNTS_EVERY` when only counts changed), a few at a time. A run's hold waits
+until its turn is expected to be past (`hold_delay`): a run granted meanwhile needs no such write
+at all, so a run admitted within that time costs one write in all.
 """
 
 from __future__ import annotations
@@ -56,10 +57,26 @@ LANE_IN_FLIGHT = 4
 """Bookkeeping writes on the wire at once: a small share of the API server, so grants keep the rest."""
 
 HOLD_DELAY = 1.0
-"""Seconds a waiting run's first hold write waits: a run granted meanwhile needs none."""
+"""Seconds a waiting run's hold write waits at least: a run granted meanwhile needs none."""
+
+HOLD_HORIZON = 10.0
+"""A waiting run whose turn is expected within this many seconds has its hold write wait until
+that turn is past (`hold_delay`); one expected to wait longer says why after HOLD_DELAY."""
+
+GRANT_RATE_WINDOW = 10.0
+"""Seconds of a queue's latest grants its grant rate is measured over (`RunWriter.grant_rate`)."""
 
 STATUS_EVERY = 1.0
 """Seconds between two bookkeeping writes of one object: a drain writes a pool's counts once a second, not per grant."""
+
+COUNTS_EVERY = 5.0
+"""Seconds between two bookkeeping writes of one object when only its counts changed (`COUNTS`),
+as Kueue refreshes a ClusterQueue's pending workloads: a drain's pool, queues and workers change
+their counts with every grant, and wrote them once a second each: 0.1 writes per run of 1,000.
+A change of anything else (a phase, a condition, a priority) goes at STATUS_EVERY, counts with it."""
+
+COUNTS = frozenset({"slots", "workers", "queues", "scheduledRuns", "lateRuns", "assignedRuns", "lastPolled"})
+"""The status fields of pools, queues and workers that only count (serialized names)."""
 
 READS_IN_FLIGHT = 16
 """Read-backs of one pool on the wire at once."""
@@ -89,6 +106,8 @@ class RunWriter:
         self._unknown: defaultdict[ObjectKey, dict[str, runs.RunChange]] = defaultdict(dict)
         """Per pool, busy runs whose write has an unknown outcome (a timeout, a reset), with that
         write: they are read back before the pool is decided again."""
+        self._granted: dict[tuple[ObjectKey, str], collections.deque[float]] = {}
+        """Per pool and queue, when its grants of the last GRANT_RATE_WINDOW seconds were decided."""
 
     def busy(self, pool: ObjectKey) -> Collection[str]:
         return self._busy.get(pool, {}).keys()
@@ -121,9 +140,25 @@ class RunWriter:
             return list(stored)
         return [a if (a := assumed.get(r.metadata.name)) is not None else r for r in stored]
 
+    def grant_rate(self, pool: ObjectKey, queue: str) -> float:
+        """Grants per second decided lately from `queue` of `pool`: those of the last
+        GRANT_RATE_WINDOW seconds, over the time since the first of them (1 s at least)."""
+        times = self._granted.get((pool, queue))
+        if times is None:
+            return 0.0
+        now = time.monotonic()
+        while times and times[0] <= now - GRANT_RATE_WINDOW:
+            times.popleft()
+        if not times:
+            del self._granted[(pool, queue)]
+            return 0.0
+        return len(times) / max(now - times[0], 1.0)
+
     def launch(self, pool: ObjectKey, change: runs.RunChange) -> None:
         """Send `change` on the version it was decided on, without waiting for it."""
         name = change.run.metadata.name
+        if change.granted_to is not None:
+            self._granted.setdefault((pool, queue_of(change.run)), collections.deque()).append(time.monotonic())
         self._busy[pool][name] = _as_granted(change) if change.granted_to is not None else None
         self._rt.lane.discard_hold(ObjectKey(pool.namespace, name))  # the run's state is decided anew
         self._outbox.append((pool, change))
@@ -315,19 +350,23 @@ class StatusLane:
 
     def submit_status(self, resource: ResourceType, obj: Resource, pool: ObjectKey, status: Any) -> None:
         """Make `obj`'s status `status` (a model; `obj` as the pass saw it, this lane's plans included):
-        sent once the object's last bookkeeping write is STATUS_EVERY old."""
+        sent once the object's last bookkeeping write is STATUS_EVERY old (COUNTS_EVERY for counts only)."""
         key = (resource.kind, ObjectKey(obj.metadata.namespace or "", obj.metadata.name))
         patch = self.take(resource, key[1], _delta(obj, status))
         if not patch:
             return
-        due = max(time.monotonic(), self._sent_at.get(key, 0.0) + STATUS_EVERY)
+        every = COUNTS_EVERY if patch.keys() <= COUNTS else STATUS_EVERY
+        due = max(time.monotonic(), self._sent_at.get(key, 0.0) + every)
         self._submit(key, _Bookkeeping(resource, key[1], pool, patch, status, None, due))
 
-    def submit_hold(self, run: FlowRun, pool: ObjectKey, patch: dict[str, Any]) -> None:
-        """Write a waiting run's status `patch`, HOLD_DELAY from its first submission, on the version decided."""
+    def submit_hold(self, run: FlowRun, pool: ObjectKey, patch: dict[str, Any], delay: float = HOLD_DELAY) -> None:
+        """Write a waiting run's status `patch` on the version decided, `delay` seconds from now
+        (`hold_delay`), or earlier if an earlier submission said so."""
         key = (FLOWRUNS.kind, ObjectKey(run.metadata.namespace or "", run.metadata.name))
         earlier = self._pending.get(key)
-        due = earlier.due if earlier is not None else time.monotonic() + HOLD_DELAY
+        due = time.monotonic() + delay
+        if earlier is not None:
+            due = min(due, earlier.due)
         self._submit(key, _Bookkeeping(FLOWRUNS, key[1], pool, patch, None, run.metadata.resource_version, due))
 
     def take(self, resource: ResourceType, key: ObjectKey, patch: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -479,6 +518,23 @@ class _Entries:
 
     def __contains__(self, key: tuple[str, ObjectKey]) -> bool:
         return key[1] in self.of_kind(key[0])
+
+
+def hold_delay(ahead: int, grants_per_second: float, until_scheduled: float = 0.0) -> float:
+    """Seconds a waiting run's hold write waits, for a run with `ahead` runs before it in its
+    queue's line, whose queue granted `grants_per_second` lately, and whose scheduled time is
+    `until_scheduled` seconds away.
+
+    Its turn is expected after `(ahead + 1) / grants_per_second` seconds (not before its scheduled
+    time): within HOLD_HORIZON, the write waits until that turn is HOLD_DELAY past, since a run
+    granted by then needs no write at all (a drain's runs wait seconds each: their holds were 0.3
+    writes per run of 1,000). A run expected to wait longer, or in a queue that grants nothing,
+    is the one whose reason a person looks for: written after HOLD_DELAY.
+    """
+    if grants_per_second <= 0:
+        return HOLD_DELAY
+    turn = max((ahead + 1) / grants_per_second, until_scheduled)
+    return turn + HOLD_DELAY if turn <= HOLD_HORIZON else HOLD_DELAY
 
 
 def _delta(obj: Resource, status: Any) -> dict[str, Any]:

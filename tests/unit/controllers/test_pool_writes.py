@@ -35,6 +35,7 @@ from workpools.client.transport import ResourceType
 from workpools.controllers import pools, writers
 from workpools.controllers.runtime import Runtime
 from workpools.core.backlog import admissible_backlog
+from workpools.core.runs import RunChange
 
 POOL = ObjectKey("ns", "p")
 Answer = Callable[[str, dict[str, Any]], Awaitable[Any]]
@@ -380,6 +381,7 @@ def test_a_run_granted_before_its_hold_was_sent_costs_one_write(monkeypatch: pyt
     # "b" waits behind "a"; its hold (Scheduled, PoolLimitReached) waits HOLD_DELAY in the lane.
     # "a" completes before that, "b" is granted, and its hold is never sent.
     monkeypatch.setattr(writers, "HOLD_DELAY", 0.2)
+    monkeypatch.setattr(writers, "HOLD_HORIZON", 0.0)  # no turn expected: HOLD_DELAY alone
 
     rt, transport = echoing()
     two_runs_behind_a_limit_of_one(rt)
@@ -403,6 +405,7 @@ def test_a_run_granted_before_its_hold_was_sent_costs_one_write(monkeypatch: pyt
 
 def test_a_waiting_run_gets_one_hold_write_after_the_delay(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(writers, "HOLD_DELAY", 0.1)
+    monkeypatch.setattr(writers, "HOLD_HORIZON", 0.0)
 
     rt, transport = echoing()
     two_runs_behind_a_limit_of_one(rt)
@@ -425,6 +428,7 @@ def test_a_pass_before_the_next_full_one_is_due_only_grants_and_the_full_one_fol
 ) -> None:
     monkeypatch.setattr(wakeups, "FULL_PASS_GAP_MAX", 1.0)
     monkeypatch.setattr(writers, "HOLD_DELAY", 0.05)
+    monkeypatch.setattr(writers, "HOLD_HORIZON", 0.0)
     rt, transport = echoing()
     two_runs_behind_a_limit_of_one(rt)
     woken: list[ObjectKey] = []
@@ -448,7 +452,7 @@ def test_a_pass_before_the_next_full_one_is_due_only_grants_and_the_full_one_fol
 
 
 def test_a_queues_status_is_written_at_most_once_per_interval(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(writers, "STATUS_EVERY", 0.3)
+    monkeypatch.setattr(writers, "COUNTS_EVERY", 0.3)
 
     rt, transport = echoing()
     two_runs_behind_a_limit_of_one(rt)
@@ -477,6 +481,110 @@ def landed(name: str) -> dict[str, Any]:
     body = to_json(flowrun(name, state=StateType.PENDING, worker="w"), as_read=True)
     body["metadata"].update({"uid": f"uid-{name}", "resourceVersion": "2"})
     return {"apiVersion": "workpools.dev/v1alpha1", "kind": "FlowRun", **body}
+
+
+def test_a_waiting_run_whose_turn_is_near_is_granted_without_a_hold_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    # "a" is granted: its queue grants 1 run a second, so "b", next in line, expects its turn in
+    # about a second; its hold waits for that (not HOLD_DELAY), and "a" completing first makes it void.
+    monkeypatch.setattr(writers, "HOLD_DELAY", 0.05)
+    rt, transport = echoing()
+    two_runs_behind_a_limit_of_one(rt)
+
+    async def scenario() -> None:
+        await pools.reconcile_pool(rt, POOL)
+        await rt.run_writer.drain()
+        assert rt.run_writer.grant_rate(POOL, DEFAULT_QUEUE) == 1.0
+        await asyncio.sleep(0.3)  # HOLD_DELAY is long past, the expected turn is not
+        (a,) = (r for r in rt.store.runs.of(POOL) if r.metadata.name == "a")
+        done = {"apiVersion": API_VERSION, "kind": "FlowRun", **to_json(a, as_read=True)}
+        done["status"].update(state="Completed", slot=None)
+        done["metadata"]["resourceVersion"] = "9"
+        rt.store.put(done)
+        await pools.reconcile_pool(rt, POOL)
+        await rt.run_writer.drain()
+        await rt.stop_writers()
+
+    asyncio.run(scenario())
+    assert [name for verb, name, o in transport.calls if verb == "patch" and o["kind"] == "FlowRun"] == ["a", "b"]
+    assert granted(transport) == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("ahead", "rate", "until_scheduled", "delay"),
+    [
+        (0, 0.0, 0.0, 1.0),  # its queue grants nothing: it says why after HOLD_DELAY
+        (9, 5.0, 0.0, 3.0),  # its turn in 2 s: written 1 s after that, unless granted
+        (49, 5.0, 0.0, 11.0),  # in 10 s, the horizon
+        (50, 5.0, 0.0, 1.0),  # beyond it: a long wait, said at once
+        (0, 5.0, 4.0, 5.0),  # not before its scheduled time
+        (0, 5.0, 30.0, 1.0),  # scheduled beyond the horizon
+    ],
+)
+def test_a_hold_write_waits_until_the_runs_expected_turn_is_past(
+    ahead: int, rate: float, until_scheduled: float, delay: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writers, "HOLD_DELAY", 1.0)
+    monkeypatch.setattr(writers, "HOLD_HORIZON", 10.0)
+    assert writers.hold_delay(ahead, rate, until_scheduled) == pytest.approx(delay)
+
+
+def test_the_grant_rate_counts_the_grants_of_the_window_per_queue(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [100.0]
+    monkeypatch.setattr(writers.time, "monotonic", lambda: now[0])
+    rt, _ = echoing()
+    writer = rt.run_writer
+
+    async def scenario() -> list[float]:
+        rates = [writer.grant_rate(POOL, "q")]
+        for i in range(9):
+            run = flowrun(f"r{i}", queue="q")
+            stored(rt, run)
+            writer.launch(POOL, RunChange(run, {"state": "Pending"}, granted_to="w"))
+            rates.append(writer.grant_rate(POOL, "q"))
+            now[0] += 0.5
+        await writer.drain()
+        rates.append(writer.grant_rate(POOL, "other"))
+        now[0] += writers.GRANT_RATE_WINDOW
+        rates.append(writer.grant_rate(POOL, "q"))
+        await rt.stop_writers()
+        return rates
+
+    rates = asyncio.run(scenario())
+    assert rates[:3] == [0.0, 1.0, 2.0]  # none; one over 1 s at least; two within it
+    assert rates[9] == pytest.approx(9 / 4.0)  # 9 grants over the last 4 s
+    assert rates[10:] == [0.0, 0.0]  # another queue's; and all of them older than the window
+
+
+def test_a_change_of_counts_alone_waits_longer_than_one_of_phase(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(writers, "STATUS_EVERY", 0.1)
+    monkeypatch.setattr(writers, "COUNTS_EVERY", 10.0)
+    rt, transport = echoing()
+    two_runs_behind_a_limit_of_one(rt)
+
+    def queue_writes() -> list[dict[str, Any]]:
+        return [o["patch"]["status"] for verb, _, o in transport.calls if verb == "patch" and o["kind"] == "WorkQueue"]
+
+    async def scenario() -> None:
+        await pools.reconcile_pool(rt, POOL)
+        await asyncio.sleep(0.05)
+        assert len(queue_writes()) == 1  # the first status goes out at once
+        rt.store.put(flowrun_body("c"))
+        await pools.reconcile_pool(rt, POOL)  # one more run waiting: counts only
+        await asyncio.sleep(0.3)
+        assert len(queue_writes()) == 1
+        (queue,) = rt.store.queues.of(POOL)
+        paused = {"apiVersion": API_VERSION, "kind": "WorkQueue", **to_json(queue, as_read=True)}
+        paused["spec"]["paused"] = True
+        paused["metadata"]["resourceVersion"] = "9"
+        rt.store.put(paused)
+        await pools.reconcile_pool(rt, POOL)  # its phase changes: written at STATUS_EVERY, counts with it
+        await asyncio.sleep(0.3)
+        await rt.stop_writers()
+
+    asyncio.run(scenario())
+    _, second = queue_writes()
+    assert second["phase"] == "Paused"
+    assert second["scheduledRuns"] == 2  # b and c ("a" holds the slot)
 
 
 def flowrun_body(name: str) -> dict[str, Any]:
