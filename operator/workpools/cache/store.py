@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import datetime
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from workpools.api.base import to_json
 from workpools.api.flowrun import FlowRun
-from workpools.api.meta import ObjectKey
+from workpools.api.meta import API_VERSION, ObjectKey
 from workpools.api.worker import Worker
 from workpools.api.workpool import WorkPool
 from workpools.api.workqueue import WorkQueue
@@ -200,6 +201,15 @@ class Store:
             self.deletions[ObjectKey(key.namespace, obj.spec.work_pool)].append(obj)
             self.poll_wakes.pop(key, None)
         return touched
+
+    def unlisted(self, kind: str, namespace: str | None, listed: Collection[tuple[str, str]]) -> list[dict[str, Any]]:
+        """The stored pool members of `kind` in `namespace` (None: every one) that a whole LIST of
+        them did not contain (`listed`: (namespace, name) pairs), as bodies to remove: they are gone."""
+        return [
+            {"apiVersion": API_VERSION, "kind": kind, **to_json(obj, as_read=True)}
+            for key, obj in self._members(kind).by_key.items()
+            if (namespace is None or key.namespace == namespace) and key not in listed
+        ]
 
     def take_news(self, pool: ObjectKey) -> tuple[list[SpecChange], list[WorkPool | WorkQueue]]:
         """What changed and what was deleted in `pool` since the last call (the reconciler's inbox)."""

@@ -324,7 +324,7 @@ class Transport:
         field_selector: str | None = None,
         label_selector: str | None = None,
         server_timeout: int = 290,
-        on_listed: Callable[[], None] | None = None,
+        on_listed: Callable[[frozenset[tuple[str, str]]], None] | None = None,
     ) -> AsyncIterator[tuple[str, Body]]:
         """Every matching object now, then every change, forever: ("ADDED" | "MODIFIED" | "DELETED", body).
 
@@ -334,7 +334,9 @@ class Transport:
         Gone") the LIST is taken again and every object is yielded again as ADDED, so consumers
         must be idempotent. Only a refusal (403, 404, ...) ends it, as a `WorkpoolsError`. `namespace`
         None watches every namespace. `on_listed` is called each time every object of a LIST has
-        been yielded (the consumer has the whole picture: an informer's "synced").
+        been yielded, with the (namespace, name) of each: the consumer has the whole picture (an
+        informer's "synced"), and what it holds beyond those is gone (an object deleted while the
+        watch could not resume got no DELETED event: an informer's "replace").
         """
         selectors = {"fieldSelector": field_selector, "labelSelector": label_selector}
         # The server ends a watch after `server_timeout`; one still open well after that is stalled.
@@ -344,17 +346,19 @@ class Transport:
         while True:
             try:
                 token: str | None = None
+                present: set[tuple[str, str]] = set()
                 while version is None:  # page by page: 10,000 runs in one answer are tens of MB at once
                     query = {**selectors, "limit": WATCH_LIST_PAGE, "continue": token}
                     answer = await self._json("GET", rt, namespace, query=query, request_timeout=READ_TIMEOUT)
                     listed = cast(Body, answer)
                     for item in listed.get("items", []):
+                        present.add((item["metadata"].get("namespace", ""), item["metadata"]["name"]))
                         yield "ADDED", {"apiVersion": rt.api_version, "kind": rt.kind, **item}
                     token = listed["metadata"].get("continue") or None
                     if token is None:  # every page is of the first one's snapshot: the watch goes on from it
                         version = listed["metadata"]["resourceVersion"]
                         if on_listed is not None:
-                            on_listed()
+                            on_listed(frozenset(present))
                 query = {
                     **selectors,
                     "watch": True,

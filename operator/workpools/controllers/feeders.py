@@ -18,6 +18,7 @@ from typing import Any
 import kopf
 
 from workpools.api.meta import GROUP, VERSION
+from workpools.cache.store import key_of
 from workpools.client import errors
 from workpools.client.resources import FLOWRUNS, WORKERS
 from workpools.client.transport import ResourceType
@@ -74,13 +75,24 @@ async def watch_directly(
     """Feed every event of `resource` in `namespace` (None: all) into the store, for as long as the operator runs.
 
     Its first LIST primes the store with the kind (`listed` is set once it has been taken in).
+    After a LIST taken again (the watch could not resume: "410 Gone"), what the store holds of the
+    kind beyond it is deleted as if its DELETED event had come: a run deleted meanwhile would
+    otherwise hold its slot in the store until the operator restarts (a limit under-used).
 
     The transport resumes a broken watch itself; a refusal is logged and the watch tried again
     later, and an event the store cannot take is logged and skipped, as kopf does for the other
     kinds: a dead task here would leave the operator blind to heartbeats (every worker would look
     silent) or to runs (a freed slot never refilled).
     """
-    scope, on_listed = namespace or "all namespaces", None if listed is None else listed.set
+    scope = namespace or "all namespaces"
+
+    def on_listed(present: frozenset[tuple[str, str]]) -> None:
+        for gone in rt.store.unlisted(resource.kind, namespace, present):
+            logger.info("%s %s was deleted while the watch was broken", resource.kind, key_of(gone))
+            feed_body(rt, gone, deleted=True)
+        if listed is not None:
+            listed.set()
+
     while True:
         try:
             async for kind, body in rt.transport.watch(resource, namespace, on_listed=on_listed):

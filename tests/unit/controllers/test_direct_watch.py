@@ -5,7 +5,8 @@ same path.
 
 Aspects: every event reaches the store; an event the store cannot take is skipped, not the end of
 the watch (the operator would go blind to heartbeats or freed slots); a refused watch is tried
-again; the end of its first LIST is signalled once the store holds all of it (the start waits).
+again; the end of its first LIST is signalled once the store holds all of it (the start waits);
+a LIST taken again removes what it no longer contains (deleted while the watch was broken).
 """
 
 from __future__ import annotations
@@ -36,29 +37,34 @@ def body(name: str, version: str = "1") -> dict[str, Any]:
 
 
 class ScriptedWatch:
-    """Each call of `watch` plays the next script: events, then an error to raise (or the end)."""
+    """Each call of `watch` plays the next script: events, then an error to raise (or the end).
+    A script's ("LISTED", {}) ends a LIST: `on_listed` gets the objects ADDED since the last one."""
 
     def __init__(self, *scripts: tuple[list[tuple[str, dict[str, Any]]], Exception | None]) -> None:
         self.scripts = list(scripts)
         self.calls = 0
 
     async def watch(
-        self, rt: ResourceType, namespace: str | None, *, on_listed: Callable[[], None] | None = None
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        *,
+        on_listed: Callable[[frozenset[tuple[str, str]]], None] | None = None,
     ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-        """A script's ADDED events are its LIST: `on_listed` is called after the last of them."""
         self.calls += 1
         if not self.scripts:
             await asyncio.Event().wait()  # no more scripts: a quiet watch
         events, error = self.scripts.pop(0)
-        listing = True
+        present: set[tuple[str, str]] = set()
         for kind, obj in events:
-            if listing and kind != "ADDED":
-                listing = False
+            if kind == "LISTED":
                 if on_listed is not None:
-                    on_listed()
+                    on_listed(frozenset(present))
+                present = set()
+                continue
+            if kind == "ADDED":
+                present.add((obj["metadata"]["namespace"], obj["metadata"]["name"]))
             yield kind, obj
-        if listing and error is None and on_listed is not None:
-            on_listed()
         if error is not None:
             raise error
 
@@ -102,7 +108,7 @@ def test_the_end_of_the_first_list_is_signalled_once_the_store_has_every_listed_
     # The operator's start waits for it (controllers/startup.prime): no pass decides on half a LIST.
     monkeypatch.setattr(feeders, "REFUSED_WATCH_PAUSE", 0.01)
     refused = errors.Forbidden("workers is forbidden", kind="Worker", namespace="ns")
-    listing = [("ADDED", body("w1")), ("ADDED", body("w2")), ("MODIFIED", body("w1", "2"))]
+    listing = [("ADDED", body("w1")), ("ADDED", body("w2")), ("LISTED", {}), ("MODIFIED", body("w1", "2"))]
     transport = ScriptedWatch(([], refused), (listing, None))
 
     async def reconcile(pool: ObjectKey) -> None:
@@ -124,3 +130,27 @@ def test_the_end_of_the_first_list_is_signalled_once_the_store_has_every_listed_
 
     asyncio.run(scenario())
     assert seen == [[("w1", "1"), ("w2", "1")]]  # once, with the whole LIST and nothing after it
+
+
+def test_a_list_taken_again_removes_what_was_deleted_while_the_watch_was_broken() -> None:
+    # After "410 Gone" the transport lists again; w2, deleted in the gap, got no DELETED event.
+    first = [("ADDED", body("w1")), ("ADDED", body("w2")), ("LISTED", {})]
+    again = [("ADDED", body("w1", "3")), ("LISTED", {})]
+    transport = ScriptedWatch((first + again, None))
+    woken: list[ObjectKey] = []
+
+    async def reconcile(pool: ObjectKey) -> None:
+        woken.append(pool)
+
+    async def scenario() -> Runtime:
+        rt = Runtime(transport=transport, store=Store(clock=lambda: T0), wakeups=Wakeups(reconcile))  # type: ignore[arg-type]
+        rt.wakeups.enable()
+        task = asyncio.create_task(feeders.watch_directly(rt, WORKERS, "ns"))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        return rt
+
+    rt = asyncio.run(scenario())
+    assert [(key.name, w.metadata.resource_version) for key, w in rt.store.workers.by_key.items()] == [("w1", "3")]
+    assert ObjectKey("ns", "p") in woken  # its pool decided again without it
+    assert "uid-w2" in rt.store.tombstones  # a late write response cannot bring it back
