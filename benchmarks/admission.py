@@ -625,6 +625,7 @@ def refill_figures(
         f"refill grants (after the first {first_grants})": len(refills),
         "refill grants with no earlier freed slot to pair with": unpaired,
         "freed slot → refill latency ms (Completed event → Pending event, FIFO)": measured,
+        "refill latency p50 / p99 ms by tenth of the refills (the first tenth holds the resume)": by_tenth(latencies),
         "goal (issue 11)": ", ".join(
             f"{q} ≤ {goal:g} ms ({'met' if measured.get(q, float('inf')) <= goal else 'not met'})"
             for q, goal in REFILL_GOAL_MS.items()
@@ -641,6 +642,13 @@ def refill_figures(
             f"include the `{BURST_POOL}` pool's (per admitted run: ÷ {MEASURED_POOL}'s)"
         )
     return figures_
+
+
+def by_tenth(latencies: Sequence[float]) -> list[str]:
+    """ "p50 / p99" in ms of each tenth of `latencies`, in their order: where in the window they are slow."""
+    size = len(latencies) / 10
+    tenths = [latencies[round(i * size) : round((i + 1) * size)] for i in range(10)]
+    return [f"{(q := percentiles(t))['p50']:g} / {q['p99']:g}" for t in tenths if t]
 
 
 def fifo_latencies(freed: Sequence[float], grants: Sequence[float]) -> tuple[list[float], int]:

@@ -331,6 +331,8 @@ class _Bookkeeping:
     """A run's: the version its hold was decided on (the write lands only there)."""
     due: float
     failures: int = 0
+    since: float = 0.0
+    """A run's: when its hold was first submitted (it leaves HOLD_DELAY + HOLD_HORIZON later at the latest)."""
 
 
 class StatusLane:
@@ -361,13 +363,15 @@ class StatusLane:
 
     def submit_hold(self, run: FlowRun, pool: ObjectKey, patch: dict[str, Any], delay: float = HOLD_DELAY) -> None:
         """Write a waiting run's status `patch` on the version decided, `delay` seconds from now
-        (`hold_delay`), or earlier if an earlier submission said so."""
+        (`hold_delay`: each pass says when it expects the run's turn, from the latest grant rate),
+        and HOLD_DELAY + HOLD_HORIZON after its first submission at the latest."""
         key = (FLOWRUNS.kind, ObjectKey(run.metadata.namespace or "", run.metadata.name))
-        earlier = self._pending.get(key)
-        due = time.monotonic() + delay
-        if earlier is not None:
-            due = min(due, earlier.due)
-        self._submit(key, _Bookkeeping(FLOWRUNS, key[1], pool, patch, None, run.metadata.resource_version, due))
+        earlier, now = self._pending.get(key), time.monotonic()
+        since = earlier.since if earlier is not None else now
+        due = min(now + delay, since + HOLD_DELAY + HOLD_HORIZON)
+        self._submit(
+            key, _Bookkeeping(FLOWRUNS, key[1], pool, patch, None, run.metadata.resource_version, due, since=since)
+        )
 
     def take(self, resource: ResourceType, key: ObjectKey, patch: dict[str, Any] | None = None) -> dict[str, Any]:
         """What is pending for the object, with `patch` on top, taken out of the lane (to be sent now,
@@ -402,12 +406,9 @@ class StatusLane:
 
     def _submit(self, key: tuple[str, ObjectKey], entry: _Bookkeeping) -> None:
         earlier = self._pending.get(key)
-        if earlier is not None:
-            entry.due = min(entry.due, earlier.due)
-            if entry.due == earlier.due:
-                self._pending[key] = entry  # its place in the queue stays
-                return
         self._pending[key] = entry
+        if earlier is not None and earlier.due == entry.due:
+            return  # its place in the queue stays (one with another due is skipped when it comes up)
         heapq.heappush(self._queue, (entry.due, next(self._order), key))
         self._news.set()
         if self._loop is None:

@@ -528,6 +528,36 @@ def test_a_hold_write_waits_until_the_runs_expected_turn_is_past(
     assert writers.hold_delay(ahead, rate, until_scheduled) == pytest.approx(delay)
 
 
+def test_a_later_pass_may_postpone_a_hold_but_not_past_the_horizon(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The first pass expects the run's turn 0.1 s on (its hold due then); the next one, with a
+    # slower grant rate, much later: the hold waits, but leaves HOLD_DELAY + HOLD_HORIZON after
+    # it was first submitted, whatever the passes expect.
+    monkeypatch.setattr(writers, "HOLD_DELAY", 0.05)
+    monkeypatch.setattr(writers, "HOLD_HORIZON", 0.3)
+    sent: list[float] = []
+
+    async def patch(name: str, options: dict[str, Any]) -> dict[str, Any]:
+        sent.append(asyncio.get_running_loop().time())
+        return as_patched(rt, options["kind"], name, options["patch"])
+
+    rt = runtime(ScriptedTransport(patch=patch, create=events))
+    two_runs_behind_a_limit_of_one(rt)
+    (b,) = (r for r in rt.store.runs.of(POOL) if r.metadata.name == "b")
+
+    async def scenario() -> float:
+        start = asyncio.get_running_loop().time()
+        rt.lane.submit_hold(b, POOL, {"message": "waits"}, 0.1)
+        await asyncio.sleep(0.05)
+        rt.lane.submit_hold(b, POOL, {"message": "waits"}, 10.0)
+        await asyncio.sleep(1.0)
+        await rt.stop_writers()
+        return start
+
+    start = asyncio.run(scenario())
+    (at,) = (t - start for t in sent)
+    assert 0.3 <= at < 0.9  # not at 0.1 (postponed), nor at 10 (capped at 0.35)
+
+
 def test_the_grant_rate_counts_the_grants_of_the_window_per_queue(monkeypatch: pytest.MonkeyPatch) -> None:
     now = [100.0]
     monkeypatch.setattr(writers.time, "monotonic", lambda: now[0])
