@@ -4,21 +4,26 @@ it builds itself (through the client's `ApiClient`, without the generated `Custo
 Aspects: get, create with a field manager, merge patches of the object and of its status subresource,
 preconditions (resourceVersion on patches, uid and resourceVersion on deletes) as `Conflict`, LIST
 pages with continue tokens and selectors, a refusal as a typed error naming the object, and the
-watch: the starting LIST as ADDED, then MODIFIED and DELETED, and a refusal ending it.
+watch: the starting LIST as ADDED, then MODIFIED and DELETED, a refusal ending it, and a stream
+gone silent (through Toxiproxy) resumed within the idle bound.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
+import yaml
 
 from tests.support.kube import Kubectl
 from tests.support.objects import pool
+from tests.support.toxiproxy import Toxiproxy, via_proxy
 from tests.support.workers import CLOSE_GRACE
-from workpools.client import errors
+from workpools.client import errors, transport
 from workpools.client.resources import WORKPOOLS
 from workpools.client.transport import Body, ResourceType, Transport
 
@@ -150,3 +155,60 @@ def test_a_refused_watch_ends_with_a_typed_error(installed: Kubectl, namespace: 
         assert (refused.value.kind, refused.value.namespace) == ("NoSuchKind", namespace)
 
     session(installed, calls)
+
+
+class Resumed(logging.Handler):
+    """The transport's warnings that a watch broke and is being resumed, and an event set by the first."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+        self.first = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "broke" in (message := record.getMessage()):
+            self.messages.append(message)
+            self.first.set()
+
+
+def test_a_watch_whose_stream_goes_silent_is_resumed_within_the_idle_bound(
+    installed: Kubectl, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection that stops carrying data and is never closed (a network fault that no reset
+    follows) raises nothing: the stream only goes quiet. The API server sends a bookmark every
+    minute, so a stream silent for longer (here 2 s) is taken for broken and resumed; what was
+    written meanwhile still arrives."""
+    monkeypatch.setattr(transport, "WATCH_IDLE_MAX", 2.0)
+    installed.apply(pool("before"), namespace=namespace)
+    server = yaml.safe_load(installed.kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
+    with Toxiproxy.start(tmp_path) as toxiproxy:
+        proxy = toxiproxy.proxy("watch", int(server.rsplit(":", 1)[1]))
+        proxied = via_proxy(installed.kubeconfig, proxy, tmp_path / "proxied.kubeconfig")
+
+        async def calls(t: Transport) -> tuple[str, str, list[str]]:
+            resumed = Resumed()
+            logging.getLogger(transport.__name__).addHandler(resumed)
+            try:
+                events = t.watch(WORKPOOLS, namespace)
+                assert (await asyncio.wait_for(anext(events), timeout=10))[0] == "ADDED"  # the LIST: "before"
+                following = asyncio.create_task(anext(events))
+                await asyncio.sleep(1.0)  # the WATCH is open
+                proxy.add("stall", "timeout", timeout=0)  # nothing more comes through, nothing is closed
+                installed.apply(pool("during"), namespace=namespace)
+                await asyncio.wait_for(resumed.first.wait(), timeout=8)  # 2 s idle, and then some
+                proxy.remove("stall")
+                kind, body = await asyncio.wait_for(following, timeout=15)
+                await events.aclose()
+            finally:
+                logging.getLogger(transport.__name__).removeHandler(resumed)
+            return kind, body["metadata"]["name"], resumed.messages
+
+        async def run() -> tuple[str, str, list[str]]:
+            async with await Transport.connect(proxied) as t:
+                result = await calls(t)
+            await asyncio.sleep(CLOSE_GRACE)
+            return result
+
+        kind, name, messages = asyncio.run(run())
+    assert (kind, name) == ("ADDED", "during")
+    assert "TimeoutError" in messages[0]  # a read timeout, aiohttp's name for it aside

@@ -100,6 +100,11 @@ may be up to etcd's 1.5 MiB request limit (a pool's large job template): well ab
 WATCH_LIST_PAGE = 500
 """Objects per page of the LIST a watch starts from (a continue token keeps the pages one snapshot)."""
 
+WATCH_IDLE_MAX = 150.0
+"""Seconds a watch stream may stay silent. The API server sends a bookmark every minute (asked for
+with allowWatchBookmarks), so a read idle for longer is a stalled connection (half-open after a
+network fault, no reset ever comes): resumed then, not at the end of the stream's whole timeout."""
+
 WATCH_RETRY = (0.5, 10.0)
 """A broken watch is resumed after this backoff (first, most seconds), doubling in between."""
 
@@ -339,8 +344,9 @@ class Transport:
         watch could not resume got no DELETED event: an informer's "replace").
         """
         selectors = {"fieldSelector": field_selector, "labelSelector": label_selector}
-        # The server ends a watch after `server_timeout`; one still open well after that is stalled.
-        stream_timeout = float(server_timeout + 30)
+        # The server ends a watch after `server_timeout`; one still open well after that, or silent
+        # for longer than its bookmarks allow, is stalled.
+        stream_timeout = aiohttp.ClientTimeout(total=server_timeout + 30, sock_read=WATCH_IDLE_MAX)
         version: str | None = None
         pause = WATCH_RETRY[0]
         while True:
@@ -403,7 +409,7 @@ class Transport:
         query: dict[str, Any] | None = None,
         body: Body | None = None,
         content_type: str | None = None,
-        request_timeout: float,
+        request_timeout: float | aiohttp.ClientTimeout,
     ) -> RESTResponse:
         """Send one request to a custom resource's endpoint; a refusal (not 2xx) raises `ApiException`.
 
