@@ -143,14 +143,9 @@ class RunWriter:
     def grant_rate(self, pool: ObjectKey, queue: str) -> float:
         """Grants per second decided lately from `queue` of `pool`: those of the last
         GRANT_RATE_WINDOW seconds, over the time since the first of them (1 s at least)."""
-        times = self._granted.get((pool, queue))
-        if times is None:
-            return 0.0
-        now = time.monotonic()
-        while times and times[0] <= now - GRANT_RATE_WINDOW:
-            times.popleft()
-        if not times:
-            del self._granted[(pool, queue)]
+        times, now = self._granted.get((pool, queue)), time.monotonic()
+        if times is None or not _within_window(times, now):
+            self._granted.pop((pool, queue), None)
             return 0.0
         return len(times) / max(now - times[0], 1.0)
 
@@ -158,7 +153,9 @@ class RunWriter:
         """Send `change` on the version it was decided on, without waiting for it."""
         name = change.run.metadata.name
         if change.granted_to is not None:
-            self._granted.setdefault((pool, queue_of(change.run)), collections.deque()).append(time.monotonic())
+            times, now = self._granted.setdefault((pool, queue_of(change.run)), collections.deque()), time.monotonic()
+            times.append(now)
+            _within_window(times, now)  # a queue whose runs never wait is never asked its rate
         self._busy[pool][name] = _as_granted(change) if change.granted_to is not None else None
         self._rt.lane.discard_hold(ObjectKey(pool.namespace, name))  # the run's state is decided anew
         self._outbox.append((pool, change))
@@ -302,6 +299,13 @@ class RunWriter:
         for sender in list(self._senders):
             sender.cancel()
         await asyncio.gather(*self._senders, return_exceptions=True)
+
+
+def _within_window(times: collections.deque[float], now: float) -> int:
+    """Drop the grant times older than GRANT_RATE_WINDOW; how many are left."""
+    while times and times[0] <= now - GRANT_RATE_WINDOW:
+        times.popleft()
+    return len(times)
 
 
 def _as_granted(change: runs.RunChange) -> FlowRun:
