@@ -114,6 +114,15 @@ def two_runs_behind_a_limit_of_one(rt: Runtime) -> None:
     )
 
 
+def complete(rt: Runtime, name: str) -> None:
+    """The run's worker moved it to Completed: its slot is free (as the watch would bring it)."""
+    (run,) = (r for r in rt.store.runs.of(POOL) if r.metadata.name == name)
+    done = {"apiVersion": API_VERSION, "kind": "FlowRun", **to_json(run, as_read=True)}
+    done["status"].update(state="Completed", slot=None)
+    done["metadata"]["resourceVersion"] = "9"
+    rt.store.put(done)
+
+
 async def events(name: str, options: dict[str, Any]) -> dict[str, Any]:
     return options["body"]
 
@@ -389,11 +398,7 @@ def test_a_run_granted_before_its_hold_was_sent_costs_one_write(monkeypatch: pyt
     async def scenario() -> None:
         await pools.reconcile_pool(rt, POOL)
         await rt.run_writer.drain()
-        (a,) = (r for r in rt.store.runs.of(POOL) if r.metadata.name == "a")
-        done = {"apiVersion": API_VERSION, "kind": "FlowRun", **to_json(a, as_read=True)}
-        done["status"].update(state="Completed", slot=None)
-        done["metadata"]["resourceVersion"] = "9"
-        rt.store.put(done)
+        complete(rt, "a")
         await pools.reconcile_pool(rt, POOL)
         await rt.run_writer.drain()
         await asyncio.sleep(0.4)  # past HOLD_DELAY
@@ -495,11 +500,7 @@ def test_a_waiting_run_whose_turn_is_near_is_granted_without_a_hold_write(monkey
         await rt.run_writer.drain()
         assert rt.run_writer.grant_rate(POOL, DEFAULT_QUEUE) == 1.0
         await asyncio.sleep(0.3)  # HOLD_DELAY is long past, the expected turn is not
-        (a,) = (r for r in rt.store.runs.of(POOL) if r.metadata.name == "a")
-        done = {"apiVersion": API_VERSION, "kind": "FlowRun", **to_json(a, as_read=True)}
-        done["status"].update(state="Completed", slot=None)
-        done["metadata"]["resourceVersion"] = "9"
-        rt.store.put(done)
+        complete(rt, "a")
         await pools.reconcile_pool(rt, POOL)
         await rt.run_writer.drain()
         await rt.stop_writers()
