@@ -78,6 +78,11 @@ class RunRecord:
     """Distinct successive values of status.worker (empty included once it was set)."""
     resource_version: str = ""
 
+    @property
+    def waiting(self) -> bool:
+        """Not granted yet: new (a run whose turn is near is not even stamped Scheduled) or Scheduled."""
+        return not self.path or self.path[-1] == "Scheduled"
+
 
 @dataclass
 class Recorder:
@@ -99,7 +104,7 @@ class Recorder:
     grants: list[float] = field(default_factory=list)
     """time.monotonic() of every grant (→ Pending) seen."""
     idle: list[tuple[str, float, float]] = field(default_factory=list)
-    """Stretches (pool, from, to) in which a pool had Scheduled runs but no slot holder at all."""
+    """Stretches (pool, from, to) in which a pool had runs waiting but no slot holder at all."""
     _idle_since: dict[str, float] = field(default_factory=dict)
     _waiters: list[tuple[int, asyncio.Event]] = field(default_factory=list)
     _grant_waiters: list[asyncio.Event] = field(default_factory=list)
@@ -167,7 +172,7 @@ class Recorder:
                     self._violate(f"{what} has {count} slot holders > limit {limit} at {rv}: {held}")
             else:
                 self._over.discard(what)
-        waiting = Counter(r.pool for r in self.runs.values() if r.path and r.path[-1] == "Scheduled")
+        waiting = Counter(r.pool for r in self.runs.values() if r.waiting)
         now = time.monotonic()
         for name in POOL_LIMITS:
             if waiting[name] and not pools[name]:
@@ -285,7 +290,7 @@ async def scenario(
                 await _race(recorder.completions(RUNS * k // (kills + 1), deadline=deadline), recording)
                 # Kill the moment a grant lands: the rest of its batch is most likely still in flight.
                 await _race(recorder.next_grant(deadline=deadline), recording)
-                waiting = sum(1 for r in recorder.runs.values() if r.path and r.path[-1] == "Scheduled")
+                waiting = sum(1 for r in recorder.runs.values() if r.waiting)
                 holding, completed = len(recorder.holders), recorder.completed
                 operator.stop(signal.SIGKILL)
                 killed_at = time.monotonic()
