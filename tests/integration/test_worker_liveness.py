@@ -127,6 +127,12 @@ def test_steady_heartbeats_leave_the_pool_alone_and_write_a_queue_at_most_every_
     worker.beat()
     wait_for(lambda: phase(installed, "wq", "q", namespace), equals="Ready", what="the queue Ready")
     wait_for(lambda: installed.get("wq", "q", namespace)["status"].get("lastPolled"), what="lastPolled")
+
+    def counted() -> bool:  # a change of counts alone is written up to 5 s after the pool's last write
+        status = installed.get("wp", "p", namespace).get("status", {})
+        return status.get("queues") == 2 and status.get("workers") == {"online": 1, "total": 1}
+
+    wait_for(counted, what="the pool counting both queues and the worker")
     pool_version = installed.get("wp", "p", namespace)["metadata"]["resourceVersion"]
     queue_versions = {installed.get("wq", "q", namespace)["metadata"]["resourceVersion"]}
     for _ in range(8):  # 8 heartbeats, 1 s apart, as the worker would send them
