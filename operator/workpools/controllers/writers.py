@@ -142,10 +142,12 @@ class RunWriter:
 
     def grant_rate(self, pool: ObjectKey, queue: str) -> float:
         """Grants per second decided lately from `queue` of `pool`: those of the last
-        GRANT_RATE_WINDOW seconds, over the time since the first of them (1 s at least)."""
+        GRANT_RATE_WINDOW seconds, over the time since the first of them (1 s at least). One
+        grant is no rate (0): a run behind a lone grant, as behind a limit of 0, says why at once."""
         times, now = self._granted.get((pool, queue)), time.monotonic()
-        if times is None or not _within_window(times, now):
-            self._granted.pop((pool, queue), None)
+        if times is None or _within_window(times, now) < 2:
+            if times is not None and not times:
+                del self._granted[(pool, queue)]
             return 0.0
         return len(times) / max(now - times[0], 1.0)
 

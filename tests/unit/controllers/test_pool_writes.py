@@ -489,16 +489,20 @@ def landed(name: str) -> dict[str, Any]:
 
 
 def test_a_waiting_run_whose_turn_is_near_is_granted_without_a_hold_write(monkeypatch: pytest.MonkeyPatch) -> None:
-    # "a" is granted: its queue grants 1 run a second, so "b", next in line, expects its turn in
-    # about a second; its hold waits for that (not HOLD_DELAY), and "a" completing first makes it void.
+    # "a" and "b" are granted: the queue grants 2 runs a second, so "c", next in line, expects its
+    # turn in half a second; its hold waits for that (not HOLD_DELAY), and "a" completing first
+    # makes it void.
     monkeypatch.setattr(writers, "HOLD_DELAY", 0.05)
     rt, transport = echoing()
-    two_runs_behind_a_limit_of_one(rt)
+    pool = wp(concurrencyLimit=2)
+    pool.status.default_queue = DEFAULT_QUEUE
+    runs = [flowrun(name, created=T0 - timedelta(seconds=3 - i)) for i, name in enumerate("abc")]
+    stored(rt, pool, wq(), wkr("w"), *runs)
 
     async def scenario() -> None:
         await pools.reconcile_pool(rt, POOL)
         await rt.run_writer.drain()
-        assert rt.run_writer.grant_rate(POOL, DEFAULT_QUEUE) == 1.0
+        assert rt.run_writer.grant_rate(POOL, DEFAULT_QUEUE) == 2.0
         await asyncio.sleep(0.3)  # HOLD_DELAY is long past, the expected turn is not
         complete(rt, "a")
         await pools.reconcile_pool(rt, POOL)
@@ -506,8 +510,8 @@ def test_a_waiting_run_whose_turn_is_near_is_granted_without_a_hold_write(monkey
         await rt.stop_writers()
 
     asyncio.run(scenario())
-    assert [name for verb, name, o in transport.calls if verb == "patch" and o["kind"] == "FlowRun"] == ["a", "b"]
-    assert granted(transport) == ["a", "b"]
+    assert [name for verb, name, o in transport.calls if verb == "patch" and o["kind"] == "FlowRun"] == ["a", "b", "c"]
+    assert granted(transport) == ["a", "b", "c"]
 
 
 @pytest.mark.parametrize(
@@ -581,7 +585,7 @@ def test_the_grant_rate_counts_the_grants_of_the_window_per_queue(monkeypatch: p
         return rates
 
     rates = asyncio.run(scenario())
-    assert rates[:3] == [0.0, 1.0, 2.0]  # none; one over 1 s at least; two within it
+    assert rates[:3] == [0.0, 0.0, 2.0]  # none; one grant is no rate; two within 1 s
     assert rates[9] == pytest.approx(9 / 4.0)  # 9 grants over the last 4 s
     assert rates[10:] == [0.0, 0.0]  # another queue's; and all of them older than the window
 
