@@ -70,6 +70,7 @@ from benchmarks.harness import (
     Sampler,
     WriteKey,
     api_writes,
+    cpu_seconds,
     git_commit,
     limits,
     log,
@@ -200,7 +201,9 @@ async def ceiling(cluster: Cluster, operator_kubeconfig: Path, seconds: float) -
             versions = dict(await asyncio.gather(*(create(i) for i in range(CEILING_RUNS))))
         async with await Transport.connect(operator_kubeconfig) as client:
             return {
-                f"{n} in flight": await patch_loop(client, namespace, versions, in_flight=n, seconds=seconds)
+                f"{n} in flight": await patch_loop(
+                    client, namespace, versions, in_flight=n, seconds=seconds, pids=cluster.control_plane_pids()
+                )
                 for n in CEILING_IN_FLIGHT
             }
     finally:
@@ -208,9 +211,16 @@ async def ceiling(cluster: Cluster, operator_kubeconfig: Path, seconds: float) -
 
 
 async def patch_loop(
-    client: Transport, namespace: str, versions: dict[str, str], *, in_flight: int, seconds: float
+    client: Transport,
+    namespace: str,
+    versions: dict[str, str],
+    *,
+    in_flight: int,
+    seconds: float,
+    pids: dict[str, int],
 ) -> dict[str, Any]:
-    """Grant-like status PATCHes round-robin over the runs, `in_flight` at a time, for `seconds`."""
+    """Grant-like status PATCHes round-robin over the runs, `in_flight` at a time, for `seconds`;
+    with the CPU each PATCH cost this client and the control plane's processes (`pids`)."""
     names = sorted(versions)
     latencies: list[float] = []
     failures: Counter[str] = Counter()
@@ -248,14 +258,19 @@ async def patch_loop(
             versions[name] = body["metadata"]["resourceVersion"]
             latencies.append(time.monotonic() - started)
 
+    cpu_before = {"client": time.process_time(), **{name: cpu_seconds(pid) for name, pid in pids.items()}}
     began = time.monotonic()
     await asyncio.gather(*(loop() for _ in range(in_flight)))
     elapsed = time.monotonic() - began
+    cpu_after = {"client": time.process_time(), **{name: cpu_seconds(pid) for name, pid in pids.items()}}
     return {
         "patches": len(latencies),
         "per second": round(len(latencies) / elapsed, 1),
         "latency ms": percentiles(latencies),
         "failures": dict(failures),
+        "cpu ms per patch": {
+            name: round(1000 * (cpu_after[name] - cpu_before[name]) / max(len(latencies), 1), 2) for name in cpu_before
+        },
     }
 
 
@@ -720,6 +735,7 @@ def costs(result: dict[str, Any], times: list[RunTimes], n: int) -> dict[str, An
         "runs that turned Late": sum(1 for t in times if t.late),
         "window seconds": round(window, 1),
         "cpu seconds in the window": cpu,
+        "cpu ms per admitted run": {name: round(1000 * seconds / n, 2) for name, seconds in cpu.items()},
         "operator cpu % of one core (window mean)": round(100 * cpu.get("operator", 0.0) / window, 1),
         "rss MiB at the end": {k: mib(v) for k, v in last.rss.items()},
         "peak rss MiB": {k: mib(v) for k, v in last.peak_rss.items()},
@@ -787,12 +803,12 @@ def report(figures_: dict[str, Any], context: dict[str, Any], settings: Settings
         "",
         "## Ceiling: one Python client PATCHing FlowRun status (before the operator started)",
         "",
-        "| mode | patches | per second | latency ms | failures |",
-        "|---|---|---|---|---|",
+        "| mode | patches | per second | latency ms | failures | cpu ms per PATCH |",
+        "|---|---|---|---|---|---|",
     ]
     for mode, row in context["ceiling"].items():
-        latency, failures = cell(row["latency ms"]), cell(row["failures"])
-        lines.append(f"| {mode} | {row['patches']:,} | {row['per second']} | {latency} | {failures} |")
+        latency, failures, cpu = cell(row["latency ms"]), cell(row["failures"]), cell(row.get("cpu ms per patch", {}))
+        lines.append(f"| {mode} | {row['patches']:,} | {row['per second']} | {latency} | {failures} | {cpu} |")
     lines += ["", f"Operator log: {cell(figures_['operator log'])} (warnings and errors)"]
     if profile:
         lines += ["", "(The figures above include the overhead of the profilers below.)", "", profile]
