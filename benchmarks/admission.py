@@ -4,6 +4,7 @@
     .venv/bin/python -m benchmarks.admission --runs 10000
     .venv/bin/python -m benchmarks.admission --runs 1000 --profile   # a diagnostic run under cProfile
     .venv/bin/python -m benchmarks.admission --shape fill --runs 10000 --tracemalloc   # where memory goes
+    .venv/bin/python -m benchmarks.admission --shape fill --runs 10000 --profile-apiserver 30   # the API server's CPU
     .venv/bin/python -m benchmarks.admission --shape fill --runs 10000
     .venv/bin/python -m benchmarks.admission --shape refill --runs 2000 --isolation --burst 10000
     .venv/bin/python -m benchmarks.admission --shape fill --runs 10000 --restart
@@ -59,13 +60,14 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import (
     RESULTS,
+    ApiServerProfile,
     Cluster,
     Sampler,
     WriteKey,
@@ -157,6 +159,7 @@ class Settings:
     deadline: float
     profile: bool
     tracemalloc: bool
+    profile_apiserver: int | None
     output: Path
     keep: bool
     command: str
@@ -379,6 +382,7 @@ async def workload(
     workers_kubeconfig: Path,
     settings: Settings,
     sampler: Sampler,
+    clock_started: Callable[[], None] = lambda: None,
 ) -> dict[str, Any]:
     kubectl = cluster.kubectl
     shape = settings.kind
@@ -415,6 +419,7 @@ async def workload(
         first = await asyncio.to_thread(snapshot, cluster, sampler)
         beats_before = sum(w.log.beats for w in fleet)
         started = restarted or time.monotonic()
+        clock_started()  # a profile of the window begins with it
         burst: asyncio.Task[dict[str, float]] | None = None
         if shape.paused_start:
             if restarted is None:
@@ -772,8 +777,7 @@ def cell(value: Any) -> str:
 def report(figures_: dict[str, Any], context: dict[str, Any], settings: Settings, profile: str | None) -> str:
     shape = settings.shape + (" with isolation" if settings.isolation else "")
     lines = [
-        f"# Admission benchmark, {shape}: {settings.runs:,} runs"
-        + (" (diagnostic run under cProfile)" if profile else ""),
+        f"# Admission benchmark, {shape}: {settings.runs:,} runs" + (" (diagnostic run, profiled)" if profile else ""),
         "",
         f"Command: `{settings.command}`  ",
         f"Date: {context['date']}  ",
@@ -842,7 +846,7 @@ def describe(settings: Settings) -> str:
 
 
 async def measure(settings: Settings, workdir: Path) -> tuple[dict[str, Any], dict[str, Any], str | None]:
-    cluster = Cluster(workdir)
+    cluster = Cluster(workdir, profiling=settings.profile_apiserver is not None)
     cluster.start()
     try:
         cluster.install()
@@ -866,6 +870,11 @@ async def measure(settings: Settings, workdir: Path) -> tuple[dict[str, Any], di
         workers_kubeconfig = worker_kubeconfig(kubectl, namespace, workdir / "worker.kubeconfig")
         profile_path = profile_operator(workdir) if settings.profile else None
         memory_path = trace_operator_memory(workdir) if settings.tracemalloc else None
+        apiserver_profile = (
+            ApiServerProfile(kubectl, workdir / "apiserver.pprof", settings.profile_apiserver)
+            if settings.profile_apiserver is not None
+            else None
+        )
         operator = OperatorProcess(operator_kubeconfig, workdir / "operator.log", (namespace,))
         operator.start()
         try:
@@ -881,6 +890,7 @@ async def measure(settings: Settings, workdir: Path) -> tuple[dict[str, Any], di
                     workers_kubeconfig=workers_kubeconfig,
                     settings=settings,
                     sampler=sampler,
+                    clock_started=apiserver_profile.start if apiserver_profile is not None else lambda: None,
                 )
             finally:
                 sampling.cancel()
@@ -892,6 +902,8 @@ async def measure(settings: Settings, workdir: Path) -> tuple[dict[str, Any], di
             diagnostics.append(f"## Operator profile (cProfile)\n\n{profile_summary(profile_path)}")
         if memory_path and memory_path.exists():
             diagnostics.append(f"## Operator memory (tracemalloc)\n\n{memory_summary(memory_path)}")
+        if apiserver_profile is not None:
+            diagnostics.append(f"## kube-apiserver CPU profile (pprof)\n\n{await apiserver_profile.summary()}")
         return figures(result, settings, context["ceiling"]), context, "\n\n".join(diagnostics) or None
     finally:
         cluster.stop()
@@ -937,6 +949,12 @@ def parse(argv: Sequence[str]) -> Settings:
     parser.add_argument(
         "--tracemalloc", action="store_true", help="trace the operator's allocations; top 10 at its exit (diagnostic)"
     )
+    parser.add_argument(
+        "--profile-apiserver",
+        type=int,
+        metavar="SECONDS",
+        help="take a CPU profile of kube-apiserver over the window's first SECONDS (a local control plane; diagnostic)",
+    )
     parser.add_argument("--output", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, profile)")
     args = parser.parse_args(argv)
@@ -954,6 +972,8 @@ def parse(argv: Sequence[str]) -> Settings:
     name = "admission" if args.shape == "drain" else f"admission-{args.shape}"
     suffix = "".join(f"-{flag}" for flag in ("isolation", "restart", "profile", "tracemalloc") if getattr(args, flag))
     suffix = suffix.replace("-profile", "-profiled")
+    if args.profile_apiserver is not None:
+        suffix += "-apiserver-profiled"
     return Settings(
         shape=args.shape,
         runs=args.runs,
@@ -968,6 +988,7 @@ def parse(argv: Sequence[str]) -> Settings:
         deadline=args.deadline or 300 + 0.5 * args.runs,
         profile=args.profile,
         tracemalloc=args.tracemalloc,
+        profile_apiserver=args.profile_apiserver,
         output=args.output or RESULTS / f"{name}-{args.runs}{suffix}.md",
         keep=args.keep,
         command=" ".join([".venv/bin/python -m benchmarks.admission", *argv]),

@@ -50,6 +50,8 @@ class Cluster:
     """$KUBECONFIG's cluster, or a local control plane started in `workdir` (stopped by `stop()`)."""
 
     workdir: Path
+    profiling: bool = False
+    """A local control plane's kube-apiserver serves /debug/pprof (`ApiServerProfile`)."""
     kubectl: Kubectl = field(init=False)
     plane: ControlPlane | None = None
 
@@ -59,7 +61,7 @@ class Cluster:
         if given:
             kubeconfig = Path(given.split(os.pathsep)[0])
         else:
-            self.plane = ControlPlane(self.workdir / "controlplane", bin_dir=bin_dir)
+            self.plane = ControlPlane(self.workdir / "controlplane", bin_dir=bin_dir, profiling=self.profiling)
             self.plane.start()
             kubeconfig = self.plane.kubeconfig
         self.kubectl = Kubectl(kubeconfig, binary=str(bin_dir / "kubectl"))
@@ -430,6 +432,47 @@ def profile_summary(path: Path, top: int = 30) -> str:
         stats.strip_dirs().sort_stats(order).print_stats(top)
         out.append(f"### by {order}\n\n```\n{stream.text()}\n```")
     return "\n\n".join(out)
+
+
+class ApiServerProfile:
+    """A CPU profile of kube-apiserver over `seconds` from `start()` (its /debug/pprof/profile,
+    read with the admin kubeconfig), summarised by `go tool pprof`: where the API server's share
+    of the machine goes."""
+
+    def __init__(self, kubectl: Kubectl, path: Path, seconds: int) -> None:
+        self.kubectl, self.path, self.seconds = kubectl, path, seconds
+        self._taking: asyncio.Task[str] | None = None
+
+    def start(self) -> None:
+        self._taking = asyncio.create_task(asyncio.to_thread(self._take), name="apiserver profile")
+
+    def _take(self) -> str:
+        url = f"/debug/pprof/profile?seconds={self.seconds}"
+        command = [self.kubectl.binary, "--kubeconfig", str(self.kubectl.kubeconfig), "get", "--raw", url]
+        done = subprocess.run(command, capture_output=True, check=False, timeout=self.seconds + 60)
+        if done.returncode != 0:
+            return f"(no profile: `kubectl get --raw {url}` said {done.stderr.decode(errors='replace').strip()})"
+        self.path.write_bytes(done.stdout)
+        return ""
+
+    async def summary(self, top: int = 25) -> str:
+        """The profile's hottest functions, own time then cumulative (the API server's own packages)."""
+        if self._taking is None:
+            return "(not started)"
+        if failed := await self._taking:
+            return failed
+        return await asyncio.to_thread(self._read, top)
+
+    def _read(self, top: int) -> str:
+        go = shutil.which("go")
+        if go is None:
+            return f"(profile in {self.path}; no `go` on PATH to read it)"
+        out = [f"Profile: {self.path.name}, the first {self.seconds} s of the window."]
+        for title, options in (("own time", []), ("cumulative, k8s.io only", ["-cum", "-show=k8s\\.io"])):
+            command = [go, "tool", "pprof", "-top", f"-nodecount={top}", *options, str(self.path)]
+            text = subprocess.run(command, capture_output=True, text=True, check=False).stdout
+            out.append(f"### by {title}\n\n```\n{text.strip()}\n```")
+        return "\n\n".join(out)
 
 
 class _Stream:

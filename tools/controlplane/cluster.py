@@ -152,6 +152,8 @@ class ControlPlane:
     server: str = ""
     ports: dict[str, int] = field(default_factory=dict)
     """Ports chosen at start() (etcd client/peer, apiserver): a restart listens on the same ones."""
+    profiling: bool = False
+    """Serve kube-apiserver's /debug/pprof (benchmarks/admission.py --profile-apiserver)."""
 
     @property
     def kubeconfig(self) -> Path:
@@ -277,7 +279,7 @@ class ControlPlane:
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             "--service-cluster-ip-range=10.0.0.0/24",
             f"--cert-dir={self.workdir / 'apiserver-certs'}",
-            "--profiling=false",
+            f"--profiling={str(self.profiling).lower()}",
         )
 
     def _start_controller_manager(self) -> None:
