@@ -742,6 +742,7 @@ def costs(result: dict[str, Any], times: list[RunTimes], n: int) -> dict[str, An
         "cpu seconds in the window": cpu,
         "cpu ms per admitted run": {name: round(1000 * seconds / n, 2) for name, seconds in cpu.items()},
         "operator cpu % of one core (window mean)": round(100 * cpu.get("operator", 0.0) / window, 1),
+        "rss MiB at the window's start": {k: mib(v) for k, v in first.rss.items()},
         "rss MiB at the end": {k: mib(v) for k, v in last.rss.items()},
         "peak rss MiB": {k: mib(v) for k, v in last.peak_rss.items()},
         "worker errors": result["worker errors"][:10],
