@@ -240,14 +240,14 @@ def test_pacing_defers_a_full_pass_to_its_due_time_and_forgets_a_pool_that_is_go
     pacing = Pacing(woken.append)
 
     async def scenario() -> None:
-        pacing.full_done(A, 0.01)  # 10 ms deciding: the next full pass 30 ms later
+        pacing.full_done(A, 0.01)  # 10 ms deciding: the next full pass 90 ms later (a share of 0.1)
         pacing.full_done(B, 0.01)
         assert not pacing.full_due(A)
         pacing.defer(A)
         pacing.defer(B)
         pacing.forget(B)  # gone: its timer cancelled, its entry dropped
         assert pacing.full_due(B)
-        await real_sleep(0.06)
+        await real_sleep(0.15)
         assert pacing.full_due(A)
 
     asyncio.run(scenario())

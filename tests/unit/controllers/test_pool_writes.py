@@ -440,12 +440,12 @@ def test_a_pass_before_the_next_full_one_is_due_only_grants_and_the_full_one_fol
     rt.pacing = Pacing(woken.append)
 
     async def scenario() -> None:
-        rt.pacing.full_done(POOL, 0.05)  # a full pass just took 50 ms: the next one in 150 ms
+        rt.pacing.full_done(POOL, 0.02)  # a full pass just took 20 ms: the next one in 180 ms
         await pools.reconcile_pool(rt, POOL)
         await asyncio.sleep(0.1)
         assert granted(transport) == ["a"]
         assert [(verb, name) for verb, name, _ in transport.calls] == [("patch", "a")]  # no hold, no status
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.15)
         assert woken == [POOL]  # the full pass is due
         await pools.reconcile_pool(rt, POOL)
         await asyncio.sleep(0.2)
