@@ -102,8 +102,8 @@ FULL_PASS_SHARE = 0.1
 after a full pass that spent d seconds deciding, the next one waits d × (1 / share − 1); grant
 passes run between. On two cores the operator's CPU is the API server's too: in a 10,000-run
 fill, where each landed grant asks for the full pass that skipped it, a share of 0.25 cost 4.2 ms
-of operator CPU per grant (three runs: 120–122 grants/s) and 0.1 cost 3.1–4.0 ms (three runs:
-118–152 grants/s, mean 134)."""
+of operator CPU per grant (three runs: 120–122 grants/s) and 0.1 cost 3.1–4.0 ms, mean 3.6 (four
+runs: 118–152 grants/s, mean 130)."""
 
 FULL_PASS_GAP_MAX = 5.0
 """Seconds a full pass waits at most after the last one: its bookkeeping (statuses, reasons, reclaims)
