@@ -239,7 +239,9 @@ def test_kubectl_get_wide_says_why_and_shows_a_future_scheduled_time(
         return wide_table(installed("get", resource, "-n", namespace, "-o", "wide"))
 
     assert rows("wp")["p"]["MESSAGE"] == "the pool is paused"
-    assert rows("wq")["q"] | {"AGE": "", "LATE": ""} == {  # "soon" turns Late if this test is slow
+    # A change of counts alone is written up to 5 s after the queue's last status write.
+    queue_row = wait_for(lambda: (r := rows("wq")["q"])["SCHEDULED"] == "2" and r, what="the queue's scheduled count")
+    assert queue_row | {"AGE": "", "LATE": ""} == {  # "soon" turns Late if this test is slow
         "NAME": "q",
         "POOL": "p",
         "PRIORITY": "3",
