@@ -107,7 +107,7 @@ runs: 118–152 grants/s, mean 130)."""
 
 FULL_PASS_GAP_MAX = 5.0
 """Seconds a full pass waits at most after the last one: its bookkeeping (statuses, reasons, reclaims)
-is that late at worst. The share holds up to a full pass of 0.55 s (about 10,000 runs in flight on
+is that late at worst. The share holds up to a full pass of 0.55 s (about 5,000 runs in flight on
 this project's benchmark machine); with a cap of 1 s, a 10,000-run fill spent over half of the
 operator's time in full passes."""
 
