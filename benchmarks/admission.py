@@ -65,6 +65,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from benchmarks.harness import (
     RESULTS,
     ApiServerProfile,
@@ -416,7 +418,7 @@ async def workload(
                 admin, kubectl, namespace, bodies, settings=settings, recorder=recorder, pools=pools
             )
         restarted = await restart_with_pool_resumed(operator, admin, namespace, sampler) if settings.restart else None
-        first = await asyncio.to_thread(snapshot, cluster, sampler)
+        first = await asyncio.to_thread(snapshot, cluster, sampler, operator)
         beats_before = sum(w.log.beats for w in fleet)
         started = restarted or time.monotonic()
         clock_started()  # a profile of the window begins with it
@@ -452,7 +454,7 @@ async def workload(
             timeout=120,
             what="pool and queue statuses settled",
         )
-        last = await asyncio.to_thread(snapshot, cluster, sampler)
+        last = await asyncio.to_thread(snapshot, cluster, sampler, operator)
         recording.cancel()
         await asyncio.gather(recording, return_exceptions=True)
     worker_moves = Counter[str]()
@@ -542,12 +544,49 @@ class Snapshot:
     cpu: dict[str, float]
     rss: dict[str, int]
     peak_rss: dict[str, int]
+    steps: dict[tuple[str, str], float]
+    """The operator's `workpools_pass_step_seconds`: (step, bucket bound or "sum") → cumulative value."""
 
 
-def snapshot(cluster: Cluster, sampler: Sampler) -> Snapshot:
+def snapshot(cluster: Cluster, sampler: Sampler, operator: OperatorProcess) -> Snapshot:
     writes = api_writes(cluster.kubectl)
     sample = sampler.sample()
-    return Snapshot(sample.at, writes, sample.cpu, sample.rss, sample.peak_rss)
+    return Snapshot(sample.at, writes, sample.cpu, sample.rss, sample.peak_rss, pass_steps(operator.metrics()))
+
+
+def pass_steps(exposition: str) -> dict[tuple[str, str], float]:
+    """The step histogram's buckets and sums from the operator's /metrics text."""
+    found = {}
+    for family in text_string_to_metric_families(exposition):
+        if family.name != "workpools_pass_step_seconds":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith("_bucket"):
+                found[sample.labels["step"], sample.labels["le"]] = sample.value
+            elif sample.name.endswith("_sum"):
+                found[sample.labels["step"], "sum"] = sample.value
+    return found
+
+
+def step_figures(first: Snapshot, last: Snapshot) -> dict[str, str]:
+    """Per step of the pools' passes in the window: how many, their mean, the bucket bound their
+    p99 falls under, and how many held the loop over 100 and 250 ms (a freed slot waits that long)."""
+    delta = {key: value - first.steps.get(key, 0.0) for key, value in last.steps.items()}
+    by_step = {}
+    for step in sorted({step for step, _ in delta}):
+        buckets = sorted(
+            ((float(le), n) for (s, le), n in delta.items() if s == step and le != "sum"), key=lambda b: b[0]
+        )
+        count = buckets[-1][1] if buckets else 0
+        if not count:
+            continue
+        p99 = next(le for le, n in buckets if n >= 0.99 * count)
+        within = dict(buckets)
+        by_step[step] = (
+            f"{count:.0f} (mean {1000 * delta[step, 'sum'] / count:.0f} ms, p99 ≤ {1000 * p99:.0f} ms, "
+            f"over 100 ms {count - within[0.1]:.0f}, over 250 ms {count - within[0.25]:.0f})"
+        )
+    return by_step
 
 
 # -- figures --------------------------------------------------------------------------------------
@@ -745,6 +784,7 @@ def costs(result: dict[str, Any], times: list[RunTimes], n: int) -> dict[str, An
         "rss MiB at the window's start": {k: mib(v) for k, v in first.rss.items()},
         "rss MiB at the end": {k: mib(v) for k, v in last.rss.items()},
         "peak rss MiB": {k: mib(v) for k, v in last.peak_rss.items()},
+        "operator pass steps in the window (synchronous: the loop waits meanwhile)": step_figures(first, last),
         "worker errors": result["worker errors"][:10],
         "operator log": log_summary(result["operator log"]),
     }

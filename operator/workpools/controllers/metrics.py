@@ -15,6 +15,7 @@ import contextlib
 import datetime
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -83,6 +84,14 @@ runs_deleted = Counter(
 )
 reconcile_errors = Counter(
     "workpools_reconcile_errors", "Reconcile passes that failed (retried)", POOL, registry=REGISTRY
+)
+pass_steps = Histogram(
+    "workpools_pass_step_seconds",
+    "Synchronous steps of the pools' passes (controllers/pools.py), every pool together: while one "
+    "runs, the operator does nothing else (no watch event is taken in, no freed slot refilled)",
+    ["step"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    registry=REGISTRY,
 )
 
 RECLAIM_REASONS = ("WorkerLost", "PendingTimeout", "HandedBack", "CancellingTimeout")
@@ -311,6 +320,24 @@ def record_statuses(
 def record_grant(key: ObjectKey, queue: str, admissible_since: datetime.datetime, now: datetime.datetime) -> None:
     admissions.labels(key.namespace, key.name, queue).inc()
     admission_latency.labels(key.namespace, key.name).observe(max(0.0, (now - admissible_since).total_seconds()))
+
+
+class StepTimer:
+    """Wall-clock seconds of one synchronous step (`pass_step`), for its caller too."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+
+@contextlib.contextmanager
+def pass_step(step: str) -> Iterator[StepTimer]:
+    """Time a step of a pool's pass into `workpools_pass_step_seconds{step}` (also when it raises)."""
+    timer, started = StepTimer(), time.perf_counter()
+    try:
+        yield timer
+    finally:
+        timer.seconds = time.perf_counter() - started
+        pass_steps.labels(step=step).observe(timer.seconds)
 
 
 def record_reclaim(key: ObjectKey, reason: str) -> None:

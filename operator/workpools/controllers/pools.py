@@ -10,8 +10,7 @@ import asyncio
 import bisect
 import contextlib
 import logging
-import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
 from workpools.api.flowrun import FlowRun, queue_of
@@ -58,11 +57,11 @@ async def reconcile_pool(rt: Runtime, key: ObjectKey) -> None:
     silent = await _read_silent_workers(rt, key)
     # Between the steps the loop breathes: a freed slot is refilled then (`grant_between`), not
     # after the whole pass; each step decides on the state as it finds it.
-    with deciding:
+    with deciding.step("lifecycle"):
         for change in runs.lifecycle_changes(_state(rt, key, silent)):
             rt.run_writer.launch(key, change)
     await _breathe()
-    with deciding:
+    with deciding.step("admission"):
         state = _state(rt, key, silent)
         lines = _lines(rt, key, state)
         for change in runs.admission_changes(state, lines):
@@ -71,13 +70,13 @@ async def reconcile_pool(rt: Runtime, key: ObjectKey) -> None:
             else:
                 rt.lane.submit_hold(change.run, key, change.patch, _hold_delay(rt, key, lines, change.run))
     await _breathe()
-    with deciding:
+    with deciding.step("statuses"):
         state = _state(rt, key, silent)
         plan = _plan_statuses(rt, key, state)
     await _write_statuses(rt, key, state, plan)
     await _breathe()
     await _delete_finished_runs(rt, key, silent)
-    with deciding:  # on the pool as this pass leaves it (runs deleted, the deletion budget spent)
+    with deciding.step("deadline"):  # on the pool as this pass leaves it (runs deleted, the deletion budget spent)
         if (deadline := next_deadline(_state(rt, key, silent))) is not None:
             rt.deadlines[key] = deadline
         else:
@@ -89,32 +88,32 @@ async def reconcile_pool(rt: Runtime, key: ObjectKey) -> None:
 
 
 class _Stopwatch:
-    """Seconds spent inside its `with` blocks: what a pass spends deciding, its awaits left out."""
+    """Seconds spent inside its steps: what a pass spends deciding, its awaits left out."""
 
     def __init__(self) -> None:
         self.seconds = 0.0
-        self._started = 0.0
 
-    def __enter__(self) -> None:
-        self._started = time.perf_counter()
-
-    def __exit__(self, *_: object) -> None:
-        self.seconds += time.perf_counter() - self._started
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        with metrics.pass_step(name) as timed:
+            yield
+        self.seconds += timed.seconds
 
 
 def _grant_line_heads(rt: Runtime, key: ObjectKey) -> bool:
     """A grant pass: fill the pool's open slots from the heads of its queues' lines, and nothing
     else (the full pass that follows decides the rest). False when heads do not suffice to grant
     (`runs.heads_suffice`): then the pass must be a full one."""
-    holders = _state(rt, key, holders_only=True)
-    if not runs.heads_suffice(holders):
-        return False
-    stored = rt.store.runs.by_key
-    for grant in runs.grants_at_heads(
-        holders, _lines(rt, key, holders), lambda n: stored.get(ObjectKey(key.namespace, n))
-    ):
-        rt.run_writer.launch(key, grant)
-    return True
+    with metrics.pass_step("grant"):
+        holders = _state(rt, key, holders_only=True)
+        if not runs.heads_suffice(holders):
+            return False
+        stored = rt.store.runs.by_key
+        for grant in runs.grants_at_heads(
+            holders, _lines(rt, key, holders), lambda n: stored.get(ObjectKey(key.namespace, n))
+        ):
+            rt.run_writer.launch(key, grant)
+        return True
 
 
 def _lines(rt: Runtime, key: ObjectKey, state: PoolState) -> dict[str, list[Place]]:
@@ -357,7 +356,8 @@ async def _delete_finished_runs(rt: Runtime, pool: ObjectKey, silent: frozenset[
     Taken from the bucket before the first await, so passes of other pools see it spent. Each
     delete lands only on the version judged: a run changed since is judged again next time.
     """
-    decided = ttl.deletions(_state(rt, pool, silent))
+    with metrics.pass_step("deletions"):
+        decided = ttl.deletions(_state(rt, pool, silent))
     rt.deletion_budget = decided.budget
     gate = asyncio.Semaphore(READS_IN_FLIGHT)
 

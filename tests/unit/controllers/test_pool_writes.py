@@ -32,7 +32,7 @@ from workpools.client import errors
 from workpools.client.events import event_name
 from workpools.client.resources import WORKERS
 from workpools.client.transport import ResourceType
-from workpools.controllers import pools, writers
+from workpools.controllers import metrics, pools, writers
 from workpools.controllers.runtime import Runtime
 from workpools.core.backlog import admissible_backlog
 from workpools.core.runs import RunChange
@@ -454,6 +454,36 @@ def test_a_pass_before_the_next_full_one_is_due_only_grants_and_the_full_one_fol
     asyncio.run(scenario())
     written = {(o["kind"], name) for verb, name, o in transport.calls if verb == "patch"}
     assert {("FlowRun", "b"), ("WorkQueue", DEFAULT_QUEUE), ("WorkPool", "p")} <= written
+
+
+def steps_timed() -> dict[str, float]:
+    """How many of each step of a pass `workpools_pass_step_seconds` has observed so far."""
+    return {
+        sample.labels["step"]: sample.value
+        for sample in metrics.pass_steps.collect()[0].samples
+        if sample.name.endswith("_count")
+    }
+
+
+def test_every_synchronous_step_of_a_pass_is_timed_into_the_step_histogram(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The loop is held while a step runs: the histogram is how a user sees the stalls (a freed
+    # slot is refilled only after the step in progress).
+    monkeypatch.setattr(wakeups, "FULL_PASS_GAP_MAX", 5.0)
+    rt, _ = echoing()
+    two_runs_behind_a_limit_of_one(rt)
+    rt.pacing = Pacing(lambda _: None)
+    before = steps_timed()
+
+    async def scenario() -> None:
+        await pools.reconcile_pool(rt, POOL)  # a full pass: none ran before
+        rt.pacing.full_done(POOL, 1.0)  # as if it had taken a second: the next full one is 5 s away
+        await pools.reconcile_pool(rt, POOL)  # so this one is a grant pass
+        await rt.stop_writers()
+
+    asyncio.run(scenario())
+    after = steps_timed()
+    timed = {step: after[step] - before.get(step, 0.0) for step in after}
+    assert timed == {"lifecycle": 1, "admission": 1, "statuses": 1, "deletions": 1, "deadline": 1, "grant": 1}
 
 
 def test_a_queues_status_is_written_at_most_once_per_interval(monkeypatch: pytest.MonkeyPatch) -> None:
