@@ -92,12 +92,18 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     runtime.schedule_wakeups = Wakeups(reconcile_flow_schedule)
     memo.runtime = runtime
     scope = Scope.from_environment()
-    memo.direct_watches = await prime(runtime, scope)
-    # What the first LISTs stored lives as long as its objects do: out of the cyclic collector's
-    # sight, its full collections walk only what came later (`gc.freeze`; objects are still freed
-    # when unreferenced). With 10,000 runs stored, each full collection held the loop 0.2–0.6 s,
-    # one every 30–60 s while runs changed, and the first came during the first pass.
-    gc.freeze()
+    # The first LISTs make objects by the ten thousand and free almost none: the cyclic collector
+    # stays off meanwhile (its full collections, each walking everything stored so far, came
+    # again and again while 10,000 runs were listed), and what they stored, which lives as long
+    # as its objects do, is then kept out of its sight: its full collections walk only what came
+    # later (`gc.freeze`; objects are still freed when unreferenced). With 10,000 runs stored,
+    # each full collection held the loop 0.2–0.6 s, one every 30–60 s while runs changed.
+    gc.disable()
+    try:
+        memo.direct_watches = await prime(runtime, scope)
+    finally:
+        gc.freeze()
+        gc.enable()
     # Only once primed: a store half listed (waiting runs seen, their pool's slot holders not yet) would overstate it.
     metrics.backlog.attach(asyncio.get_running_loop(), lambda: backlog_snapshots(runtime))
     runtime.wakeups.enable()
