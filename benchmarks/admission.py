@@ -551,7 +551,11 @@ class Snapshot:
 def snapshot(cluster: Cluster, sampler: Sampler, operator: OperatorProcess) -> Snapshot:
     writes = api_writes(cluster.kubectl)
     sample = sampler.sample()
-    return Snapshot(sample.at, writes, sample.cpu, sample.rss, sample.peak_rss, pass_steps(operator.metrics()))
+    try:
+        steps = pass_steps(operator.metrics())
+    except OSError:  # `--restart`: the process just started serves none yet, and counts from zero
+        steps = {}
+    return Snapshot(sample.at, writes, sample.cpu, sample.rss, sample.peak_rss, steps)
 
 
 def pass_steps(exposition: str) -> dict[tuple[str, str], float]:
